@@ -1,0 +1,71 @@
+# imagepipe — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BUF    := node_modules/.bin/buf
+PROTOS := $(wildcard protos/imagepipe/v1/*.proto)
+GEN    := imagepipe/v1
+STAMP_PY  := $(VENV)/.installed
+STAMP_GEN := $(GEN)/.generated
+
+.PHONY: help install proto lint test test-unit test-contract test-integration test-faults \
+        run stop bench migrate breaking clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP_PY): pyproject.toml constraints.txt scripts/install.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/install.sh
+	@touch $@
+
+$(BUF): package.json
+	npm install --no-audit --no-fund --silent
+	@touch $@
+
+install: $(STAMP_PY) ## create .venv and install imagepipe with its dev tools
+
+$(STAMP_GEN): $(PROTOS) $(STAMP_PY) Makefile
+	@rm -rf $(GEN) && mkdir -p $(GEN)
+	$(PY) -m grpc_tools.protoc -I protos -I $$($(PY) -c 'import grpc_tools, os; print(os.path.dirname(grpc_tools.__file__) + "/_proto")') \
+	  --include_source_info --include_imports --descriptor_set_out=$(GEN)/descriptor_set.binpb \
+	  --python_out=. --grpc_python_out=. \
+	  --mypy_out=quiet:. --mypy_grpc_out=quiet:. \
+	  --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
+	  --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
+	  $(PROTOS)
+	@touch $(GEN)/__init__.py $(GEN)/py.typed $@
+
+proto: $(STAMP_GEN) ## generate Python modules, .pyi and typed gRPC stubs from protos/
+
+lint: $(STAMP_GEN) $(BUF) ## ruff, mypy --strict, buf lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(BUF) lint
+
+breaking: $(BUF) ## buf breaking against origin/main (or main)
+	$(BUF) breaking --against ".git#branch=$$(git rev-parse --abbrev-ref origin/main >/dev/null 2>&1 && echo origin/main || echo main)"
+
+test: $(STAMP_GEN) $(BUF) ## every test, against the real servers
+	$(PY) -m pytest
+
+test-unit: $(STAMP_GEN) ## unit tests only (no servers)
+	$(PY) -m pytest tests/unit
+
+test-contract: $(STAMP_GEN) ## every RPC through the generated stubs
+	$(PY) -m pytest tests/contract
+
+test-integration: $(STAMP_GEN) ## end-to-end tests on the real servers
+	$(PY) -m pytest tests/integration
+
+test-faults: $(STAMP_GEN) ## fault-injection tests alone
+	$(PY) -m pytest tests/faults
+
+migrate: $(STAMP_GEN) ## apply catalog migrations to IMAGEPIPE_DATABASE_URL
+	$(PY) -m services.catalog migrate
+
+clean: ## remove generated code, the venv and var/
+	rm -rf $(GEN) $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,388 @@
+"""Run the real imagepipe stack on this machine: for `make run`, tests and benchmarks.
+
+A Stack owns what it starts and removes it again:
+- an S3 server (`rclone serve s3`, data on disk) on a free port, with its bucket;
+- a PostgreSQL database (created, migrated, dropped);
+- a RabbitMQ name prefix (its queues and exchanges are deleted at the end);
+- the four services as subprocesses on free ports, each logging to its own file.
+
+PostgreSQL and RabbitMQ themselves must already run; `require_servers` says clearly
+which one is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import asyncpg
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from minio import Minio
+
+from services.catalog.migrate import apply_migrations, ensure_database
+from services.shared.broker import Topology
+
+__all__ = [
+    "SERVICES",
+    "S3Server",
+    "ServerMissing",
+    "ServiceProcess",
+    "Stack",
+    "StackConfig",
+    "free_port",
+    "require_servers",
+]
+
+SERVICES = ("catalog", "ingest", "renderer", "quality")
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class ServerMissing(RuntimeError):
+    """A server the stack needs is not reachable."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tool(name: str) -> str:
+    """A console script installed in this interpreter's environment, or on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise ServerMissing(f"`{name}` is not installed (pip install the dev extras: make install)")
+    return found
+
+
+def require_servers(pg_url: str, amqp_url: str) -> None:
+    """Raise ServerMissing naming the server that does not answer."""
+
+    async def check() -> None:
+        try:
+            connection = await asyncpg.connect(pg_url, timeout=5)
+            await connection.close()
+        except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+            raise ServerMissing(
+                f"PostgreSQL is not reachable at {_safe(pg_url)} ({error}); start it, e.g. "
+                "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+            ) from None
+        try:
+            amqp = await aio_pika.connect(amqp_url, timeout=5)
+            await amqp.close()
+        except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as error:
+            raise ServerMissing(
+                f"RabbitMQ is not reachable at {_safe(amqp_url)} ({error}); start it, e.g. "
+                "`rabbitmq-server -detached`"
+            ) from None
+
+    asyncio.run(check())
+
+
+def _safe(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}:{parts.port}"
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+class S3Server:
+    """`rclone serve s3` over a directory, on loopback."""
+
+    def __init__(self, data_dir: Path, log_file: Path, *, port: int, access: str, secret: str):
+        self.data_dir = data_dir
+        self.log_file = log_file
+        self.port = port
+        self.access = access
+        self.secret = secret
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            self._process = self._spawn(log)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise ServerMissing(f"rclone serve s3 exited; see {self.log_file}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
+                return
+            time.sleep(0.1)
+        raise ServerMissing(f"rclone serve s3 did not listen on {self.endpoint}")
+
+    def _spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                _tool("rclone"),
+                "serve",
+                "s3",
+                "--addr",
+                self.endpoint,
+                "--auth-key",
+                f"{self.access},{self.secret}",
+                "--config",
+                "/dev/null",
+                str(self.data_dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def client(self, region: str = "us-east-1") -> Minio:
+        return Minio(self.endpoint, self.access, self.secret, secure=False, region=region)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    env: dict[str, str]
+    log_file: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_serving(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited; see {self.log_file}\n{self.tail()}")
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not SERVING after {timeout:g} s\n{self.tail()}")
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+
+    def stop(self, timeout: float = 15) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def tail(self, lines: int = 30) -> str:
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class StackConfig:
+    """Where the stack puts things and which shared servers it uses."""
+
+    work_dir: Path
+    pg_url: str = DEFAULT_PG
+    amqp_url: str = DEFAULT_AMQP
+    name: str = field(default_factory=lambda: f"ipt{secrets.token_hex(4)}")
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, work_dir: Path, **kwargs: object) -> StackConfig:
+        return cls(
+            work_dir=work_dir,
+            pg_url=os.environ.get("IMAGEPIPE_TEST_PG_URL", DEFAULT_PG),
+            amqp_url=os.environ.get("IMAGEPIPE_TEST_AMQP_URL", DEFAULT_AMQP),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+class Stack:
+    """Everything one run needs, isolated from every other run on the machine."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.admin_key = secrets.token_hex(24)
+        self.internal_token = secrets.token_hex(24)
+        self.database_url = _with_database(config.pg_url, self.name)
+        self.bucket = self.name
+        self.prefix = self.name
+        self.log_dir = config.work_dir / "logs"
+        self.s3 = S3Server(
+            config.work_dir / "s3",
+            self.log_dir / "s3.log",
+            port=free_port(),
+            access=f"ak{secrets.token_hex(8)}",
+            secret=secrets.token_hex(20),
+        )
+        self.ports = {name: free_port() for name in SERVICES}
+        self.metrics_ports = {name: free_port() for name in SERVICES}
+        self.services: dict[str, ServiceProcess] = {}
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """The environment every service process gets (plus per-call overrides)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPIPE_")}
+        env.update(
+            IMAGEPIPE_DATABASE_URL=self.database_url,
+            IMAGEPIPE_AMQP_URL=self.config.amqp_url,
+            IMAGEPIPE_AMQP_PREFIX=self.prefix,
+            IMAGEPIPE_S3_ENDPOINT=self.s3.endpoint,
+            IMAGEPIPE_S3_ACCESS_KEY=self.s3.access,
+            IMAGEPIPE_S3_SECRET_KEY=self.s3.secret,
+            IMAGEPIPE_S3_BUCKET=self.bucket,
+            IMAGEPIPE_ADMIN_KEY=self.admin_key,
+            IMAGEPIPE_INTERNAL_TOKEN=self.internal_token,
+            IMAGEPIPE_CATALOG_ADDR=f"127.0.0.1:{self.ports['catalog']}",
+            IMAGEPIPE_HEALTH_INTERVAL_SECONDS="0.5",
+        )
+        for name in SERVICES:
+            env[f"IMAGEPIPE_{name.upper()}_PORT"] = str(self.ports[name])
+            env[f"IMAGEPIPE_{name.upper()}_METRICS_PORT"] = str(self.metrics_ports[name])
+        env.update(self.config.extra_env)
+        env.update(overrides)
+        return env
+
+    def address(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    def start(self) -> None:
+        require_servers(self.config.pg_url, self.config.amqp_url)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.s3.start()
+        self.s3.client().make_bucket(self.bucket)
+        asyncio.run(self._migrate())
+        for name in SERVICES:
+            self.services[name] = self.start_service(name)
+        for service in self.services.values():
+            service.wait_serving()
+
+    def start_service(
+        self, name: str, *, instance: str = "", **env_overrides: str
+    ) -> ServiceProcess:
+        """Start one service process (another renderer, a restarted one, ...)."""
+        port = self.ports[name]
+        if instance:
+            port = free_port()
+            env_overrides.setdefault(f"IMAGEPIPE_{name.upper()}_PORT", str(port))
+            env_overrides.setdefault(f"IMAGEPIPE_{name.upper()}_METRICS_PORT", "0")
+        service = ServiceProcess(
+            name=name,
+            env=self.env(**env_overrides),
+            log_file=self.log_dir / f"{name}{'-' + instance if instance else ''}.log",
+            port=port,
+        )
+        service.start()
+        return service
+
+    async def _migrate(self) -> None:
+        await ensure_database(self.database_url)
+        await apply_migrations(self.database_url)
+
+    def stop(self) -> None:
+        for service in self.services.values():
+            service.stop()
+        self.s3.stop()
+
+    def cleanup(self) -> None:
+        """Drop what this run created on the shared servers (database, broker names)."""
+        errors: list[str] = []
+        try:
+            asyncio.run(self._drop_database())
+        except Exception as error:
+            errors.append(f"database: {error}")
+        try:
+            asyncio.run(self._delete_broker_names())
+        except Exception as error:
+            errors.append(f"rabbitmq: {error}")
+        shutil.rmtree(self.s3.data_dir, ignore_errors=True)
+        if errors:
+            raise RuntimeError("cleanup incomplete: " + "; ".join(errors))
+
+    async def _drop_database(self) -> None:
+        connection = await asyncpg.connect(self.config.pg_url)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    async def _delete_broker_names(self) -> None:
+        topology = Topology(prefix=self.prefix, delivery_limit=1)
+        connection = await aio_pika.connect(self.config.amqp_url)
+        try:
+            channel = await connection.channel()
+            queues = [topology.work_queue, topology.dead_queue]
+            queues += [topology.retry_queue(d) for d in topology.retry_delays]
+            for queue in queues:
+                await channel.queue_delete(queue)
+            for exchange in (topology.exchange, topology.dead_letter_exchange):
+                await channel.exchange_delete(exchange)
+        finally:
+            await connection.close()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Stack]:
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
+            self.cleanup()

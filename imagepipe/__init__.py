@@ -1,0 +1,1 @@
+"""imagepipe: the wire contract (imagepipe.v1) and the Python client."""

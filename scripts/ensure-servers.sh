@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Starts the local PostgreSQL and RabbitMQ if they are installed here but down.
+# (imagepipe never starts them itself in production; this is for dev machines and CI.)
+set -uo pipefail
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 name=$2
+  for _ in $(seq 1 90); do
+    port_open "$port" && return 0
+    sleep 1
+  done
+  echo "ensure-servers: $name did not come up on port $port" >&2
+  return 1
+}
+
+if ! port_open 5432; then
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    echo "ensure-servers: starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+    wait_port 5432 PostgreSQL || exit 1
+  else
+    echo "ensure-servers: PostgreSQL is not reachable on 127.0.0.1:5432 and not installed here" >&2
+    exit 1
+  fi
+fi
+
+if ! port_open 5672; then
+  if command -v rabbitmq-server >/dev/null; then
+    echo "ensure-servers: starting RabbitMQ"
+    rabbitmq-server -detached
+    wait_port 5672 RabbitMQ || exit 1
+    rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+  else
+    echo "ensure-servers: RabbitMQ is not reachable on 127.0.0.1:5672 and not installed here" >&2
+    exit 1
+  fi
+fi

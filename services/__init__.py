@@ -1,0 +1,1 @@
+"""imagepipe services: ingest, catalog, renderer, quality, and their shared runtime."""

@@ -1,0 +1,1 @@
+"""catalog: the only service that talks to PostgreSQL."""

@@ -1,0 +1,630 @@
+"""All of the catalog's SQL. Nothing else in imagepipe talks to PostgreSQL.
+
+Every statement that touches tenant data filters on tenant_id, even where the id
+alone would do, so that a bug elsewhere cannot leak one tenant's rows to another.
+Job state changes are guarded in the WHERE clause (a finished job never runs again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import asyncpg
+
+__all__ = ["AssetRegistration", "CatalogRepository", "NewAsset", "RenditionRow", "create_pool"]
+
+Record = asyncpg.Record
+# What a pool hands out; it behaves as a Connection.
+Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+
+# Terminal job states; nothing moves a job out of them except a poison replay.
+_ASSET_COLUMNS = """
+    a.id, a.tenant_id, a.status, a.content_hash, a.perceptual_hash, a.filename,
+    a.declared_content_type, a.content_type, a.format, a.width, a.height, a.size_bytes,
+    a.frame_count, a.labels, a.original_key, a.upload_count, a.thumbhash, a.dominant_color,
+    a.created_at, a.updated_at, a.deleted_at,
+    (SELECT j.id FROM jobs j WHERE j.asset_id = a.id AND j.tenant_id = a.tenant_id
+      ORDER BY j.created_at DESC LIMIT 1) AS job_id
+"""
+_JOB_COLUMNS = """
+    j.id, j.tenant_id, j.asset_id, j.state, j.attempts, j.last_error, j.request_id,
+    j.created_at, j.updated_at, j.published_at, j.finished_at
+"""
+_RENDER_REQUEST_COLUMNS = """
+    j.id AS job_id, j.tenant_id, j.asset_id, j.request_id, j.created_at,
+    a.original_key, a.content_hash, a.format
+"""
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def create_pool(dsn: str, size: int) -> asyncpg.Pool:
+    """A pool that opens connections on demand, so catalog starts while PG is down."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=0,
+        max_size=size,
+        init=_init_connection,
+        command_timeout=30,
+        max_inactive_connection_lifetime=60,
+    )
+
+
+@dataclass(frozen=True)
+class NewAsset:
+    tenant_id: str
+    content_hash: str
+    perceptual_hash: int  # signed 64-bit
+    filename: str
+    declared_content_type: str
+    content_type: str
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+    frame_count: int
+    labels: dict[str, str]
+    original_key: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class AssetRegistration:
+    asset: Record
+    created: bool
+    job: Record | None
+
+
+@dataclass(frozen=True)
+class RenditionRow:
+    preset: str
+    format: str
+    object_key: str
+    width: int
+    height: int
+    size_bytes: int
+    quality: int
+    psnr_db: float | None
+    psnr_infinite: bool | None
+    ssim: float | None
+    hash_distance: int | None
+
+
+class CatalogRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Connection]:
+        async with self._pool.acquire() as connection, connection.transaction():
+            yield connection
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
+
+    # Tenants and keys -------------------------------------------------------------
+
+    async def create_tenant(
+        self, name: str, key_id: str, secret_hash: bytes, label: str
+    ) -> tuple[Record, Record] | None:
+        """Create a tenant with its first key; None when the name is taken."""
+        async with self._transaction() as connection:
+            tenant = await connection.fetchrow(
+                "INSERT INTO tenants (id, name) VALUES ($1, $2) "
+                "ON CONFLICT (name) DO NOTHING RETURNING id, name, created_at",
+                uuid.uuid4(),
+                name,
+            )
+            if tenant is None:
+                return None
+            key = await self._insert_key(connection, tenant["id"], key_id, secret_hash, label)
+            return tenant, key
+
+    @staticmethod
+    async def _insert_key(
+        connection: Connection,
+        tenant_id: uuid.UUID,
+        key_id: str,
+        secret_hash: bytes,
+        label: str,
+    ) -> Record:
+        row = await connection.fetchrow(
+            "INSERT INTO api_keys (key_id, tenant_id, secret_hash, label) VALUES ($1, $2, $3, $4) "
+            "RETURNING key_id, tenant_id, label, created_at, revoked_at",
+            key_id,
+            tenant_id,
+            secret_hash,
+            label,
+        )
+        assert row is not None
+        return row
+
+    async def list_tenants(self, after_name: str, limit: int) -> list[Record]:
+        return await self._pool.fetch(
+            "SELECT id, name, created_at FROM tenants WHERE name > $1 ORDER BY name LIMIT $2",
+            after_name,
+            limit,
+        )
+
+    async def tenant_exists(self, tenant_id: uuid.UUID) -> bool:
+        return bool(await self._pool.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id))
+
+    async def create_api_key(
+        self, tenant_id: uuid.UUID, key_id: str, secret_hash: bytes, label: str
+    ) -> Record:
+        async with self._pool.acquire() as connection:
+            return await self._insert_key(connection, tenant_id, key_id, secret_hash, label)
+
+    async def list_api_keys(self, tenant_id: uuid.UUID) -> list[Record]:
+        return await self._pool.fetch(
+            "SELECT key_id, tenant_id, label, created_at, revoked_at FROM api_keys "
+            "WHERE tenant_id = $1 ORDER BY created_at, key_id",
+            tenant_id,
+        )
+
+    async def revoke_api_key(self, key_id: str) -> Record | None:
+        return await self._pool.fetchrow(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, clock_timestamp()) "
+            "WHERE key_id = $1 RETURNING key_id, tenant_id, label, created_at, revoked_at",
+            key_id,
+        )
+
+    async def get_api_key(self, key_id: str) -> Record | None:
+        return await self._pool.fetchrow(
+            "SELECT key_id, tenant_id, secret_hash, revoked_at FROM api_keys WHERE key_id = $1",
+            key_id,
+        )
+
+    # Assets -------------------------------------------------------------------------
+
+    async def resolve_duplicate(self, tenant_id: uuid.UUID, content_hash: str) -> Record | None:
+        """The live asset with these bytes, counting this upload against it."""
+        async with self._transaction() as connection:
+            asset_id = await connection.fetchval(
+                "UPDATE assets SET upload_count = upload_count + 1 "
+                "WHERE tenant_id = $1 AND content_hash = $2 AND deleted_at IS NULL RETURNING id",
+                tenant_id,
+                content_hash,
+            )
+            if asset_id is None:
+                return None
+            return await self._asset_row(connection, tenant_id, asset_id)
+
+    async def register_asset(self, new: NewAsset) -> AssetRegistration:
+        """Insert the asset and its pending job together; the unique index picks a winner."""
+        tenant_id = uuid.UUID(new.tenant_id)
+        async with self._transaction() as connection:
+            asset_id = await connection.fetchval(
+                """
+                INSERT INTO assets (id, tenant_id, status, content_hash, perceptual_hash, filename,
+                    declared_content_type, content_type, format, width, height, size_bytes,
+                    frame_count, labels, original_key)
+                VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                ON CONFLICT (tenant_id, content_hash) WHERE deleted_at IS NULL DO NOTHING
+                RETURNING id
+                """,
+                uuid.uuid4(),
+                tenant_id,
+                new.content_hash,
+                new.perceptual_hash,
+                new.filename,
+                new.declared_content_type,
+                new.content_type,
+                new.format,
+                new.width,
+                new.height,
+                new.size_bytes,
+                new.frame_count,
+                new.labels,
+                new.original_key,
+            )
+            if asset_id is None:
+                # A concurrent upload of the same bytes won; count this one against it.
+                asset_id = await connection.fetchval(
+                    "UPDATE assets SET upload_count = upload_count + 1 "
+                    "WHERE tenant_id = $1 AND content_hash = $2 AND deleted_at IS NULL "
+                    "RETURNING id",
+                    tenant_id,
+                    new.content_hash,
+                )
+                asset = await self._asset_row(connection, tenant_id, asset_id)
+                return AssetRegistration(asset=asset, created=False, job=None)
+            job = await connection.fetchrow(
+                f"""
+                INSERT INTO jobs AS j (id, tenant_id, asset_id, state, request_id)
+                VALUES ($1, $2, $3, 'pending', $4)
+                RETURNING {_JOB_COLUMNS}
+                """,
+                uuid.uuid4(),
+                tenant_id,
+                asset_id,
+                new.request_id,
+            )
+            asset = await self._asset_row(connection, tenant_id, asset_id)
+            return AssetRegistration(asset=asset, created=True, job=job)
+
+    @staticmethod
+    async def _asset_row(
+        connection: Connection, tenant_id: uuid.UUID, asset_id: uuid.UUID
+    ) -> Record:
+        row = await connection.fetchrow(
+            f"SELECT {_ASSET_COLUMNS} FROM assets a WHERE a.tenant_id = $1 AND a.id = $2",
+            tenant_id,
+            asset_id,
+        )
+        assert row is not None
+        return row
+
+    async def get_asset(
+        self, tenant_id: uuid.UUID, asset_id: uuid.UUID, *, include_deleted: bool = False
+    ) -> Record | None:
+        return await self._pool.fetchrow(
+            f"SELECT {_ASSET_COLUMNS} FROM assets a WHERE a.tenant_id = $1 AND a.id = $2 "
+            "AND ($3 OR a.deleted_at IS NULL)",
+            tenant_id,
+            asset_id,
+            include_deleted,
+        )
+
+    async def list_renditions(
+        self, tenant_id: uuid.UUID, asset_ids: Sequence[uuid.UUID]
+    ) -> list[Record]:
+        return await self._pool.fetch(
+            """
+            SELECT asset_id, preset, format, object_key, width, height, size_bytes, quality,
+                   psnr_db, psnr_infinite, ssim, hash_distance, updated_at
+            FROM renditions WHERE tenant_id = $1 AND asset_id = ANY($2::uuid[])
+            ORDER BY asset_id, width * height DESC, preset, format
+            """,
+            tenant_id,
+            list(asset_ids),
+        )
+
+    async def list_assets(
+        self,
+        tenant_id: uuid.UUID,
+        status: str | None,
+        after: tuple[dt.datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Record]:
+        """Live assets newest first, keyset-paged on (created_at, id)."""
+        after_time, after_id = after if after else (None, None)
+        return await self._pool.fetch(
+            f"""
+            SELECT {_ASSET_COLUMNS} FROM assets a
+            WHERE a.tenant_id = $1 AND a.deleted_at IS NULL
+              AND ($2::text IS NULL OR a.status = $2)
+              AND ($3::timestamptz IS NULL OR (a.created_at, a.id) < ($3, $4::uuid))
+            ORDER BY a.created_at DESC, a.id DESC
+            LIMIT $5
+            """,
+            tenant_id,
+            status,
+            after_time,
+            after_id,
+            limit,
+        )
+
+    async def near_duplicates(
+        self,
+        tenant_id: uuid.UUID,
+        perceptual_hash: int,
+        max_distance: int,
+        limit: int,
+        exclude: uuid.UUID | None,
+    ) -> list[Record]:
+        return await self._pool.fetch(
+            """
+            SELECT id, perceptual_hash, distance FROM (
+                SELECT id, perceptual_hash,
+                       bit_count((perceptual_hash # $2)::bit(64))::int AS distance
+                FROM assets
+                WHERE tenant_id = $1 AND deleted_at IS NULL AND id IS DISTINCT FROM $4
+            ) candidates
+            WHERE distance <= $3
+            ORDER BY distance, id
+            LIMIT $5
+            """,
+            tenant_id,
+            perceptual_hash,
+            max_distance,
+            exclude,
+            limit,
+        )
+
+    # Jobs ---------------------------------------------------------------------------
+
+    async def get_job(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Record | None:
+        return await self._pool.fetchrow(
+            f"SELECT {_JOB_COLUMNS} FROM jobs j WHERE j.tenant_id = $1 AND j.id = $2",
+            tenant_id,
+            job_id,
+        )
+
+    async def list_attempts(
+        self, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]
+    ) -> list[Record]:
+        return await self._pool.fetch(
+            """
+            SELECT t.job_id, t.attempt, t.worker, t.started_at, t.finished_at, t.error
+            FROM job_attempts t JOIN jobs j ON j.id = t.job_id
+            WHERE j.tenant_id = $1 AND t.job_id = ANY($2::uuid[])
+            ORDER BY t.job_id, t.attempt
+            """,
+            tenant_id,
+            list(job_ids),
+        )
+
+    async def render_request_row(self, job_id: uuid.UUID) -> Record | None:
+        return await self._pool.fetchrow(
+            f"SELECT {_RENDER_REQUEST_COLUMNS} FROM jobs j JOIN assets a "
+            "ON a.id = j.asset_id AND a.tenant_id = j.tenant_id WHERE j.id = $1",
+            job_id,
+        )
+
+    async def mark_job_published(self, job_id: uuid.UUID) -> Record | None:
+        """pending -> queued; a job that already moved on keeps its state."""
+        async with self._transaction() as connection:
+            await connection.execute(
+                "UPDATE jobs SET state = 'queued', published_at = clock_timestamp(), "
+                "updated_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE id = $1 AND state = 'pending'",
+                job_id,
+            )
+            return await connection.fetchrow(
+                f"SELECT {_JOB_COLUMNS} FROM jobs j WHERE j.id = $1", job_id
+            )
+
+    async def claim_unpublished(
+        self, *, limit: int, lease: dt.timedelta, min_age: dt.timedelta, owner: str
+    ) -> list[Record]:
+        """Lease pending jobs for a relay to publish (one relay per job at a time)."""
+        async with self._transaction() as connection:
+            ids = await connection.fetch(
+                """
+                SELECT id FROM jobs
+                WHERE state = 'pending' AND created_at <= clock_timestamp() - $1::interval
+                  AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
+                ORDER BY created_at
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+                """,
+                min_age,
+                limit,
+            )
+            return await self._lease(connection, [r["id"] for r in ids], lease, owner)
+
+    async def claim_for_render(
+        self, *, limit: int, lease: dt.timedelta, owner: str
+    ) -> list[Record]:
+        """Lease runnable jobs for a renderer working without the broker."""
+        async with self._transaction() as connection:
+            ids = await connection.fetch(
+                """
+                SELECT id FROM jobs
+                WHERE state IN ('pending', 'queued', 'retrying', 'running')
+                  AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
+                ORDER BY created_at
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED
+                """,
+                limit,
+            )
+            return await self._lease(connection, [r["id"] for r in ids], lease, owner)
+
+    @staticmethod
+    async def _lease(
+        connection: Connection,
+        job_ids: list[uuid.UUID],
+        lease: dt.timedelta,
+        owner: str,
+    ) -> list[Record]:
+        if not job_ids:
+            return []
+        await connection.execute(
+            "UPDATE jobs SET lease_owner = $2, lease_expires_at = clock_timestamp() + $3::interval "
+            "WHERE id = ANY($1::uuid[])",
+            job_ids,
+            owner,
+            lease,
+        )
+        return await connection.fetch(
+            f"SELECT {_RENDER_REQUEST_COLUMNS} FROM jobs j JOIN assets a "
+            "ON a.id = j.asset_id AND a.tenant_id = j.tenant_id "
+            "WHERE j.id = ANY($1::uuid[]) ORDER BY j.created_at",
+            job_ids,
+        )
+
+    async def start_attempt(
+        self, job_id: uuid.UUID, worker: str, lease: dt.timedelta
+    ) -> tuple[Record | None, int]:
+        """Open an attempt unless the job is finished. Returns (job, attempt or 0)."""
+        async with self._transaction() as connection:
+            job = await connection.fetchrow(
+                f"""
+                UPDATE jobs j SET state = 'running', attempts = attempts + 1,
+                    updated_at = clock_timestamp(), lease_owner = $2,
+                    lease_expires_at = clock_timestamp() + $3::interval
+                WHERE j.id = $1 AND j.state NOT IN ('done', 'dead')
+                RETURNING {_JOB_COLUMNS}
+                """,
+                job_id,
+                worker,
+                lease,
+            )
+            if job is None:
+                current = await connection.fetchrow(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs j WHERE j.id = $1", job_id
+                )
+                return current, 0
+            await connection.execute(
+                "INSERT INTO job_attempts (job_id, attempt, worker) VALUES ($1, $2, $3) "
+                "ON CONFLICT (job_id, attempt) DO NOTHING",
+                job_id,
+                job["attempts"],
+                worker,
+            )
+            await connection.execute(
+                "UPDATE assets SET status = 'processing', updated_at = clock_timestamp() "
+                "WHERE id = $1 AND tenant_id = $2 AND status = 'pending'",
+                job["asset_id"],
+                job["tenant_id"],
+            )
+            return job, job["attempts"]
+
+    async def complete_job(
+        self,
+        job_id: uuid.UUID,
+        attempt: int,
+        renditions: Sequence[RenditionRow],
+        thumbhash: str | None,
+        dominant_color: str | None,
+    ) -> Record | None:
+        """Record renditions, job done, asset ready: all or nothing. None if job is dead."""
+        async with self._transaction() as connection:
+            job = await connection.fetchrow(
+                "SELECT id, tenant_id, asset_id, state FROM jobs WHERE id = $1 FOR UPDATE", job_id
+            )
+            if job is None or job["state"] == "dead":
+                return None
+            for r in renditions:
+                await connection.execute(
+                    """
+                    INSERT INTO renditions (asset_id, tenant_id, preset, format, object_key, width,
+                        height, size_bytes, quality, psnr_db, psnr_infinite, ssim, hash_distance,
+                        job_id)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                    ON CONFLICT (asset_id, preset, format) DO UPDATE SET
+                        object_key = EXCLUDED.object_key, width = EXCLUDED.width,
+                        height = EXCLUDED.height, size_bytes = EXCLUDED.size_bytes,
+                        quality = EXCLUDED.quality, psnr_db = EXCLUDED.psnr_db,
+                        psnr_infinite = EXCLUDED.psnr_infinite, ssim = EXCLUDED.ssim,
+                        hash_distance = EXCLUDED.hash_distance, job_id = EXCLUDED.job_id,
+                        updated_at = clock_timestamp()
+                    """,
+                    job["asset_id"],
+                    job["tenant_id"],
+                    r.preset,
+                    r.format,
+                    r.object_key,
+                    r.width,
+                    r.height,
+                    r.size_bytes,
+                    r.quality,
+                    r.psnr_db,
+                    r.psnr_infinite,
+                    r.ssim,
+                    r.hash_distance,
+                    job_id,
+                )
+            await connection.execute(
+                "UPDATE job_attempts SET finished_at = coalesce(finished_at, clock_timestamp()), "
+                "outcome = 'succeeded', error = '' WHERE job_id = $1 AND attempt = $2",
+                job_id,
+                attempt,
+            )
+            await connection.execute(
+                "UPDATE assets SET status = 'ready', thumbhash = coalesce($3, thumbhash), "
+                "dominant_color = coalesce($4, dominant_color), updated_at = clock_timestamp() "
+                "WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+                job["asset_id"],
+                job["tenant_id"],
+                thumbhash,
+                dominant_color,
+            )
+            return await connection.fetchrow(
+                f"""
+                UPDATE jobs j SET state = 'done', last_error = '', lease_owner = NULL,
+                    lease_expires_at = NULL, updated_at = clock_timestamp(),
+                    finished_at = coalesce(finished_at, clock_timestamp())
+                WHERE j.id = $1 RETURNING {_JOB_COLUMNS}
+                """,
+                job_id,
+            )
+
+    async def fail_attempt(self, job_id: uuid.UUID, attempt: int, error: str) -> Record | None:
+        async with self._transaction() as connection:
+            await connection.execute(
+                "UPDATE job_attempts SET finished_at = coalesce(finished_at, clock_timestamp()), "
+                "outcome = 'failed', error = $3 WHERE job_id = $1 AND attempt = $2",
+                job_id,
+                attempt,
+                error,
+            )
+            await connection.execute(
+                "UPDATE jobs SET state = 'retrying', last_error = $2, lease_owner = NULL, "
+                "lease_expires_at = NULL, updated_at = clock_timestamp() "
+                "WHERE id = $1 AND state NOT IN ('done', 'dead')",
+                job_id,
+                error,
+            )
+            return await connection.fetchrow(
+                f"SELECT {_JOB_COLUMNS} FROM jobs j WHERE j.id = $1", job_id
+            )
+
+    async def record_poison(
+        self, job_id: uuid.UUID, reason: str, error: str, request: bytes
+    ) -> Record | None:
+        """Job dead, asset failed, one open poison job. None when the job is unknown."""
+        async with self._transaction() as connection:
+            job = await connection.fetchrow(
+                "SELECT id, tenant_id, asset_id, state FROM jobs WHERE id = $1 FOR UPDATE", job_id
+            )
+            if job is None:
+                return None
+            existing = await connection.fetchrow(
+                "SELECT * FROM poison_jobs WHERE job_id = $1 AND replayed_at IS NULL", job_id
+            )
+            if existing is not None:
+                return existing
+            if job["state"] == "done":
+                # A late dead letter of a job another delivery completed: nothing to record.
+                return None
+            await connection.execute(
+                "UPDATE jobs SET state = 'dead', last_error = $2, lease_owner = NULL, "
+                "lease_expires_at = NULL, updated_at = clock_timestamp(), "
+                "finished_at = clock_timestamp() WHERE id = $1",
+                job_id,
+                error,
+            )
+            await connection.execute(
+                "UPDATE job_attempts SET finished_at = clock_timestamp(), outcome = 'failed', "
+                "error = CASE WHEN error = '' THEN $2 ELSE error END "
+                "WHERE job_id = $1 AND finished_at IS NULL",
+                job_id,
+                error,
+            )
+            await connection.execute(
+                "UPDATE assets SET status = 'failed', updated_at = clock_timestamp() "
+                "WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+                job["asset_id"],
+                job["tenant_id"],
+            )
+            return await connection.fetchrow(
+                "INSERT INTO poison_jobs (id, tenant_id, job_id, asset_id, reason, error, request) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+                uuid.uuid4(),
+                job["tenant_id"],
+                job_id,
+                job["asset_id"],
+                reason,
+                error,
+                request,
+            )
+
+    async def asset_objects(self, tenant_id: uuid.UUID, asset_id: uuid.UUID) -> Record | None:
+        return await self.get_asset(tenant_id, asset_id)
+
+
+def as_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))

@@ -1,0 +1,92 @@
+"""CatalogService: the tenant-facing reads. Translation only; logic lives in assets.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+from imagepipe.v1 import catalog_pb2 as pb
+from imagepipe.v1 import catalog_pb2_grpc as pb_grpc
+from services.catalog import assets
+from services.catalog.repository import CatalogRepository
+from services.shared.auth import current_tenant_id
+from services.shared.errors import not_served_yet
+from services.shared.settings import Settings
+from services.shared.storage import ObjectStore
+
+__all__ = ["CatalogServicer"]
+
+
+def _tenant() -> uuid.UUID:
+    return uuid.UUID(current_tenant_id())
+
+
+class CatalogServicer(pb_grpc.CatalogServiceServicer):
+    def __init__(self, repo: CatalogRepository, store: ObjectStore, settings: Settings) -> None:
+        self._repo = repo
+        self._store = store
+        self._settings = settings
+
+    async def GetAsset(self, request: pb.GetAssetRequest, context: object) -> pb.GetAssetResponse:
+        return pb.GetAssetResponse(
+            asset=await assets.get_asset(self._repo, _tenant(), request.asset_id)
+        )
+
+    async def ListAssets(
+        self, request: pb.ListAssetsRequest, context: object
+    ) -> pb.ListAssetsResponse:
+        page, token = await assets.list_assets(
+            self._repo, _tenant(), request.status, request.page_size, request.page_token
+        )
+        return pb.ListAssetsResponse(assets=page, next_page_token=token)
+
+    async def GetJob(self, request: pb.GetJobRequest, context: object) -> pb.GetJobResponse:
+        return pb.GetJobResponse(job=await assets.get_job(self._repo, _tenant(), request.job_id))
+
+    async def WatchAsset(
+        self, request: pb.WatchAssetRequest, context: object
+    ) -> AsyncIterator[pb.WatchAssetResponse]:
+        raise not_served_yet("WatchAsset")
+        yield  # an async generator, like every server-streaming handler
+
+    async def DeleteAsset(
+        self, request: pb.DeleteAssetRequest, context: object
+    ) -> pb.DeleteAssetResponse:
+        raise not_served_yet("DeleteAsset")
+
+    async def FindSimilar(
+        self, request: pb.FindSimilarRequest, context: object
+    ) -> pb.FindSimilarResponse:
+        raise not_served_yet("FindSimilar")
+
+    async def GetRendition(
+        self, request: pb.GetRenditionRequest, context: object
+    ) -> pb.GetRenditionResponse:
+        raise not_served_yet("GetRendition")
+
+    async def ReadRendition(
+        self, request: pb.ReadRenditionRequest, context: object
+    ) -> AsyncIterator[pb.ReadRenditionResponse]:
+        raise not_served_yet("ReadRendition")
+        yield
+
+    async def ListJobs(self, request: pb.ListJobsRequest, context: object) -> pb.ListJobsResponse:
+        raise not_served_yet("ListJobs")
+
+    async def ListPoisonJobs(
+        self, request: pb.ListPoisonJobsRequest, context: object
+    ) -> pb.ListPoisonJobsResponse:
+        raise not_served_yet("ListPoisonJobs")
+
+    async def RetryPoisonJob(
+        self, request: pb.RetryPoisonJobRequest, context: object
+    ) -> pb.RetryPoisonJobResponse:
+        raise not_served_yet("RetryPoisonJob")
+
+    async def GetTenantMetrics(
+        self, request: pb.GetTenantMetricsRequest, context: object
+    ) -> pb.GetTenantMetricsResponse:
+        raise not_served_yet("GetTenantMetrics")
+
+    async def Purge(self, request: pb.PurgeRequest, context: object) -> pb.PurgeResponse:
+        raise not_served_yet("Purge")

@@ -1,0 +1,61 @@
+"""Builds catalog's adapters from settings, and closes them on the way out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from imagepipe.v1 import (
+    catalog_internal_pb2,
+    catalog_internal_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    tenant_admin_pb2,
+    tenant_admin_pb2_grpc,
+)
+from services.catalog.admin_servicer import TenantAdminServicer
+from services.catalog.internal_servicer import CatalogInternalServicer
+from services.catalog.repository import CatalogRepository, create_pool
+from services.catalog.servicer import CatalogServicer
+from services.catalog.tenants import KeyAuthenticator
+from services.shared.server import GrpcService, ServiceSpec
+from services.shared.settings import Settings
+from services.shared.storage import S3ObjectStore
+
+__all__ = ["build"]
+
+
+@asynccontextmanager
+async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
+    pool = await create_pool(settings.database_url.get_secret_value(), settings.db_pool_size)
+    store = S3ObjectStore(settings)
+    try:
+        repo = CatalogRepository(pool)
+        authenticator = KeyAuthenticator(repo, settings.key_pepper.get_secret_value())
+        yield ServiceSpec(
+            name="catalog",
+            port=settings.catalog_port,
+            metrics_port=settings.catalog_metrics_port,
+            services=[
+                GrpcService(
+                    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"],
+                    CatalogServicer(repo, store, settings),
+                    catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
+                ),
+                GrpcService(
+                    tenant_admin_pb2.DESCRIPTOR.services_by_name["TenantAdminService"],
+                    TenantAdminServicer(repo, settings),
+                    tenant_admin_pb2_grpc.add_TenantAdminServiceServicer_to_server,
+                ),
+                GrpcService(
+                    catalog_internal_pb2.DESCRIPTOR.services_by_name["CatalogInternalService"],
+                    CatalogInternalServicer(repo, authenticator, settings),
+                    catalog_internal_pb2_grpc.add_CatalogInternalServiceServicer_to_server,
+                ),
+            ],
+            authenticator=authenticator,
+            checks={"postgres": repo.ping, "s3": store.check},
+        )
+    finally:
+        await pool.close()
+        await store.close()

@@ -1,0 +1,1 @@
+"""ingest: accepts uploads, stores originals once per tenant, queues render jobs."""

@@ -1,0 +1,219 @@
+"""The upload path: stream in, dedupe, validate, store once, register, queue.
+
+Order matters for "a refusal leaves nothing behind": nothing is written to S3, the
+catalog or the broker until the bytes are fully received and proven to be an
+accepted image. The original goes to S3 before the catalog row exists, so a row
+never points at a missing object; an upload interrupted between the two leaves an
+orphan object that Purge reclaims.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from prometheus_client import Counter
+
+from imagepipe.v1 import catalog_internal_pb2, common_pb2, events_pb2, ingest_pb2
+from services.shared.errors import InvalidArgument, Unavailable
+from services.shared.imaging.decode import ImageFacts, inspect_image
+from services.shared.imaging.hashing import format_hash
+from services.shared.logs import get_logger
+from services.shared.sandbox import DecodePool
+from services.shared.spool import Spool
+from services.shared.storage import ObjectStore, original_key
+
+__all__ = ["CatalogPort", "Decoder", "Publisher", "SandboxDecoder", "UploadResult", "Uploads"]
+
+log = get_logger(__name__)
+
+UPLOAD_BYTES = Counter("imagepipe_upload_bytes_total", "Bytes received in Upload streams.")
+UPLOADS = Counter("imagepipe_uploads_total", "Upload outcomes.", ["outcome"])
+
+MAX_LABELS = 32
+MAX_LABEL_KEY = 63
+MAX_LABEL_VALUE = 255
+MAX_FILENAME = 255
+_LABEL_KEY = re.compile(r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$")
+
+
+class CatalogPort(Protocol):
+    async def resolve_duplicate(
+        self, tenant_id: str, content_hash: str
+    ) -> catalog_internal_pb2.ResolveDuplicateResponse: ...
+
+    async def register_asset(
+        self, request: catalog_internal_pb2.RegisterAssetRequest
+    ) -> catalog_internal_pb2.RegisterAssetResponse: ...
+
+    async def mark_job_published(self, job_id: str) -> None: ...
+
+
+class Publisher(Protocol):
+    async def publish(self, request: events_pb2.RenderRequest) -> None: ...
+
+
+class Decoder(Protocol):
+    async def inspect(self, path: Path) -> ImageFacts: ...
+
+
+@dataclass
+class UploadResult:
+    asset: common_pb2.Asset
+    deduplicated: bool
+    near_duplicates: list[common_pb2.SimilarAsset] = field(default_factory=list)
+
+
+def _check_header(header: ingest_pb2.UploadHeader) -> None:
+    if len(header.labels) > MAX_LABELS:
+        raise InvalidArgument(f"at most {MAX_LABELS} labels are allowed", reason="INVALID_LABELS")
+    for key, value in header.labels.items():
+        if len(key) > MAX_LABEL_KEY or not _LABEL_KEY.match(key):
+            raise InvalidArgument(
+                f"label key {key[:80]!r} must be 1-{MAX_LABEL_KEY} characters of a-z, 0-9, "
+                "'_', '.', '-' (starting and ending with a letter or digit)",
+                reason="INVALID_LABELS",
+            )
+        if len(value) > MAX_LABEL_VALUE:
+            raise InvalidArgument(
+                f"label {key!r} is longer than {MAX_LABEL_VALUE} characters",
+                reason="INVALID_LABELS",
+            )
+
+
+def _clean_filename(name: str) -> str:
+    # Informational only (never a storage key): keep it printable and bounded.
+    return "".join(c for c in name if c.isprintable())[:MAX_FILENAME]
+
+
+class Uploads:
+    """Turns an Upload stream into a stored, registered, queued asset."""
+
+    def __init__(
+        self,
+        *,
+        catalog: CatalogPort,
+        store: ObjectStore,
+        publisher: Publisher,
+        decoder: Decoder,
+        max_upload_bytes: int,
+        spool_dir: str = "",
+    ) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._publisher = publisher
+        self._decoder = decoder
+        self._max_bytes = max_upload_bytes
+        self._spool_dir = spool_dir
+
+    async def receive(
+        self,
+        messages: AsyncIterator[ingest_pb2.UploadRequest],
+        *,
+        tenant_id: str,
+        request_id: str,
+    ) -> UploadResult:
+        header: ingest_pb2.UploadHeader | None = None
+        spool = Spool(max_bytes=self._max_bytes, directory=self._spool_dir)
+        try:
+            async for message in messages:
+                part = message.WhichOneof("part")
+                if part == "header":
+                    if header is not None or spool.size:
+                        raise InvalidArgument(
+                            "the header must be the first message and sent once",
+                            reason="MALFORMED_STREAM",
+                        )
+                    header = message.header
+                    _check_header(header)
+                elif part == "chunk":
+                    if header is None:
+                        raise InvalidArgument(
+                            "send an UploadHeader before the first chunk", reason="MALFORMED_STREAM"
+                        )
+                    UPLOAD_BYTES.inc(len(message.chunk))
+                    await spool.write(message.chunk)
+            if header is None:
+                raise InvalidArgument(
+                    "empty stream: send an UploadHeader, then the image in chunks",
+                    reason="MALFORMED_STREAM",
+                )
+            content_hash = await spool.finish()
+            result = await self._store_upload(header, spool, content_hash, tenant_id, request_id)
+            UPLOADS.labels("deduplicated" if result.deduplicated else "stored").inc()
+            return result
+        except Exception:
+            UPLOADS.labels("refused").inc()
+            raise
+        finally:
+            spool.discard()
+
+    async def _store_upload(
+        self,
+        header: ingest_pb2.UploadHeader,
+        spool: Spool,
+        content_hash: str,
+        tenant_id: str,
+        request_id: str,
+    ) -> UploadResult:
+        existing = await self._catalog.resolve_duplicate(tenant_id, content_hash)
+        if existing.found:
+            log.info("duplicate upload", extra={"asset_id": existing.asset.asset_id})
+            return UploadResult(existing.asset, True, list(existing.near_duplicates))
+
+        facts = await self._decoder.inspect(spool.path)
+        key = original_key(tenant_id, content_hash)
+        await self._store.put_file(key, spool.path, spool.size, facts.content_type)
+        registration = await self._catalog.register_asset(
+            catalog_internal_pb2.RegisterAssetRequest(
+                tenant_id=tenant_id,
+                content_hash=content_hash,
+                perceptual_hash=format_hash(facts.perceptual_hash),
+                filename=_clean_filename(header.filename),
+                declared_content_type=header.content_type[:255],
+                content_type=facts.content_type,
+                format=facts.wire_format,  # type: ignore[arg-type]
+                width=facts.width,
+                height=facts.height,
+                size_bytes=spool.size,
+                frame_count=facts.frame_count,
+                labels=dict(header.labels),
+                original_key=key,
+                request_id=request_id,
+            )
+        )
+        if not registration.created:
+            # A concurrent upload of the same bytes registered first: same answer as a dedupe.
+            return UploadResult(registration.asset, True, list(registration.near_duplicates))
+        await self._queue(registration.render_request)
+        log.info(
+            "stored upload",
+            extra={"asset_id": registration.asset.asset_id, "job_id": registration.job.job_id},
+        )
+        return UploadResult(registration.asset, False, list(registration.near_duplicates))
+
+    async def _queue(self, request: events_pb2.RenderRequest) -> None:
+        """Publish with confirm, then mark published; on failure the relay catches up."""
+        try:
+            await self._publisher.publish(request)
+            await self._catalog.mark_job_published(request.job_id)
+        except Unavailable as error:
+            log.warning(
+                "render request left in the outbox: %s",
+                error.message,
+                extra={"job_id": request.job_id},
+            )
+
+
+class SandboxDecoder:
+    """Decoder that inspects uploads in the sandboxed process pool."""
+
+    def __init__(self, pool: DecodePool, max_pixels: int) -> None:
+        self._pool = pool
+        self._max_pixels = max_pixels
+
+    async def inspect(self, path: Path) -> ImageFacts:
+        return await self._pool.run(inspect_image, path, self._max_pixels)

@@ -1,0 +1,1 @@
+"""quality: PSNR, SSIM and perceptual-hash distance of renditions."""

@@ -1,0 +1,1 @@
+"""renderer: consumes render requests and writes renditions."""

@@ -1,0 +1,1 @@
+"""Code several services share: settings, server bootstrap, auth, errors, adapters."""

@@ -1,0 +1,220 @@
+"""RabbitMQ: the render topology (declared here only) and the render publisher.
+
+Topology, all durable, names prefixed with IMAGEPIPE_AMQP_PREFIX (``p``)::
+
+    p.render (direct) --work--------> p.render.work   quorum, x-delivery-limit,
+        |                                  |          dead-letters at least once
+        |--retry.2s--> p.render.retry.2s --+ (TTL 2 s, dead-letters back to work)
+        |--retry.4s--> p.render.retry.4s --+ (TTL 4 s)
+        '--retry.8s--> p.render.retry.8s --' (TTL 8 s)
+    p.render.dlx (direct) --dead--> p.render.dead  (poison: delivery limit or
+                                                    retries exhausted)
+
+Render requests are protobuf (content type application/x-protobuf), persistent,
+``message_id`` = job id, published with confirms: a publish returns only once the
+broker has the message, and raises otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractRobustConnection,
+    DeliveryMode,
+)
+
+from imagepipe.v1 import events_pb2
+from services.shared.errors import Unavailable
+from services.shared.logs import get_logger
+from services.shared.settings import Settings
+
+__all__ = ["PROTOBUF", "RenderPublisher", "Topology", "render_message"]
+
+log = get_logger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+RENDER_REQUEST_TYPE = "imagepipe.v1.RenderRequest"
+RETRY_DELAYS = (2, 4, 8)
+
+
+@dataclass(frozen=True)
+class Topology:
+    prefix: str
+    delivery_limit: int
+    retry_delays: tuple[int, ...] = RETRY_DELAYS
+
+    WORK_KEY = "work"
+    DEAD_KEY = "dead"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topology:
+        return cls(prefix=settings.amqp_prefix, delivery_limit=settings.delivery_limit)
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.prefix}.render"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.prefix}.render.dlx"
+
+    @property
+    def work_queue(self) -> str:
+        return f"{self.prefix}.render.work"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.prefix}.render.dead"
+
+    def retry_queue(self, delay: int) -> str:
+        return f"{self.prefix}.render.retry.{delay}s"
+
+    @staticmethod
+    def retry_key(delay: int) -> str:
+        return f"retry.{delay}s"
+
+    async def declare(self, channel: AbstractChannel) -> AbstractExchange:
+        """Declare everything; safe to repeat from any number of processes."""
+        exchange = await channel.declare_exchange(
+            self.exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        dlx = await channel.declare_exchange(
+            self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        dead = await channel.declare_queue(
+            self.dead_queue, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dead.bind(dlx, self.DEAD_KEY)
+        work = await channel.declare_queue(
+            self.work_queue,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-exchange": self.dead_letter_exchange,
+                "x-dead-letter-routing-key": self.DEAD_KEY,
+                # At-least-once dead-lettering needs reject-publish overflow.
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+        await work.bind(exchange, self.WORK_KEY)
+        for delay in self.retry_delays:
+            retry = await channel.declare_queue(
+                self.retry_queue(delay),
+                durable=True,
+                arguments={
+                    "x-queue-type": "quorum",
+                    "x-message-ttl": delay * 1000,
+                    "x-dead-letter-exchange": self.exchange,
+                    "x-dead-letter-routing-key": self.WORK_KEY,
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                },
+            )
+            await retry.bind(exchange, self.retry_key(delay))
+        return exchange
+
+
+def render_message(
+    request: events_pb2.RenderRequest, headers: Mapping[str, str | int] | None = None
+) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=request.SerializeToString(),
+        content_type=PROTOBUF,
+        type=RENDER_REQUEST_TYPE,
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=request.job_id,
+        correlation_id=request.request_id or None,
+        headers={
+            "x-request-id": request.request_id,
+            "x-tenant-id": request.tenant_id,
+            **(headers or {}),
+        },
+    )
+
+
+class RenderPublisher:
+    """Publishes render requests with confirms over a self-healing connection.
+
+    The first connection is retried in the background, so a service starts (and
+    keeps accepting uploads into the outbox) while RabbitMQ is down.
+    """
+
+    def __init__(self, settings: Settings, topology: Topology, *, publish_timeout: float = 5.0):
+        self._url = settings.amqp_url.get_secret_value()
+        self._topology = topology
+        self._timeout = publish_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._connector: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._connector = asyncio.create_task(self._connect_forever())
+
+    async def _connect_forever(self) -> None:
+        while True:
+            try:
+                connection = await aio_pika.connect_robust(self._url, timeout=5)
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                self._exchange = await self._topology.declare(channel)
+                self._connection, self._channel = connection, channel
+                log.info("connected to RabbitMQ")
+                return
+            except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:
+                log.warning("RabbitMQ unreachable, retrying in 2 s: %s", error)
+                await asyncio.sleep(2)
+
+    @property
+    def connected(self) -> bool:
+        return (
+            self._exchange is not None
+            and self._channel is not None
+            and not self._channel.is_closed
+            and self._connection is not None
+            and not self._connection.is_closed
+        )
+
+    async def check(self) -> None:
+        if not self.connected:
+            raise Unavailable("RabbitMQ is unreachable", reason="BROKER_UNAVAILABLE")
+
+    async def publish(
+        self,
+        request: events_pb2.RenderRequest,
+        *,
+        routing_key: str = Topology.WORK_KEY,
+        headers: Mapping[str, str | int] | None = None,
+    ) -> None:
+        """Return once the broker confirmed the message; raise Unavailable otherwise."""
+        if not self.connected or self._exchange is None:
+            raise Unavailable("RabbitMQ is unreachable", reason="BROKER_UNAVAILABLE")
+        try:
+            # Publishing on a connection that is reconnecting can hang: bound it.
+            await asyncio.wait_for(
+                self._exchange.publish(
+                    render_message(request, headers), routing_key, mandatory=True
+                ),
+                self._timeout,
+            )
+        except (TimeoutError, aio_pika.exceptions.AMQPError, OSError, RuntimeError) as error:
+            raise Unavailable(
+                f"publish of job {request.job_id} not confirmed: {type(error).__name__}",
+                reason="BROKER_UNAVAILABLE",
+            ) from error
+
+    async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        if self._connection is not None:
+            await self._connection.close()

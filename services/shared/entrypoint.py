@@ -1,0 +1,52 @@
+"""`python -m services.<name>`: settings, logging, then the service until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from services.shared.logs import configure_logging, get_logger
+from services.shared.server import ServiceSpec, serve
+from services.shared.settings import Settings, load_settings
+
+__all__ = ["run_service", "secret_values"]
+
+Builder = Callable[[Settings], AbstractAsyncContextManager[ServiceSpec]]
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every configured secret, for the log redactor."""
+    values = [
+        settings.admin_key.get_secret_value(),
+        settings.internal_token.get_secret_value(),
+        settings.key_pepper.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+    ]
+    for url in (settings.database_url, settings.amqp_url):
+        password = urlsplit(url.get_secret_value()).password
+        if password:
+            values.append(password)
+    return values
+
+
+def run_service(name: str, build: Builder) -> None:
+    try:
+        settings = load_settings()
+    except ValidationError as error:
+        print(f"{name}: invalid configuration:\n{error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(name, settings.log_level, secret_values(settings))
+    if not settings.internal_token.get_secret_value():
+        get_logger(name).error("IMAGEPIPE_INTERNAL_TOKEN is required (the same on every service)")
+        raise SystemExit(2)
+
+    async def main() -> None:
+        async with build(settings) as spec:
+            await serve(spec, settings)
+
+    asyncio.run(main())

@@ -1,0 +1,213 @@
+"""Settings: every knob of every service, read once from the environment.
+
+All variables carry the ``IMAGEPIPE_`` prefix. The README's configuration table is
+rendered from this class (``python -m services.shared.settings``) and a unit test
+keeps the two identical, so this file is the single source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Preset", "Settings", "load_settings", "render_env_table"]
+
+MIB = 1024 * 1024
+OutputFormat = Literal["jpeg", "webp", "avif"]
+
+
+class Preset(BaseModel):
+    """One kind of rendition: fit inside max_width x max_height, never upscale."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    max_width: int = Field(gt=0, le=10_000)
+    max_height: int = Field(gt=0, le=10_000)
+    formats: list[OutputFormat] = Field(default_factory=lambda: list[OutputFormat](["jpeg"]))
+    quality: int = Field(default=85, ge=1, le=100)
+    min_ssim: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+DEFAULT_PRESETS = (
+    '[{"name":"zoom","max_width":1200,"max_height":1200},'
+    '{"name":"card","max_width":400,"max_height":400},'
+    '{"name":"thumb","max_width":100,"max_height":100}]'
+)
+
+
+class Settings(BaseSettings):
+    """Configuration of imagepipe; each field is one IMAGEPIPE_* environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="IMAGEPIPE_", extra="ignore", frozen=True)
+
+    # Connections
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://postgres@127.0.0.1:5432/imagepipe"),
+        description="PostgreSQL DSN of the catalog (only catalog connects).",
+    )
+    amqp_url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        description="RabbitMQ URL, vhost included.",
+    )
+    amqp_prefix: str = Field(
+        default="imagepipe",
+        description="Prefix of every exchange and queue name.",
+    )
+    s3_endpoint: str = Field(default="127.0.0.1:9000", description="S3 endpoint host:port.")
+    s3_public_endpoint: str = Field(
+        default="",
+        description="host:port used to sign presigned URLs, as clients reach S3 "
+        "(empty: same as IMAGEPIPE_S3_ENDPOINT).",
+    )
+    s3_access_key: SecretStr = Field(
+        default=SecretStr("imagepipe-access"), description="S3 access key."
+    )
+    s3_secret_key: SecretStr = Field(
+        default=SecretStr("imagepipe-secret-key"), description="S3 secret key."
+    )
+    s3_bucket: str = Field(default="imagepipe", description="Bucket for originals and renditions.")
+    s3_region: str = Field(
+        default="us-east-1",
+        description="S3 region (set so the client never asks the server for it).",
+    )
+    s3_secure: bool = Field(default=False, description="Use HTTPS to reach S3.")
+    s3_threads: int = Field(default=16, ge=1, description="Threads for blocking S3 calls.")
+
+    # Security
+    admin_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Admin key for TenantAdminService and admin RPCs (empty: admin RPCs refused).",
+    )
+    internal_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Credential services present to each other (required; same on every service).",
+    )
+    key_pepper: SecretStr = Field(
+        default=SecretStr(""),
+        description="Secret mixed into API-key hashes (HMAC-SHA256); changing it invalidates keys.",
+    )
+
+    # Network
+    bind_host: str = Field(default="127.0.0.1", description="Interface services listen on.")
+    ingest_port: int = Field(default=50051, description="gRPC port of ingest.")
+    catalog_port: int = Field(default=50052, description="gRPC port of catalog.")
+    renderer_port: int = Field(default=50053, description="gRPC port of renderer.")
+    quality_port: int = Field(default=50054, description="gRPC port of quality.")
+    ingest_metrics_port: int = Field(default=9101, description="Prometheus port of ingest.")
+    catalog_metrics_port: int = Field(default=9102, description="Prometheus port of catalog.")
+    renderer_metrics_port: int = Field(default=9103, description="Prometheus port of renderer.")
+    quality_metrics_port: int = Field(default=9104, description="Prometheus port of quality.")
+    catalog_addr: str = Field(
+        default="127.0.0.1:50052", description="Where other services reach catalog."
+    )
+    rpc_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Deadline of service-to-service calls."
+    )
+
+    # Limits
+    max_upload_bytes: int = Field(
+        default=50 * MIB, gt=0, description="Largest accepted upload in bytes."
+    )
+    max_pixels: int = Field(
+        default=50_000_000, gt=0, description="Largest accepted image in pixels."
+    )
+    similarity_threshold: int = Field(
+        default=8, ge=0, le=16, description="Hamming distance for near duplicates."
+    )
+    spool_dir: str = Field(
+        default="", description="Where uploads are spooled (empty: the system temp dir)."
+    )
+    decode_workers: int = Field(
+        default=2, ge=1, description="Processes decoding untrusted uploads in ingest."
+    )
+
+    # Rendering
+    render_concurrency: int = Field(
+        default=0, ge=0, description="Jobs a renderer runs at once (0: one per CPU)."
+    )
+    presets: Annotated[list[Preset], NoDecode] = Field(
+        default_factory=lambda: _parse_preset_json(DEFAULT_PRESETS),
+        description="Rendition presets as JSON (name, max_width, max_height, formats, "
+        "quality, min_ssim).",
+    )
+    delivery_limit: int = Field(
+        default=5,
+        ge=1,
+        description="Deliveries of one render message before it is dead-lettered.",
+    )
+
+    # Catalog
+    purge_days: int = Field(default=30, ge=0, description="Default age cut-off of Purge.")
+    presign_ttl_seconds: int = Field(
+        default=3600, ge=1, le=7 * 86400, description="Default lifetime of presigned URLs."
+    )
+    db_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections of catalog.")
+
+    # Operations
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0, description="Time in-flight work gets after SIGTERM."
+    )
+    health_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often dependencies are checked for health."
+    )
+
+    @field_validator("presets", mode="before")
+    @classmethod
+    def _parse_presets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return _parse_preset_json(value)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_presets(self) -> Settings:
+        names = [p.name for p in self.presets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"preset names must be unique, got {names}")
+        return self
+
+    @property
+    def effective_render_concurrency(self) -> int:
+        return self.render_concurrency or os.cpu_count() or 1
+
+    @property
+    def presign_endpoint(self) -> str:
+        return self.s3_public_endpoint or self.s3_endpoint
+
+
+def _parse_preset_json(text: str) -> list[Preset]:
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise ValueError("IMAGEPIPE_PRESETS must be a JSON list of presets")
+    return [Preset.model_validate(item) for item in value]
+
+
+def load_settings() -> Settings:
+    """Read the environment once; services call this in their entry point only."""
+    return Settings()
+
+
+def render_env_table() -> str:
+    """The README's configuration table, generated from the fields above."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            shown = "*(secret)*" if default.get_secret_value() else "*(empty)*"
+            if name in {"database_url", "amqp_url"}:
+                shown = f"`{default.get_secret_value()}`"
+        elif name == "presets":
+            shown = "thumb 100², card 400², zoom 1200²"
+        elif default in ("", None):
+            shown = "*(empty)*"
+        else:
+            shown = f"`{default}`"
+        rows.append(f"| `IMAGEPIPE_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(render_env_table())

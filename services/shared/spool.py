@@ -1,0 +1,72 @@
+"""Receiving streamed bytes: caps checked per chunk, SHA-256 while streaming, on disk.
+
+Memory per upload stays at one chunk: each chunk is hashed and written to a temp
+file as it arrives, and the stream is refused the moment it passes the cap, without
+reading the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from services.shared.errors import InvalidArgument, ResourceExhausted
+
+__all__ = ["MAX_CHUNK_BYTES", "Spool"]
+
+MAX_CHUNK_BYTES = 1024 * 1024
+
+
+class Spool:
+    def __init__(self, *, max_bytes: int, directory: str = "", label: str = "upload") -> None:
+        self._max_bytes = max_bytes
+        self._label = label
+        fd, name = tempfile.mkstemp(prefix="imagepipe-", suffix=".part", dir=directory or None)
+        self._file = os.fdopen(fd, "wb")
+        self.path = Path(name)
+        self.size = 0
+        self._digest = hashlib.sha256()
+
+    def _absorb(self, chunk: bytes) -> None:
+        self._digest.update(chunk)
+        self._file.write(chunk)
+
+    async def write(self, chunk: bytes) -> None:
+        if len(chunk) > MAX_CHUNK_BYTES:
+            raise InvalidArgument(
+                f"{self._label} chunk of {len(chunk)} bytes is larger than the 1 MiB maximum; "
+                "split the stream into smaller chunks",
+                reason="CHUNK_TOO_LARGE",
+                metadata={"chunk_bytes": len(chunk), "max_chunk_bytes": MAX_CHUNK_BYTES},
+            )
+        if self.size + len(chunk) > self._max_bytes:
+            raise ResourceExhausted(
+                f"{self._label} is larger than the {_human(self._max_bytes)} limit "
+                "(IMAGEPIPE_MAX_UPLOAD_BYTES); the rest of the stream was not read",
+                reason="UPLOAD_TOO_LARGE",
+                metadata={
+                    "limit_bytes": self._max_bytes,
+                    "received_bytes": self.size + len(chunk),
+                },
+            )
+        self.size += len(chunk)
+        # Hashing and writing a 1 MiB chunk both release the GIL: off the event loop.
+        await asyncio.to_thread(self._absorb, chunk)
+
+    async def finish(self) -> str:
+        """Flush to disk; returns the SHA-256 of everything written, hex."""
+        await asyncio.to_thread(self._file.close)
+        return self._digest.hexdigest()
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _human(size: int) -> str:
+    mib = size / (1024 * 1024)
+    return f"{mib:g} MiB" if mib >= 1 else f"{size} bytes"

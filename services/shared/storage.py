@@ -1,0 +1,278 @@
+"""Object storage: the port every service uses, the S3 adapter and an in-memory fake.
+
+Keys are built here only, from server-side values (tenant id, content hash, asset
+id, preset) and never from anything a client sent:
+
+    originals/<tenant>/<content_hash>
+    renditions/<tenant>/<asset_id>/<preset>.<ext>
+
+The `minio` SDK blocks, so the adapter runs it on a bounded thread pool; it is
+given the region so it never asks the server where a bucket lives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from services.shared.errors import Unavailable
+from services.shared.settings import Settings
+
+__all__ = [
+    "MemoryObjectStore",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStore",
+    "S3ObjectStore",
+    "original_key",
+    "rendition_key",
+]
+
+_T = TypeVar("_T")
+MIB = 1024 * 1024
+# Streams above this go up in parts of this size, one at a time: memory per upload
+# stays at one part whatever the object's size.
+PART_SIZE = 8 * MIB
+
+
+def original_key(tenant_id: str, content_hash: str) -> str:
+    return f"originals/{tenant_id}/{content_hash}"
+
+
+def rendition_key(tenant_id: str, asset_id: str, preset: str, extension: str) -> str:
+    return f"renditions/{tenant_id}/{asset_id}/{preset}.{extension}"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: dt.datetime
+
+
+class ObjectNotFound(LookupError):
+    """The key does not exist in the bucket."""
+
+
+class ObjectStore(Protocol):
+    async def check(self) -> None:
+        """Raise Unavailable unless the bucket answers (creating it if missing)."""
+
+    async def put_file(self, key: str, path: Path, size: int, content_type: str) -> None: ...
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def get_bytes(self, key: str) -> bytes: ...
+
+    def iter_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes]: ...
+
+    async def stat(self, key: str) -> ObjectInfo: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def list(self, prefix: str) -> list[ObjectInfo]: ...
+
+    async def presigned_get(self, key: str, ttl: dt.timedelta) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+class S3ObjectStore:
+    """ObjectStore over S3 (MinIO in production, `rclone serve s3` locally)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._bucket = settings.s3_bucket
+        self._endpoint = settings.s3_endpoint
+        access = settings.s3_access_key.get_secret_value()
+        secret = settings.s3_secret_key.get_secret_value()
+        self._pool = ThreadPoolExecutor(settings.s3_threads, thread_name_prefix="s3")
+        http = urllib3.PoolManager(
+            maxsize=settings.s3_threads,
+            timeout=urllib3.Timeout(connect=3, read=60),
+            retries=urllib3.Retry(
+                total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
+        )
+        self._client = Minio(
+            settings.s3_endpoint,
+            access_key=access,
+            secret_key=secret,
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+            http_client=http,
+        )
+        # Presigned URLs are signed for the host clients use; signing is local.
+        self._signer = Minio(
+            settings.presign_endpoint,
+            access_key=access,
+            secret_key=secret,
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+        )
+        self._bucket_ready = False
+
+    async def _run(self, fn: partial[_T]) -> _T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                raise ObjectNotFound(fn.args[1] if len(fn.args) > 1 else "") from None
+            raise Unavailable(
+                f"object store error: {error.code}", reason="STORAGE_ERROR"
+            ) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise Unavailable(
+                f"object store at {self._endpoint} unreachable: {type(error).__name__}",
+                reason="STORAGE_UNAVAILABLE",
+            ) from error
+
+    async def check(self) -> None:
+        exists = await self._run(partial(self._client.bucket_exists, self._bucket))
+        if not exists:
+            try:
+                await self._run(partial(self._client.make_bucket, self._bucket))
+            except Unavailable as error:
+                # Another service created it between our two calls.
+                if "BucketAlreadyOwnedByYou" not in str(error):
+                    raise
+        self._bucket_ready = True
+
+    async def put_file(self, key: str, path: Path, size: int, content_type: str) -> None:
+        def put() -> None:
+            with path.open("rb") as body:
+                self._client.put_object(
+                    self._bucket,
+                    key,
+                    body,
+                    size,
+                    content_type=content_type,
+                    part_size=PART_SIZE,
+                    num_parallel_uploads=1,
+                )
+
+        await self._run(partial(put))
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        await self._run(
+            partial(
+                self._client.put_object,
+                self._bucket,
+                key,
+                io.BytesIO(data),
+                len(data),
+                content_type=content_type,
+            )
+        )
+
+    async def get_bytes(self, key: str) -> bytes:
+        def get(bucket: str, object_key: str) -> bytes:
+            response = self._client.get_object(bucket, object_key)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        return await self._run(partial(get, self._bucket, key))
+
+    async def iter_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
+        response = await self._run(partial(self._client.get_object, self._bucket, key))
+        try:
+            while chunk := await self._run(partial(response.read, chunk_size)):
+                yield chunk
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def stat(self, key: str) -> ObjectInfo:
+        result = await self._run(partial(self._client.stat_object, self._bucket, key))
+        assert result.last_modified is not None and result.size is not None
+        return ObjectInfo(key=key, size=result.size, modified=result.last_modified)
+
+    async def delete(self, key: str) -> None:
+        await self._run(partial(self._client.remove_object, self._bucket, key))
+
+    async def list(self, prefix: str) -> list[ObjectInfo]:
+        def list_all(bucket: str, object_prefix: str) -> list[ObjectInfo]:
+            return [
+                ObjectInfo(
+                    key=obj.object_name or "", size=obj.size or 0, modified=obj.last_modified
+                )
+                for obj in self._client.list_objects(bucket, prefix=object_prefix, recursive=True)
+                if obj.object_name and obj.last_modified is not None
+            ]
+
+        return await self._run(partial(list_all, self._bucket, prefix))
+
+    async def presigned_get(self, key: str, ttl: dt.timedelta) -> str:
+        return self._signer.presigned_get_object(self._bucket, key, expires=ttl)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class MemoryObjectStore:
+    """In-memory ObjectStore for unit tests."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str, dt.datetime]] = {}
+        self.available = True
+
+    def _require(self) -> None:
+        if not self.available:
+            raise Unavailable("object store unreachable", reason="STORAGE_UNAVAILABLE")
+
+    async def check(self) -> None:
+        self._require()
+
+    async def put_file(self, key: str, path: Path, size: int, content_type: str) -> None:
+        data = await asyncio.to_thread(path.read_bytes)
+        await self.put_bytes(key, data[:size], content_type)
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self._require()
+        self.objects[key] = (bytes(data), content_type, dt.datetime.now(dt.UTC))
+
+    async def get_bytes(self, key: str) -> bytes:
+        self._require()
+        if key not in self.objects:
+            raise ObjectNotFound(key)
+        return self.objects[key][0]
+
+    async def iter_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
+        data = await self.get_bytes(key)
+        for start in range(0, len(data), chunk_size):
+            yield data[start : start + chunk_size]
+
+    async def stat(self, key: str) -> ObjectInfo:
+        data = await self.get_bytes(key)
+        return ObjectInfo(key=key, size=len(data), modified=self.objects[key][2])
+
+    async def delete(self, key: str) -> None:
+        self._require()
+        self.objects.pop(key, None)
+
+    async def list(self, prefix: str) -> list[ObjectInfo]:
+        self._require()
+        return [
+            ObjectInfo(key=k, size=len(v[0]), modified=v[2])
+            for k, v in sorted(self.objects.items())
+            if k.startswith(prefix)
+        ]
+
+    async def presigned_get(self, key: str, ttl: dt.timedelta) -> str:
+        return f"memory://{key}?ttl={int(ttl.total_seconds())}"
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,394 @@
+"""Every RPC of the four services, called through the generated stubs.
+
+RPCs that are not served yet must answer UNIMPLEMENTED; each says which issue
+removes that. A completeness test fails when an RPC in the protos has no case here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+
+from imagepipe.v1 import (
+    catalog_internal_pb2,
+    catalog_internal_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    common_pb2,
+    events_pb2,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    quality_pb2,
+    quality_pb2_grpc,
+    renderer_pb2,
+    renderer_pb2_grpc,
+    tenant_admin_pb2,
+    tenant_admin_pb2_grpc,
+)
+from tests.helpers import Services, Tenant, error_info, upload_messages
+
+ALL_SERVICES = [
+    s
+    for module in (
+        ingest_pb2,
+        catalog_pb2,
+        catalog_internal_pb2,
+        tenant_admin_pb2,
+        renderer_pb2,
+        quality_pb2,
+    )
+    for s in module.DESCRIPTOR.services_by_name.values()
+]
+
+# RPC -> the issue that implements it. Each of these must answer UNIMPLEMENTED today.
+NOT_YET = {
+    "imagepipe.v1.CatalogService.WatchAsset": "issue 7",
+    "imagepipe.v1.CatalogService.DeleteAsset": "issue 7",
+    "imagepipe.v1.CatalogService.FindSimilar": "issue 7",
+    "imagepipe.v1.CatalogService.ListJobs": "issue 7",
+    "imagepipe.v1.CatalogService.GetTenantMetrics": "issue 7",
+    "imagepipe.v1.CatalogService.Purge": "issue 7",
+    "imagepipe.v1.CatalogService.GetRendition": "issue 4",
+    "imagepipe.v1.CatalogService.ReadRendition": "issue 4",
+    "imagepipe.v1.CatalogService.ListPoisonJobs": "issue 6",
+    "imagepipe.v1.CatalogService.RetryPoisonJob": "issue 6",
+    "imagepipe.v1.RendererService.GetRendererStatus": "issue 4",
+    "imagepipe.v1.QualityService.Compare": "issue 4",
+    "imagepipe.v1.QualityService.CompareImages": "issue 4",
+}
+
+# Tested with working behaviour below; kept in one list for the completeness check.
+IMPLEMENTED = {
+    "imagepipe.v1.IngestService.Upload",
+    "imagepipe.v1.CatalogService.GetAsset",
+    "imagepipe.v1.CatalogService.ListAssets",
+    "imagepipe.v1.CatalogService.GetJob",
+    "imagepipe.v1.RendererService.ListPresets",
+    *(
+        f"imagepipe.v1.TenantAdminService.{m}"
+        for m in ("CreateTenant", "ListTenants", "CreateApiKey", "ListApiKeys", "RevokeApiKey")
+    ),
+    *(
+        f"imagepipe.v1.CatalogInternalService.{m.name}"
+        for m in catalog_internal_pb2.DESCRIPTOR.services_by_name["CatalogInternalService"].methods
+    ),
+}
+
+
+def test_every_rpc_has_a_contract_case() -> None:
+    methods = {m.full_name for s in ALL_SERVICES for m in s.methods}
+    assert methods == IMPLEMENTED | set(NOT_YET), methods ^ (IMPLEMENTED | set(NOT_YET))
+    assert not IMPLEMENTED & set(NOT_YET)
+
+
+def _unimplemented_calls(services: Services, tenant: Tenant) -> dict[str, Callable[[], object]]:
+    catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+    renderer = renderer_pb2_grpc.RendererServiceStub(services.renderer)
+    quality = quality_pb2_grpc.QualityServiceStub(services.quality)
+    md, some_id = tenant.metadata, str(uuid.uuid4())
+    return {
+        "imagepipe.v1.CatalogService.WatchAsset": lambda: list(
+            catalog.WatchAsset(
+                catalog_pb2.WatchAssetRequest(asset_id=some_id), metadata=md, timeout=10
+            )
+        ),
+        "imagepipe.v1.CatalogService.DeleteAsset": lambda: catalog.DeleteAsset(
+            catalog_pb2.DeleteAssetRequest(asset_id=some_id), metadata=md, timeout=10
+        ),
+        "imagepipe.v1.CatalogService.FindSimilar": lambda: catalog.FindSimilar(
+            catalog_pb2.FindSimilarRequest(asset_id=some_id), metadata=md, timeout=10
+        ),
+        "imagepipe.v1.CatalogService.ListJobs": lambda: catalog.ListJobs(
+            catalog_pb2.ListJobsRequest(), metadata=md, timeout=10
+        ),
+        "imagepipe.v1.CatalogService.GetTenantMetrics": lambda: catalog.GetTenantMetrics(
+            catalog_pb2.GetTenantMetricsRequest(), metadata=md, timeout=10
+        ),
+        "imagepipe.v1.CatalogService.Purge": lambda: catalog.Purge(
+            catalog_pb2.PurgeRequest(), metadata=md, timeout=10
+        ),
+        "imagepipe.v1.CatalogService.GetRendition": lambda: catalog.GetRendition(
+            catalog_pb2.GetRenditionRequest(asset_id=some_id, preset="card"),
+            metadata=md,
+            timeout=10,
+        ),
+        "imagepipe.v1.CatalogService.ReadRendition": lambda: list(
+            catalog.ReadRendition(
+                catalog_pb2.ReadRenditionRequest(asset_id=some_id, preset="card"),
+                metadata=md,
+                timeout=10,
+            )
+        ),
+        "imagepipe.v1.CatalogService.ListPoisonJobs": lambda: catalog.ListPoisonJobs(
+            catalog_pb2.ListPoisonJobsRequest(), metadata=md, timeout=10
+        ),
+        "imagepipe.v1.CatalogService.RetryPoisonJob": lambda: catalog.RetryPoisonJob(
+            catalog_pb2.RetryPoisonJobRequest(poison_job_id=some_id), metadata=md, timeout=10
+        ),
+        "imagepipe.v1.RendererService.GetRendererStatus": lambda: renderer.GetRendererStatus(
+            renderer_pb2.GetRendererStatusRequest(), metadata=services.admin_metadata, timeout=10
+        ),
+        "imagepipe.v1.QualityService.Compare": lambda: quality.Compare(
+            quality_pb2.CompareRequest(asset_id=some_id), metadata=md, timeout=10
+        ),
+        "imagepipe.v1.QualityService.CompareImages": lambda: quality.CompareImages(
+            iter([quality_pb2.CompareImagesRequest(header=quality_pb2.CompareImagesHeader())]),
+            metadata=md,
+            timeout=10,
+        ),
+    }
+
+
+@pytest.mark.parametrize(("method", "issue"), sorted(NOT_YET.items()))
+def test_rpcs_not_served_yet_answer_unimplemented(
+    method: str, issue: str, services: Services, tenant: Tenant
+) -> None:
+    call = _unimplemented_calls(services, tenant)[method]
+    with pytest.raises(grpc.RpcError) as failed:
+        call()
+    assert failed.value.code() == grpc.StatusCode.UNIMPLEMENTED, f"{method} ({issue})"
+    assert error_info(failed.value).reason == "NOT_IMPLEMENTED"
+
+
+def _uploaded(services: Services, tenant: Tenant, corpus: Path) -> ingest_pb2.UploadResponse:
+    stub = ingest_pb2_grpc.IngestServiceStub(services.ingest)
+    data = (corpus / "webp_lossy_denali.webp").read_bytes()
+    return stub.Upload(
+        upload_messages(data, "denali.webp", site="docs"), metadata=tenant.metadata, timeout=60
+    )
+
+
+def test_tenant_reads(services: Services, tenant: Tenant, corpus: Path) -> None:
+    uploaded = _uploaded(services, tenant, corpus)
+    assert uploaded.asset.format == common_pb2.IMAGE_FORMAT_WEBP
+    assert dict(uploaded.asset.labels) == {"site": "docs"}
+    catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+    md = tenant.metadata
+
+    asset = catalog.GetAsset(
+        catalog_pb2.GetAssetRequest(asset_id=uploaded.asset.asset_id), metadata=md
+    ).asset
+    assert (asset.asset_id, asset.width, asset.height) == (uploaded.asset.asset_id, 600, 315)
+    assert len(asset.perceptual_hash) == 16
+
+    listed = catalog.ListAssets(catalog_pb2.ListAssetsRequest(page_size=10), metadata=md)
+    assert [a.asset_id for a in listed.assets] == [asset.asset_id]
+    assert listed.next_page_token == ""
+
+    job = catalog.GetJob(catalog_pb2.GetJobRequest(job_id=asset.job_id), metadata=md).job
+    assert job.asset_id == asset.asset_id
+    assert job.state != common_pb2.JOB_STATE_UNSPECIFIED
+
+    for bad in (
+        lambda: catalog.GetAsset(catalog_pb2.GetAssetRequest(asset_id="not-a-uuid"), metadata=md),
+        lambda: catalog.ListAssets(catalog_pb2.ListAssetsRequest(page_token="bogus"), metadata=md),
+    ):
+        with pytest.raises(grpc.RpcError) as failed:
+            bad()
+        assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_list_presets(services: Services, tenant: Tenant) -> None:
+    stub = renderer_pb2_grpc.RendererServiceStub(services.renderer)
+    presets = stub.ListPresets(renderer_pb2.ListPresetsRequest(), metadata=tenant.metadata).presets
+    assert [(p.name, p.max_width, p.max_height) for p in presets] == [
+        ("zoom", 1200, 1200),
+        ("card", 400, 400),
+        ("thumb", 100, 100),
+    ]
+    assert all(
+        list(p.formats) == [common_pb2.IMAGE_FORMAT_JPEG] and p.quality == 85 for p in presets
+    )
+
+
+def test_tenant_admin(services: Services) -> None:
+    admin = tenant_admin_pb2_grpc.TenantAdminServiceStub(services.catalog)
+    md = services.admin_metadata
+    name = f"contract-{uuid.uuid4().hex[:8]}"
+    created = admin.CreateTenant(tenant_admin_pb2.CreateTenantRequest(name=name), metadata=md)
+    tenant_id = created.tenant.tenant_id
+    assert created.secret_key.startswith(f"ip_{created.api_key.key_id}_")
+
+    with pytest.raises(grpc.RpcError) as duplicate:
+        admin.CreateTenant(tenant_admin_pb2.CreateTenantRequest(name=name), metadata=md)
+    assert duplicate.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+    names: list[str] = []
+    token = ""
+    while True:
+        page = admin.ListTenants(
+            tenant_admin_pb2.ListTenantsRequest(page_size=2, page_token=token), metadata=md
+        )
+        names += [t.name for t in page.tenants]
+        token = page.next_page_token
+        if not token:
+            break
+    assert name in names and names == sorted(names)
+
+    second = admin.CreateApiKey(
+        tenant_admin_pb2.CreateApiKeyRequest(tenant_id=tenant_id, label="ci"), metadata=md
+    )
+    keys = admin.ListApiKeys(
+        tenant_admin_pb2.ListApiKeysRequest(tenant_id=tenant_id), metadata=md
+    ).api_keys
+    assert {k.key_id for k in keys} == {created.api_key.key_id, second.api_key.key_id}
+    revoked = admin.RevokeApiKey(
+        tenant_admin_pb2.RevokeApiKeyRequest(key_id=second.api_key.key_id), metadata=md
+    )
+    assert revoked.api_key.HasField("revoke_time")
+
+
+def _fake_registration(tenant: Tenant, tag: str) -> catalog_internal_pb2.RegisterAssetRequest:
+    digest = hashlib.sha256(f"{tag}-{uuid.uuid4()}".encode()).hexdigest()
+    return catalog_internal_pb2.RegisterAssetRequest(
+        tenant_id=tenant.tenant_id,
+        content_hash=digest,
+        perceptual_hash="00ff00ff00ff00ff",
+        filename=f"{tag}.png",
+        content_type="image/png",
+        format=common_pb2.IMAGE_FORMAT_PNG,
+        width=10,
+        height=10,
+        size_bytes=100,
+        original_key=f"originals/{tenant.tenant_id}/{digest}",
+        request_id=f"contract-{tag}",
+    )
+
+
+def test_catalog_internal(services: Services, tenant: Tenant, corpus: Path) -> None:
+    internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
+    md = services.internal_metadata
+    uploaded = _uploaded(services, tenant, corpus)
+
+    who = internal.Authenticate(
+        catalog_internal_pb2.AuthenticateRequest(api_key=tenant.key), metadata=md
+    )
+    assert who.tenant_id == tenant.tenant_id
+
+    found = internal.ResolveDuplicate(
+        catalog_internal_pb2.ResolveDuplicateRequest(
+            tenant_id=tenant.tenant_id, content_hash=uploaded.asset.content_hash
+        ),
+        metadata=md,
+    )
+    assert found.found and found.asset.asset_id == uploaded.asset.asset_id
+
+    objects = internal.GetAssetObjects(
+        catalog_internal_pb2.GetAssetObjectsRequest(
+            tenant_id=tenant.tenant_id, asset_id=uploaded.asset.asset_id
+        ),
+        metadata=md,
+    )
+    assert objects.original_key == f"originals/{tenant.tenant_id}/{uploaded.asset.content_hash}"
+
+    # The life of one job, driven by hand.
+    registered = internal.RegisterAsset(_fake_registration(tenant, "lifecycle"), metadata=md)
+    assert registered.created and registered.render_request.job_id == registered.job.job_id
+    job_id = registered.job.job_id
+    again = internal.RegisterAsset(
+        catalog_internal_pb2.RegisterAssetRequest(
+            tenant_id=tenant.tenant_id,
+            content_hash=registered.asset.content_hash,
+            perceptual_hash="00ff00ff00ff00ff",
+            content_type="image/png",
+            format=common_pb2.IMAGE_FORMAT_PNG,
+            width=10,
+            height=10,
+            size_bytes=100,
+            original_key=registered.render_request.original_key,
+        ),
+        metadata=md,
+    )
+    assert not again.created and again.asset.asset_id == registered.asset.asset_id
+
+    published = internal.MarkJobPublished(
+        catalog_internal_pb2.MarkJobPublishedRequest(job_id=job_id), metadata=md
+    )
+    assert published.job.state in (common_pb2.JOB_STATE_QUEUED, common_pb2.JOB_STATE_RUNNING)
+    first = internal.StartJobAttempt(
+        catalog_internal_pb2.StartJobAttemptRequest(
+            job_id=job_id, worker="contract", lease_seconds=30
+        ),
+        metadata=md,
+    )
+    assert first.proceed and first.attempt >= 1
+    failed = internal.FailJobAttempt(
+        catalog_internal_pb2.FailJobAttemptRequest(
+            job_id=job_id, attempt=first.attempt, error="boom"
+        ),
+        metadata=md,
+    )
+    assert failed.job.last_error == "boom"
+    second = internal.StartJobAttempt(
+        catalog_internal_pb2.StartJobAttemptRequest(
+            job_id=job_id, worker="contract", lease_seconds=30
+        ),
+        metadata=md,
+    )
+    assert second.proceed and second.attempt == first.attempt + 1
+    rendition = common_pb2.Rendition(
+        asset_id=registered.asset.asset_id,
+        preset="thumb",
+        format=common_pb2.IMAGE_FORMAT_JPEG,
+        width=10,
+        height=10,
+        size_bytes=50,
+        quality=85,
+    )
+    done = internal.CompleteJob(
+        catalog_internal_pb2.CompleteJobRequest(
+            job_id=job_id,
+            attempt=second.attempt,
+            renditions=[
+                catalog_internal_pb2.RenditionRecord(
+                    rendition=rendition, object_key="renditions/x/thumb.jpg"
+                )
+            ],
+            placeholder=common_pb2.Placeholder(dominant_color="#102030"),
+        ),
+        metadata=md,
+    )
+    assert done.job.state == common_pb2.JOB_STATE_DONE
+    late = internal.StartJobAttempt(
+        catalog_internal_pb2.StartJobAttemptRequest(
+            job_id=job_id, worker="contract", lease_seconds=30
+        ),
+        metadata=md,
+    )
+    assert not late.proceed and late.job.state == common_pb2.JOB_STATE_DONE
+
+    # A job that is given up on.
+    doomed = internal.RegisterAsset(_fake_registration(tenant, "poison"), metadata=md)
+    poison = internal.RecordPoisonJob(
+        catalog_internal_pb2.RecordPoisonJobRequest(
+            request=doomed.render_request,
+            error="gave up",
+            reason=catalog_pb2.POISON_REASON_RETRIES_EXHAUSTED,
+        ),
+        metadata=md,
+    )
+    assert poison.poison_job.job_id == doomed.job.job_id
+    assert poison.poison_job.request.job_id == doomed.job.job_id
+    after = internal.StartJobAttempt(
+        catalog_internal_pb2.StartJobAttemptRequest(job_id=doomed.job.job_id, worker="contract"),
+        metadata=md,
+    )
+    assert not after.proceed and after.job.state == common_pb2.JOB_STATE_DEAD
+
+    unpublished = internal.ClaimUnpublishedJobs(
+        catalog_internal_pb2.ClaimUnpublishedJobsRequest(
+            limit=5, lease_seconds=1, min_age_seconds=86_400, owner="contract"
+        ),
+        metadata=md,
+    )
+    assert list(unpublished.render_requests) == []
+    claimed = internal.ClaimRenderJobs(
+        catalog_internal_pb2.ClaimRenderJobsRequest(limit=1, lease_seconds=1, owner="contract"),
+        metadata=md,
+    )
+    assert all(isinstance(r, events_pb2.RenderRequest) for r in claimed.render_requests)
