@@ -44,6 +44,8 @@ __all__ = [
     "ServiceProcess",
     "Stack",
     "StackConfig",
+    "delete_broker_names",
+    "drop_database",
     "free_port",
     "require_servers",
 ]
@@ -106,6 +108,30 @@ def _safe(url: str) -> str:
 
 def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    """Drop a database, disconnecting whoever still uses it."""
+    connection = await asyncpg.connect(admin_url)
+    try:
+        quoted = '"' + name.replace('"', '""') + '"'
+        await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+    finally:
+        await connection.close()
+
+
+async def delete_broker_names(amqp_url: str, prefix: str) -> None:
+    """Delete the exchanges and queues of the render topology with this prefix."""
+    topology = Topology(prefix=prefix, delivery_limit=1)
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        for queue in topology.queues:
+            await channel.queue_delete(queue)
+        for exchange in (topology.exchange, topology.dead_letter_exchange):
+            await channel.exchange_delete(exchange)
+    finally:
+        await connection.close()
 
 
 class S3Server:
@@ -346,37 +372,16 @@ class Stack:
         """Drop what this run created on the shared servers (database, broker names)."""
         errors: list[str] = []
         try:
-            asyncio.run(self._drop_database())
+            asyncio.run(drop_database(self.config.pg_url, self.name))
         except Exception as error:
             errors.append(f"database: {error}")
         try:
-            asyncio.run(self._delete_broker_names())
+            asyncio.run(delete_broker_names(self.config.amqp_url, self.prefix))
         except Exception as error:
             errors.append(f"rabbitmq: {error}")
         shutil.rmtree(self.s3.data_dir, ignore_errors=True)
         if errors:
             raise RuntimeError("cleanup incomplete: " + "; ".join(errors))
-
-    async def _drop_database(self) -> None:
-        connection = await asyncpg.connect(self.config.pg_url)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-    async def _delete_broker_names(self) -> None:
-        topology = Topology(prefix=self.prefix, delivery_limit=1)
-        connection = await aio_pika.connect(self.config.amqp_url)
-        try:
-            channel = await connection.channel()
-            queues = [topology.work_queue, topology.dead_queue]
-            queues += [topology.retry_queue(d) for d in topology.retry_delays]
-            for queue in queues:
-                await channel.queue_delete(queue)
-            for exchange in (topology.exchange, topology.dead_letter_exchange):
-                await channel.exchange_delete(exchange)
-        finally:
-            await connection.close()
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Stack]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,9 +13,16 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from devstack import Stack
-from imagepipe.v1 import ingest_pb2
+from imagepipe.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
 
-__all__ = ["Services", "Tenant", "error_info", "upload_messages"]
+__all__ = [
+    "Services",
+    "Tenant",
+    "error_info",
+    "upload",
+    "upload_messages",
+    "wait_for_status",
+]
 
 CHUNK = 1024 * 1024
 
@@ -87,3 +95,37 @@ def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
 
 def random_uuid() -> str:
     return str(uuid.uuid4())
+
+
+def wait_for_status(
+    services: Services,
+    tenant: Tenant,
+    asset_id: str,
+    timeout: float = 30.0,
+    done: tuple[int, ...] = (common_pb2.ASSET_STATUS_READY, common_pb2.ASSET_STATUS_FAILED),
+) -> common_pb2.Asset:
+    """Poll GetAsset until the asset reaches one of `done` (fails the test on timeout)."""
+    stub = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+    deadline = time.monotonic() + timeout
+    while True:
+        asset = stub.GetAsset(
+            catalog_pb2.GetAssetRequest(asset_id=asset_id), metadata=tenant.metadata, timeout=10
+        ).asset
+        if asset.status in done:
+            return asset
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"asset {asset_id} still {common_pb2.AssetStatus.Name(asset.status)} "
+                f"after {timeout:g} s"
+            )
+        time.sleep(0.1)
+
+
+def upload(
+    services: Services, tenant: Tenant, data: bytes, filename: str = "image.jpg"
+) -> ingest_pb2.UploadResponse:
+    stub = ingest_pb2_grpc.IngestServiceStub(services.ingest)
+    response: ingest_pb2.UploadResponse = stub.Upload(
+        upload_messages(data, filename), metadata=tenant.metadata, timeout=60
+    )
+    return response

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagepipe.v1 import catalog_pb2 as pb
 from imagepipe.v1 import catalog_pb2_grpc as pb_grpc
 from services.catalog import assets
+from services.catalog.renditions import choose_rendition
 from services.catalog.repository import CatalogRepository
 from services.shared.auth import current_tenant_id
-from services.shared.errors import not_served_yet
+from services.shared.errors import InvalidArgument, Unavailable, not_served_yet
 from services.shared.settings import Settings
-from services.shared.storage import ObjectStore
+from services.shared.spool import MAX_CHUNK_BYTES
+from services.shared.storage import ObjectNotFound, ObjectStore
 
 __all__ = ["CatalogServicer"]
+
+MAX_URL_TTL_SECONDS = 7 * 86400
 
 
 def _tenant() -> uuid.UUID:
@@ -62,13 +69,36 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
     async def GetRendition(
         self, request: pb.GetRenditionRequest, context: object
     ) -> pb.GetRenditionResponse:
-        raise not_served_yet("GetRendition")
+        ttl = request.url_ttl_seconds or self._settings.presign_ttl_seconds
+        if ttl > MAX_URL_TTL_SECONDS:
+            raise InvalidArgument(
+                f"url_ttl_seconds is at most {MAX_URL_TTL_SECONDS} (7 days)", reason="INVALID_TTL"
+            )
+        chosen = await choose_rendition(
+            self._repo, _tenant(), request.asset_id, request.preset, request.accept_formats
+        )
+        lifetime = dt.timedelta(seconds=ttl)
+        expires = Timestamp()
+        expires.FromDatetime(dt.datetime.now(dt.UTC) + lifetime)
+        return pb.GetRenditionResponse(
+            rendition=chosen.rendition,
+            url=await self._store.presigned_get(chosen.object_key, lifetime),
+            url_expire_time=expires,
+        )
 
     async def ReadRendition(
         self, request: pb.ReadRenditionRequest, context: object
     ) -> AsyncIterator[pb.ReadRenditionResponse]:
-        raise not_served_yet("ReadRendition")
-        yield
+        chosen = await choose_rendition(
+            self._repo, _tenant(), request.asset_id, request.preset, request.accept_formats
+        )
+        yield pb.ReadRenditionResponse(rendition=chosen.rendition)
+        try:
+            async for chunk in self._store.iter_chunks(chosen.object_key, MAX_CHUNK_BYTES):
+                yield pb.ReadRenditionResponse(chunk=chunk)
+        except ObjectNotFound as missing:
+            # A row without its object: report it as a dependency fault, not a bug.
+            raise Unavailable(missing.message, reason=missing.reason) from None
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: object) -> pb.ListJobsResponse:
         raise not_served_yet("ListJobs")

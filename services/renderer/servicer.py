@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from imagepipe.v1 import renderer_pb2 as pb
 from imagepipe.v1 import renderer_pb2_grpc as pb_grpc
-from services.shared.errors import not_served_yet
 from services.shared.imaging.formats import format_from_name
 from services.shared.settings import Preset
 
@@ -22,9 +23,24 @@ def preset_message(preset: Preset) -> pb.Preset:
     )
 
 
+class ConsumerStatus(Protocol):
+    concurrency: int
+    jobs_done: int
+    attempts_failed: int
+    queue_depth: int
+
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+
 class RendererServicer(pb_grpc.RendererServiceServicer):
-    def __init__(self, presets: list[Preset]) -> None:
+    def __init__(self, presets: list[Preset], consumer: ConsumerStatus, worker: str) -> None:
         self._presets = sorted(presets, key=lambda p: p.max_width * p.max_height, reverse=True)
+        self._consumer = consumer
+        self._worker = worker
 
     async def ListPresets(
         self, request: pb.ListPresetsRequest, context: object
@@ -34,4 +50,13 @@ class RendererServicer(pb_grpc.RendererServiceServicer):
     async def GetRendererStatus(
         self, request: pb.GetRendererStatusRequest, context: object
     ) -> pb.GetRendererStatusResponse:
-        raise not_served_yet("GetRendererStatus")
+        consumer = self._consumer
+        return pb.GetRendererStatusResponse(
+            mode=pb.CONSUME_MODE_BROKER if consumer.connected else pb.CONSUME_MODE_CATALOG_POLLING,
+            concurrency=consumer.concurrency,
+            in_flight=consumer.in_flight,
+            jobs_done=consumer.jobs_done,
+            attempts_failed=consumer.attempts_failed,
+            queue_depth=consumer.queue_depth,
+            worker=self._worker,
+        )

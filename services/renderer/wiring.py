@@ -1,4 +1,8 @@
-"""Builds the renderer's adapters from settings, and closes them on the way out."""
+"""Builds the renderer's adapters from settings, and closes them on the way out.
+
+Health depends on catalog and S3: with RabbitMQ down the renderer keeps working
+from the catalog, so it stays SERVING.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from imagepipe.v1 import renderer_pb2, renderer_pb2_grpc
+from services.renderer.consumer import PoisonRecorder, RenderConsumer
+from services.renderer.jobs import JobRunner, worker_name
 from services.renderer.servicer import RendererServicer
+from services.shared.broker import Topology
 from services.shared.clients import CatalogInternalClient, open_channel
+from services.shared.sandbox import DecodePool
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
 from services.shared.storage import S3ObjectStore
 
 __all__ = ["build"]
+
+RENDER_MEMORY_LIMIT = 3 * 1024**3
+RENDER_TIMEOUT_SECONDS = 120.0
 
 
 @asynccontextmanager
@@ -20,6 +31,22 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
     channel = open_channel(settings.catalog_addr)
     catalog = CatalogInternalClient(channel, settings)
     store = S3ObjectStore(settings)
+    pool = DecodePool(
+        settings.effective_render_concurrency,
+        memory_limit_bytes=RENDER_MEMORY_LIMIT,
+        timeout=RENDER_TIMEOUT_SECONDS,
+    )
+    topology = Topology.from_settings(settings)
+    worker = worker_name()
+    runner = JobRunner(
+        catalog=catalog,
+        store=store,
+        pool=pool,
+        presets=settings.presets,
+        max_pixels=settings.max_pixels,
+        worker=worker,
+    )
+    consumer = RenderConsumer(settings, topology, runner, catalog)
     try:
         yield ServiceSpec(
             name="renderer",
@@ -28,13 +55,15 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
             services=[
                 GrpcService(
                     renderer_pb2.DESCRIPTOR.services_by_name["RendererService"],
-                    RendererServicer(settings.presets),
+                    RendererServicer(settings.presets, consumer, worker),
                     renderer_pb2_grpc.add_RendererServiceServicer_to_server,
                 )
             ],
             authenticator=catalog,
             checks={"catalog": catalog.check, "s3": store.check},
+            workers=[consumer, PoisonRecorder(settings, topology, catalog)],
         )
     finally:
+        pool.close()
         await store.close()
         await channel.close()

@@ -1,14 +1,18 @@
 """RabbitMQ: the render topology (declared here only) and the render publisher.
 
-Topology, all durable, names prefixed with IMAGEPIPE_AMQP_PREFIX (``p``)::
+Topology, all durable quorum queues, names prefixed with IMAGEPIPE_AMQP_PREFIX (``p``)::
 
-    p.render (direct) --work--------> p.render.work   quorum, x-delivery-limit,
-        |                                  |          dead-letters at least once
-        |--retry.2s--> p.render.retry.2s --+ (TTL 2 s, dead-letters back to work)
-        |--retry.4s--> p.render.retry.4s --+ (TTL 4 s)
-        '--retry.8s--> p.render.retry.8s --' (TTL 8 s)
-    p.render.dlx (direct) --dead--> p.render.dead  (poison: delivery limit or
-                                                    retries exhausted)
+    p.render (direct) --work-----> p.render.work    x-delivery-limit; rejected or
+        |                             ^    |        over-delivered messages are
+        |                             |    |        dead-lettered (at least once)
+        |--retry.2s--> p.render.retry.2s   |        TTL 2 s, then back to work
+        |--retry.4s--> p.render.retry.4s   |        TTL 4 s
+        '--retry.8s--> p.render.retry.8s   |        TTL 8 s
+                                           v
+    p.render.dlx (direct) --dead----> p.render.dead.inbox   drained by the poison
+                          --parked--> p.render.dead         recorder, which records
+                                                            the poison job and parks
+                                                            the message here
 
 Render requests are protobuf (content type application/x-protobuf), persistent,
 ``message_id`` = job id, published with confirms: a publish returns only once the
@@ -52,6 +56,7 @@ class Topology:
 
     WORK_KEY = "work"
     DEAD_KEY = "dead"
+    PARKED_KEY = "parked"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:
@@ -71,7 +76,18 @@ class Topology:
 
     @property
     def dead_queue(self) -> str:
+        """Where poison messages rest, for inspection and replay."""
         return f"{self.prefix}.render.dead"
+
+    @property
+    def dead_inbox(self) -> str:
+        """Fresh dead letters, waiting for the poison recorder."""
+        return f"{self.prefix}.render.dead.inbox"
+
+    @property
+    def queues(self) -> list[str]:
+        retries = [self.retry_queue(d) for d in self.retry_delays]
+        return [self.work_queue, *retries, self.dead_inbox, self.dead_queue]
 
     def retry_queue(self, delay: int) -> str:
         return f"{self.prefix}.render.retry.{delay}s"
@@ -88,10 +104,14 @@ class Topology:
         dlx = await channel.declare_exchange(
             self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
-        dead = await channel.declare_queue(
+        inbox = await channel.declare_queue(
+            self.dead_inbox, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await inbox.bind(dlx, self.DEAD_KEY)
+        parked = await channel.declare_queue(
             self.dead_queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
-        await dead.bind(dlx, self.DEAD_KEY)
+        await parked.bind(dlx, self.PARKED_KEY)
         work = await channel.declare_queue(
             self.work_queue,
             durable=True,

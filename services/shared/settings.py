@@ -18,6 +18,7 @@ __all__ = ["Preset", "Settings", "load_settings", "render_env_table"]
 
 MIB = 1024 * 1024
 OutputFormat = Literal["jpeg", "webp", "avif"]
+ChromaSubsampling = Literal["4:2:0", "4:4:4"]
 
 
 class Preset(BaseModel):
@@ -29,12 +30,15 @@ class Preset(BaseModel):
     formats: list[OutputFormat] = Field(default_factory=lambda: list[OutputFormat](["jpeg"]))
     quality: int = Field(default=85, ge=1, le=100)
     min_ssim: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Small renditions keep full chroma: at 100-400 px, 4:2:0 costs about 2 dB of PSNR
+    # for about a quarter fewer bytes.
+    chroma_subsampling: ChromaSubsampling = "4:2:0"
 
 
 DEFAULT_PRESETS = (
     '[{"name":"zoom","max_width":1200,"max_height":1200},'
-    '{"name":"card","max_width":400,"max_height":400},'
-    '{"name":"thumb","max_width":100,"max_height":100}]'
+    '{"name":"card","max_width":400,"max_height":400,"chroma_subsampling":"4:4:4"},'
+    '{"name":"thumb","max_width":100,"max_height":100,"chroma_subsampling":"4:4:4"}]'
 )
 
 
@@ -131,7 +135,7 @@ class Settings(BaseSettings):
     presets: Annotated[list[Preset], NoDecode] = Field(
         default_factory=lambda: _parse_preset_json(DEFAULT_PRESETS),
         description="Rendition presets as JSON (name, max_width, max_height, formats, "
-        "quality, min_ssim).",
+        "quality, min_ssim, chroma_subsampling).",
     )
     delivery_limit: int = Field(
         default=5,

@@ -26,7 +26,7 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from services.shared.errors import Unavailable
+from services.shared.errors import NotFound, Unavailable
 from services.shared.settings import Settings
 
 __all__ = [
@@ -61,8 +61,16 @@ class ObjectInfo:
     modified: dt.datetime
 
 
-class ObjectNotFound(LookupError):
+class ObjectNotFound(NotFound):
     """The key does not exist in the bucket."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"object {key} is missing from the object store",
+            reason="OBJECT_MISSING",
+            metadata={"key": key},
+        )
+        self.key = key
 
 
 class ObjectStore(Protocol):

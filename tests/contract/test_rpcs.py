@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -30,7 +30,7 @@ from imagepipe.v1 import (
     tenant_admin_pb2,
     tenant_admin_pb2_grpc,
 )
-from tests.helpers import Services, Tenant, error_info, upload_messages
+from tests.helpers import Services, Tenant, error_info, upload, upload_messages, wait_for_status
 
 ALL_SERVICES = [
     s
@@ -53,13 +53,8 @@ NOT_YET = {
     "imagepipe.v1.CatalogService.ListJobs": "issue 7",
     "imagepipe.v1.CatalogService.GetTenantMetrics": "issue 7",
     "imagepipe.v1.CatalogService.Purge": "issue 7",
-    "imagepipe.v1.CatalogService.GetRendition": "issue 4",
-    "imagepipe.v1.CatalogService.ReadRendition": "issue 4",
     "imagepipe.v1.CatalogService.ListPoisonJobs": "issue 6",
     "imagepipe.v1.CatalogService.RetryPoisonJob": "issue 6",
-    "imagepipe.v1.RendererService.GetRendererStatus": "issue 4",
-    "imagepipe.v1.QualityService.Compare": "issue 4",
-    "imagepipe.v1.QualityService.CompareImages": "issue 4",
 }
 
 # Tested with working behaviour below; kept in one list for the completeness check.
@@ -68,7 +63,12 @@ IMPLEMENTED = {
     "imagepipe.v1.CatalogService.GetAsset",
     "imagepipe.v1.CatalogService.ListAssets",
     "imagepipe.v1.CatalogService.GetJob",
+    "imagepipe.v1.CatalogService.GetRendition",
+    "imagepipe.v1.CatalogService.ReadRendition",
     "imagepipe.v1.RendererService.ListPresets",
+    "imagepipe.v1.RendererService.GetRendererStatus",
+    "imagepipe.v1.QualityService.Compare",
+    "imagepipe.v1.QualityService.CompareImages",
     *(
         f"imagepipe.v1.TenantAdminService.{m}"
         for m in ("CreateTenant", "ListTenants", "CreateApiKey", "ListApiKeys", "RevokeApiKey")
@@ -88,8 +88,6 @@ def test_every_rpc_has_a_contract_case() -> None:
 
 def _unimplemented_calls(services: Services, tenant: Tenant) -> dict[str, Callable[[], object]]:
     catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
-    renderer = renderer_pb2_grpc.RendererServiceStub(services.renderer)
-    quality = quality_pb2_grpc.QualityServiceStub(services.quality)
     md, some_id = tenant.metadata, str(uuid.uuid4())
     return {
         "imagepipe.v1.CatalogService.WatchAsset": lambda: list(
@@ -112,34 +110,11 @@ def _unimplemented_calls(services: Services, tenant: Tenant) -> dict[str, Callab
         "imagepipe.v1.CatalogService.Purge": lambda: catalog.Purge(
             catalog_pb2.PurgeRequest(), metadata=md, timeout=10
         ),
-        "imagepipe.v1.CatalogService.GetRendition": lambda: catalog.GetRendition(
-            catalog_pb2.GetRenditionRequest(asset_id=some_id, preset="card"),
-            metadata=md,
-            timeout=10,
-        ),
-        "imagepipe.v1.CatalogService.ReadRendition": lambda: list(
-            catalog.ReadRendition(
-                catalog_pb2.ReadRenditionRequest(asset_id=some_id, preset="card"),
-                metadata=md,
-                timeout=10,
-            )
-        ),
         "imagepipe.v1.CatalogService.ListPoisonJobs": lambda: catalog.ListPoisonJobs(
             catalog_pb2.ListPoisonJobsRequest(), metadata=md, timeout=10
         ),
         "imagepipe.v1.CatalogService.RetryPoisonJob": lambda: catalog.RetryPoisonJob(
             catalog_pb2.RetryPoisonJobRequest(poison_job_id=some_id), metadata=md, timeout=10
-        ),
-        "imagepipe.v1.RendererService.GetRendererStatus": lambda: renderer.GetRendererStatus(
-            renderer_pb2.GetRendererStatusRequest(), metadata=services.admin_metadata, timeout=10
-        ),
-        "imagepipe.v1.QualityService.Compare": lambda: quality.Compare(
-            quality_pb2.CompareRequest(asset_id=some_id), metadata=md, timeout=10
-        ),
-        "imagepipe.v1.QualityService.CompareImages": lambda: quality.CompareImages(
-            iter([quality_pb2.CompareImagesRequest(header=quality_pb2.CompareImagesHeader())]),
-            metadata=md,
-            timeout=10,
         ),
     }
 
@@ -392,3 +367,50 @@ def test_catalog_internal(services: Services, tenant: Tenant, corpus: Path) -> N
         metadata=md,
     )
     assert all(isinstance(r, events_pb2.RenderRequest) for r in claimed.render_requests)
+
+
+def test_renditions_status_and_quality(services: Services, tenant: Tenant, corpus: Path) -> None:
+    uploaded = upload(services, tenant, (corpus / "jpeg_progressive_portrait.jpg").read_bytes())
+    asset = wait_for_status(services, tenant, uploaded.asset.asset_id)
+    assert asset.status == common_pb2.ASSET_STATUS_READY
+    catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+    md = tenant.metadata
+
+    got = catalog.GetRendition(
+        catalog_pb2.GetRenditionRequest(
+            asset_id=asset.asset_id, preset="card", accept_formats=[common_pb2.IMAGE_FORMAT_JPEG]
+        ),
+        metadata=md,
+    )
+    assert got.rendition.preset == "card" and got.url.startswith("http")
+    streamed = list(
+        catalog.ReadRendition(
+            catalog_pb2.ReadRenditionRequest(asset_id=asset.asset_id, preset="card"), metadata=md
+        )
+    )
+    assert streamed[0].WhichOneof("part") == "rendition"
+    assert sum(len(m.chunk) for m in streamed[1:]) == got.rendition.size_bytes
+
+    status = renderer_pb2_grpc.RendererServiceStub(services.renderer).GetRendererStatus(
+        renderer_pb2.GetRendererStatusRequest(), metadata=services.admin_metadata
+    )
+    assert status.mode == renderer_pb2.CONSUME_MODE_BROKER
+    assert status.concurrency >= 1 and status.worker
+
+    quality = quality_pb2_grpc.QualityServiceStub(services.quality)
+    compared = quality.Compare(quality_pb2.CompareRequest(asset_id=asset.asset_id), metadata=md)
+    assert [r.preset for r in compared.renditions] == ["zoom", "card", "thumb"]
+    assert all(r.scores.ssim > 0.9 and r.good for r in compared.renditions)
+
+    data = (corpus / "png_rgba_dice.png").read_bytes()
+
+    def both() -> Iterator[quality_pb2.CompareImagesRequest]:
+        yield quality_pb2.CompareImagesRequest(
+            header=quality_pb2.CompareImagesHeader(reference_filename="a.png")
+        )
+        yield quality_pb2.CompareImagesRequest(reference_chunk=data)
+        yield quality_pb2.CompareImagesRequest(candidate_chunk=data)
+
+    same = quality.CompareImages(both(), metadata=md)
+    assert same.scores.psnr_infinite and same.scores.ssim == pytest.approx(1.0)
+    assert same.scores.hash_distance == 0 and not same.resized

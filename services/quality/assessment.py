@@ -1,0 +1,154 @@
+"""Quality's use cases: score an asset's renditions, or two uploaded images."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from imagepipe.v1 import catalog_internal_pb2, common_pb2, quality_pb2
+from services.quality.compare import (
+    ComparedImage,
+    RenditionBytes,
+    compare_images,
+    compare_renditions,
+)
+from services.shared.errors import FailedPrecondition, InvalidArgument
+from services.shared.imaging.formats import ACCEPTED
+from services.shared.imaging.hashing import format_hash
+from services.shared.imaging.metrics import Scores
+from services.shared.sandbox import DecodePool
+from services.shared.spool import Spool
+from services.shared.storage import ObjectStore
+
+__all__ = ["Assessor", "scores_message"]
+
+
+class AssetObjects(Protocol):
+    async def get_asset_objects(
+        self, tenant_id: str, asset_id: str
+    ) -> catalog_internal_pb2.GetAssetObjectsResponse: ...
+
+
+def scores_message(scores: Scores) -> common_pb2.QualityScores:
+    infinite = math.isinf(scores.psnr_db)
+    return common_pb2.QualityScores(
+        psnr_db=scores.psnr_db,
+        psnr_infinite=infinite,
+        ssim=scores.ssim,
+        hash_distance=scores.hash_distance,
+    )
+
+
+def _image_info(image: ComparedImage) -> quality_pb2.ImageInfo:
+    return quality_pb2.ImageInfo(
+        format=ACCEPTED[image.pillow_format].wire,  # type: ignore[arg-type]
+        width=image.width,
+        height=image.height,
+        size_bytes=image.size_bytes,
+        perceptual_hash=format_hash(image.perceptual_hash),
+    )
+
+
+@dataclass
+class Assessor:
+    catalog: AssetObjects
+    store: ObjectStore
+    pool: DecodePool
+    max_pixels: int
+    max_upload_bytes: int
+    spool_dir: str = ""
+
+    async def compare_asset(self, tenant_id: str, asset_id: str) -> quality_pb2.CompareResponse:
+        objects = await self.catalog.get_asset_objects(tenant_id, asset_id)
+        asset = objects.asset
+        if not objects.renditions:
+            raise FailedPrecondition(
+                f"asset {asset_id} has no renditions yet (status "
+                f"{common_pb2.AssetStatus.Name(asset.status).removeprefix('ASSET_STATUS_').lower()})",
+                reason="ASSET_NOT_READY",
+            )
+        original = await self.store.get_bytes(objects.original_key)
+        renditions = [
+            RenditionBytes(r.rendition.preset, await self.store.get_bytes(r.object_key))
+            for r in objects.renditions
+        ]
+        scores = await self.pool.run(compare_renditions, original, renditions, self.max_pixels)
+        return quality_pb2.CompareResponse(
+            asset_id=asset.asset_id,
+            original=quality_pb2.ImageInfo(
+                format=asset.format,
+                width=asset.width,
+                height=asset.height,
+                size_bytes=asset.size_bytes,
+                perceptual_hash=asset.perceptual_hash,
+            ),
+            renditions=[
+                quality_pb2.RenditionQuality(
+                    preset=record.rendition.preset,
+                    format=record.rendition.format,
+                    width=record.rendition.width,
+                    height=record.rendition.height,
+                    size_bytes=record.rendition.size_bytes,
+                    original_size_bytes=asset.size_bytes,
+                    quality=record.rendition.quality,
+                    scores=scores_message(result),
+                    good=result.good,
+                )
+                for record, result in zip(objects.renditions, scores, strict=True)
+            ],
+        )
+
+    async def compare_uploads(
+        self, messages: AsyncIterator[quality_pb2.CompareImagesRequest]
+    ) -> quality_pb2.CompareImagesResponse:
+        spools = {
+            "reference_chunk": Spool(
+                max_bytes=self.max_upload_bytes, directory=self.spool_dir, label="reference image"
+            ),
+            "candidate_chunk": Spool(
+                max_bytes=self.max_upload_bytes, directory=self.spool_dir, label="candidate image"
+            ),
+        }
+        try:
+            header_seen = False
+            async for message in messages:
+                part = message.WhichOneof("part")
+                if part == "header":
+                    if header_seen or any(s.size for s in spools.values()):
+                        raise InvalidArgument(
+                            "the header must be the first message and sent once",
+                            reason="MALFORMED_STREAM",
+                        )
+                    header_seen = True
+                elif part in spools:
+                    if not header_seen:
+                        raise InvalidArgument(
+                            "send a CompareImagesHeader before the first chunk",
+                            reason="MALFORMED_STREAM",
+                        )
+                    await spools[part].write(getattr(message, part))
+            for name, spool in spools.items():
+                await spool.finish()
+                if not spool.size:
+                    image = name.removesuffix("_chunk")
+                    raise InvalidArgument(
+                        f"no bytes received for the {image} image", reason="IMAGE_EMPTY"
+                    )
+            reference, candidate, scores, resized = await self.pool.run(
+                compare_images,
+                spools["reference_chunk"].path,
+                spools["candidate_chunk"].path,
+                self.max_pixels,
+            )
+        finally:
+            for spool in spools.values():
+                spool.discard()
+        return quality_pb2.CompareImagesResponse(
+            reference=_image_info(reference),
+            candidate=_image_info(candidate),
+            scores=scores_message(scores),
+            resized=resized,
+            good=scores.good,
+        )

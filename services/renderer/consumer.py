@@ -1,0 +1,334 @@
+"""The renderer's RabbitMQ side: competing consumers, retries, dead letters.
+
+Per delivery: decode the RenderRequest, run one attempt, then settle the message:
+- done, or already finished: ack;
+- failed, retries left: publish a copy (with this attempt appended) to the delay
+  queue for the next backoff (2, 4, 8 s) with a publisher confirm, then ack. The
+  message is never held while waiting;
+- failed after the third retry: record the poison job, then reject it without
+  requeue so RabbitMQ dead-letters it.
+
+A message that kills its renderer is redelivered by RabbitMQ; after
+IMAGEPIPE_DELIVERY_LIMIT deliveries the quorum queue dead-letters it. The poison
+recorder drains those dead letters: it records the poison job (idempotently) and
+parks the message in the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import Counter, Gauge
+
+from imagepipe.v1 import catalog_pb2, common_pb2, events_pb2
+from services.renderer.jobs import JobRunner, Outcome
+from services.shared.broker import Topology, render_message
+from services.shared.clients import CatalogInternalClient
+from services.shared.errors import ImagepipeError
+from services.shared.logs import get_logger, request_id_var
+from services.shared.settings import Settings
+
+__all__ = ["PoisonRecorder", "RenderConsumer"]
+
+log = get_logger(__name__)
+
+RETRIES = Counter("imagepipe_render_retries_total", "Failed attempts sent to a delay queue.")
+POISONED = Counter("imagepipe_poison_jobs_total", "Jobs given up on.", ["reason"])
+IN_FLIGHT = Gauge("imagepipe_render_in_flight", "Render jobs held by this renderer.")
+QUEUE_DEPTH = Gauge("imagepipe_render_queue_depth", "Messages waiting in the work queue.")
+
+MAX_RETRIES = 3
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+async def _settle(action: Any, what: str) -> None:
+    """Ack/nack/reject; on a dead channel the broker redelivers the message anyway."""
+    try:
+        await action()
+    except (aio_pika.exceptions.AMQPError, RuntimeError, ConnectionError) as error:
+        log.warning("could not %s (the message will be redelivered): %s", what, error)
+
+
+class _Connected:
+    """A robust connection with a confirming channel and the declared topology."""
+
+    def __init__(self, settings: Settings, topology: Topology, prefetch: int) -> None:
+        self._url = settings.amqp_url.get_secret_value()
+        self.topology = topology
+        self._prefetch = prefetch
+        self.connection: AbstractRobustConnection | None = None
+        self.channel: AbstractChannel | None = None
+        self.exchange: AbstractExchange | None = None
+        self.dead_letter_exchange: AbstractExchange | None = None
+
+    async def open(self, stopping: asyncio.Event) -> bool:
+        """Connect, retrying every 2 s; False if asked to stop first."""
+        while not stopping.is_set():
+            try:
+                self.connection = await aio_pika.connect_robust(self._url, timeout=5)
+                self.channel = await self.connection.channel(publisher_confirms=True)
+                await self.channel.set_qos(prefetch_count=self._prefetch)
+                self.exchange = await self.topology.declare(self.channel)
+                self.dead_letter_exchange = await self.channel.get_exchange(
+                    self.topology.dead_letter_exchange
+                )
+                return True
+            except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as error:
+                log.warning("RabbitMQ unreachable, retrying in 2 s: %s", error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 2)
+        return False
+
+    async def queue(self, name: str) -> AbstractQueue:
+        assert self.channel is not None
+        return await self.channel.get_queue(name, ensure=False)
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                await self.connection.close()
+
+
+class RenderConsumer:
+    """Competing consumer of the work queue (R4.10): any number may share it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topology: Topology,
+        runner: JobRunner,
+        catalog: CatalogInternalClient,
+    ) -> None:
+        self.concurrency = settings.effective_render_concurrency
+        self._broker = _Connected(settings, topology, prefetch=self.concurrency)
+        self._topology = topology
+        self._runner = runner
+        self._catalog = catalog
+        self._stopping = asyncio.Event()
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.jobs_done = 0
+        self.attempts_failed = 0
+        self.queue_depth = -1
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def connected(self) -> bool:
+        connection = self._broker.connection
+        return connection is not None and not connection.is_closed
+
+    async def run(self) -> None:
+        if not await self._broker.open(self._stopping):
+            return
+        self._queue = await self._broker.queue(self._topology.work_queue)
+        self._consumer_tag = await self._queue.consume(self._on_message)
+        log.info("consuming render requests", extra={"concurrency": self.concurrency})
+        while not self._stopping.is_set():
+            await self._sample_depth()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 5)
+
+    async def _sample_depth(self) -> None:
+        try:
+            assert self._broker.channel is not None
+            declared = await self._broker.channel.declare_queue(
+                self._topology.work_queue, passive=True
+            )
+            depth = declared.declaration_result.message_count
+            self.queue_depth = depth if depth is not None else -1
+            QUEUE_DEPTH.set(self.queue_depth)
+        except (aio_pika.exceptions.AMQPError, RuntimeError, ConnectionError, AssertionError):
+            self.queue_depth = -1
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        IN_FLIGHT.set(len(self._tasks))
+        try:
+            await self._handle(message)
+        finally:
+            self._tasks.discard(task)
+            IN_FLIGHT.set(len(self._tasks))
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            request = events_pb2.RenderRequest.FromString(message.body)
+        except DecodeError:
+            log.error("undecodable render message %s; dead-lettering it", message.message_id)
+            await _settle(lambda: message.reject(requeue=False), "reject")
+            return
+        token = request_id_var.set(request.request_id)
+        try:
+            result = await self._runner.run(request)
+            if result.outcome is not Outcome.FAILED:
+                self.jobs_done += result.outcome is Outcome.DONE
+                await _settle(message.ack, "ack")
+                return
+            self.attempts_failed += 1
+            await self._after_failure(message, request, result.attempt, result.error)
+        finally:
+            request_id_var.reset(token)
+
+    async def _after_failure(
+        self,
+        message: AbstractIncomingMessage,
+        request: events_pb2.RenderRequest,
+        attempt: int,
+        error: str,
+    ) -> None:
+        history = events_pb2.RenderRequest()
+        history.CopyFrom(request)
+        history.attempts.append(
+            common_pb2.JobAttempt(attempt=attempt, end_time=_now(), error=error[:2000])
+        )
+        failures = len(history.attempts)
+        if failures <= MAX_RETRIES:
+            delay = self._topology.retry_delays[failures - 1]
+            try:
+                assert self._broker.exchange is not None
+                await asyncio.wait_for(
+                    self._broker.exchange.publish(
+                        render_message(history), self._topology.retry_key(delay), mandatory=True
+                    ),
+                    10,
+                )
+            except (
+                aio_pika.exceptions.AMQPError,
+                TimeoutError,
+                RuntimeError,
+                AssertionError,
+            ) as failure:
+                log.warning("could not schedule retry: %s", failure)
+                await _settle(lambda: message.nack(requeue=True), "nack")
+                return
+            RETRIES.inc()
+            log.info(
+                "retrying in %d s", delay, extra={"job_id": request.job_id, "failures": failures}
+            )
+            await _settle(message.ack, "ack")
+            return
+        try:
+            await self._catalog.record_poison_job(
+                history, error, catalog_pb2.POISON_REASON_RETRIES_EXHAUSTED
+            )
+        except ImagepipeError as failure:
+            log.warning("could not record poison job yet: %s", failure.message)
+            await _settle(lambda: message.nack(requeue=True), "nack")
+            return
+        POISONED.labels("retries_exhausted").inc()
+        log.error(
+            "job given up after %d attempts: %s", failures, error, extra={"job_id": request.job_id}
+        )
+        await _settle(lambda: message.reject(requeue=False), "reject")
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking work; give in-flight jobs `grace` seconds, then hand them back."""
+        self._stopping.set()
+        if self._queue is not None and self._consumer_tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._consumer_tag)
+        if self._tasks:
+            log.info("waiting for %d in-flight jobs", len(self._tasks))
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        # Closing the channel returns anything still unacked to the queue.
+        await self._broker.close()
+
+
+class PoisonRecorder:
+    """Drains fresh dead letters: records each poison job, then parks the message."""
+
+    def __init__(
+        self, settings: Settings, topology: Topology, catalog: CatalogInternalClient
+    ) -> None:
+        self._broker = _Connected(settings, topology, prefetch=10)
+        self._topology = topology
+        self._catalog = catalog
+        self._stopping = asyncio.Event()
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+
+    async def run(self) -> None:
+        if not await self._broker.open(self._stopping):
+            return
+        self._queue = await self._broker.queue(self._topology.dead_inbox)
+        self._consumer_tag = await self._queue.consume(self._on_dead_letter)
+        await self._stopping.wait()
+
+    async def _on_dead_letter(self, message: AbstractIncomingMessage) -> None:
+        try:
+            request = events_pb2.RenderRequest.FromString(message.body)
+        except DecodeError:
+            request = events_pb2.RenderRequest()
+        headers = message.headers or {}
+        death = str(headers.get("x-first-death-reason", ""))
+        if death == "delivery_limit":
+            reason = catalog_pb2.POISON_REASON_DELIVERY_LIMIT
+            error = (
+                f"delivered {self._topology.delivery_limit + 1} times without being settled "
+                "(the renderer crashed or was killed each time)"
+            )
+        else:
+            reason = catalog_pb2.POISON_REASON_RETRIES_EXHAUSTED
+            error = request.attempts[-1].error if request.attempts else f"dead-lettered: {death}"
+        if request.job_id:
+            try:
+                await self._catalog.record_poison_job(request, error, reason)
+            except ImagepipeError as failure:
+                log.warning("could not record poison job yet: %s", failure.message)
+                await _settle(lambda: message.nack(requeue=True), "nack")
+                return
+            POISONED.labels(death or "unknown").inc()
+        try:
+            assert self._broker.dead_letter_exchange is not None
+            await asyncio.wait_for(
+                self._broker.dead_letter_exchange.publish(
+                    aio_pika.Message(
+                        body=message.body,
+                        headers=dict(headers),
+                        content_type=message.content_type,
+                        message_id=message.message_id,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    self._topology.PARKED_KEY,
+                ),
+                10,
+            )
+        except (
+            aio_pika.exceptions.AMQPError,
+            TimeoutError,
+            RuntimeError,
+            AssertionError,
+        ) as failure:
+            log.warning("could not park dead letter: %s", failure)
+            await _settle(lambda: message.nack(requeue=True), "nack")
+            return
+        await _settle(message.ack, "ack")
+
+    async def stop(self, grace: float) -> None:
+        self._stopping.set()
+        if self._queue is not None and self._consumer_tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._consumer_tag)
+        await self._broker.close()

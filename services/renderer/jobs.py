@@ -1,0 +1,159 @@
+"""Running one attempt of a render job, whoever delivered it (broker or catalog poll).
+
+An attempt: open it in the catalog (a finished job is skipped), read the original,
+render every preset in the worker pool, write the renditions to their fixed keys,
+then record them, job done and asset ready in one catalog transaction. Every step
+is idempotent, so an attempt that runs twice produces the same objects and rows.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import Counter, Histogram
+
+from imagepipe.v1 import catalog_internal_pb2, common_pb2, events_pb2
+from services.renderer.render import RenderedImage, render_presets
+from services.shared.errors import ImagepipeError
+from services.shared.imaging.formats import format_from_name
+from services.shared.logs import get_logger
+from services.shared.sandbox import DecodePool
+from services.shared.settings import Preset
+from services.shared.storage import ObjectStore, rendition_key
+
+__all__ = ["AttemptOutcome", "JobCatalog", "JobRunner", "Outcome", "worker_name"]
+
+log = get_logger(__name__)
+
+RENDER_SECONDS = Histogram(
+    "imagepipe_render_seconds",
+    "Time to decode an original and encode all its renditions.",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30),
+)
+JOB_OUTCOMES = Counter(
+    "imagepipe_render_attempts_total", "Render attempts by outcome.", ["outcome"]
+)
+# A job's lease in the catalog: long enough for a slow render, short enough that a
+# crashed renderer's job is picked up again by catalog polling.
+LEASE_SECONDS = 120
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobCatalog(Protocol):
+    async def start_job_attempt(
+        self, job_id: str, *, worker: str, lease_seconds: int
+    ) -> catalog_internal_pb2.StartJobAttemptResponse: ...
+
+    async def complete_job(self, request: catalog_internal_pb2.CompleteJobRequest) -> None: ...
+
+    async def fail_job_attempt(self, job_id: str, attempt: int, error: str) -> None: ...
+
+
+class Outcome(enum.Enum):
+    DONE = "done"
+    SKIPPED = "skipped"  # already done or dead: a redelivery
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    outcome: Outcome
+    attempt: int = 0
+    error: str = ""
+
+
+class JobRunner:
+    def __init__(
+        self,
+        *,
+        catalog: JobCatalog,
+        store: ObjectStore,
+        pool: DecodePool,
+        presets: Sequence[Preset],
+        max_pixels: int,
+        worker: str,
+    ) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._pool = pool
+        self._presets = list(presets)
+        self._max_pixels = max_pixels
+        self._worker = worker
+
+    async def run(self, request: events_pb2.RenderRequest) -> AttemptOutcome:
+        """One attempt; never raises for a failed render (the outcome says so)."""
+        try:
+            started = await self._catalog.start_job_attempt(
+                request.job_id, worker=self._worker, lease_seconds=LEASE_SECONDS
+            )
+        except ImagepipeError as error:
+            JOB_OUTCOMES.labels("failed").inc()
+            return AttemptOutcome(Outcome.FAILED, 0, f"could not start attempt: {error.message}")
+        if not started.proceed:
+            JOB_OUTCOMES.labels("skipped").inc()
+            log.info("job already finished; skipping", extra={"job_id": request.job_id})
+            return AttemptOutcome(Outcome.SKIPPED)
+        attempt = started.attempt
+        try:
+            renditions = await self._render(request)
+            await self._catalog.complete_job(
+                catalog_internal_pb2.CompleteJobRequest(
+                    job_id=request.job_id, attempt=attempt, renditions=renditions
+                )
+            )
+        except ImagepipeError as error:
+            message = _describe(error)
+            JOB_OUTCOMES.labels("failed").inc()
+            log.warning(
+                "render attempt %d failed: %s", attempt, message, extra={"job_id": request.job_id}
+            )
+            try:
+                await self._catalog.fail_job_attempt(request.job_id, attempt, message)
+            except ImagepipeError as recording:
+                log.warning("could not record the failed attempt: %s", recording.message)
+            return AttemptOutcome(Outcome.FAILED, attempt, message)
+        JOB_OUTCOMES.labels("done").inc()
+        log.info("rendered", extra={"job_id": request.job_id, "renditions": len(renditions)})
+        return AttemptOutcome(Outcome.DONE, attempt)
+
+    async def _render(
+        self, request: events_pb2.RenderRequest
+    ) -> list[catalog_internal_pb2.RenditionRecord]:
+        original = await self._store.get_bytes(request.original_key)
+        started = time.perf_counter()
+        rendered: list[RenderedImage] = await self._pool.run(
+            render_presets, original, self._presets, self._max_pixels
+        )
+        RENDER_SECONDS.observe(time.perf_counter() - started)
+        records = []
+        for image in rendered:
+            key = rendition_key(request.tenant_id, request.asset_id, image.preset, image.extension)
+            await self._store.put_bytes(key, image.data, image.content_type)
+            records.append(
+                catalog_internal_pb2.RenditionRecord(
+                    rendition=common_pb2.Rendition(
+                        asset_id=request.asset_id,
+                        preset=image.preset,
+                        format=format_from_name(image.format),  # type: ignore[arg-type]
+                        width=image.width,
+                        height=image.height,
+                        size_bytes=len(image.data),
+                        quality=image.quality,
+                    ),
+                    object_key=key,
+                )
+            )
+        return records
+
+
+def _describe(error: ImagepipeError) -> str:
+    return f"{error.reason}: {error.message}"
