@@ -1,0 +1,55 @@
+"""Typed async client of imagepipe, for applications and the `imagepipe` CLI.
+
+It depends only on the generated contract (``imagepipe.v1``) and gRPC, never on the
+services' code, so any back end can install and import it::
+
+    from imagepipe.client import AsyncClient, ImagepipeError
+
+    async with AsyncClient.from_env() as client:
+        result = await client.upload("photo.jpg", labels={"album": "summer"})
+        asset = await client.wait_ready(result.asset_id)
+"""
+
+from imagepipe.client._channels import DEFAULT_ADDRESSES, RETRYABLE_READS, service_config
+from imagepipe.client._client import (
+    CHUNK_SIZE,
+    DEFAULT_TIMEOUT,
+    AsyncClient,
+    CreatedTenant,
+    RenditionContent,
+    RenditionLink,
+    UploadResult,
+    new_request_id,
+)
+from imagepipe.client.errors import ImagepipeError
+from imagepipe.client.names import (
+    TERMINAL_STATUSES,
+    format_name,
+    job_state_name,
+    parse_format,
+    parse_formats,
+    parse_status,
+    status_name,
+)
+
+__all__ = [
+    "CHUNK_SIZE",
+    "DEFAULT_ADDRESSES",
+    "DEFAULT_TIMEOUT",
+    "RETRYABLE_READS",
+    "TERMINAL_STATUSES",
+    "AsyncClient",
+    "CreatedTenant",
+    "ImagepipeError",
+    "RenditionContent",
+    "RenditionLink",
+    "UploadResult",
+    "format_name",
+    "job_state_name",
+    "new_request_id",
+    "parse_format",
+    "parse_formats",
+    "parse_status",
+    "service_config",
+    "status_name",
+]

@@ -1,0 +1,158 @@
+"""The `imagepipe` CLI as a user runs it, against the real stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack import Stack
+from tests.helpers import Tenant
+
+pytestmark = pytest.mark.stack
+
+REPO = Path(__file__).resolve().parents[2]
+PHOTOS = (
+    "photo_craft-beer_6000x4000.jpg",
+    "photo_iphone6_gps.jpg",
+    "photo_moto_g9_empty_gps.jpg",
+    "photo_olympus_ep3_12mp.jpg",
+)
+PRESET_BOXES = {"thumb": 100, "card": 400, "zoom": 1200}
+STATUSES = {"pending", "processing", "ready", "failed", "deleted"}
+
+
+@dataclass(frozen=True)
+class Run:
+    status: int
+    lines: list[dict[str, Any]]
+    stderr: str
+
+
+def _cli(stack: Stack, tenant: Tenant, *args: str, timeout: float = 100) -> Run:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPIPE_")}
+    env["IMAGEPIPE_API_KEY"] = tenant.key
+    for service in ("ingest", "catalog", "renderer", "quality"):
+        env[f"IMAGEPIPE_{service.upper()}_ADDR"] = stack.address(service)
+    done = subprocess.run(
+        [sys.executable, "-m", "imagepipe.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    try:
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+    except json.JSONDecodeError:
+        pytest.fail(f"stdout is not JSON lines:\n{done.stdout}\nstderr:\n{done.stderr}")
+    return Run(done.returncode, lines, done.stderr)
+
+
+def _photos(corpus: Path) -> list[str]:
+    return [str(corpus / name) for name in PHOTOS]
+
+
+def _check_upload_line(line: dict[str, Any], file: str) -> None:
+    assert "error" not in line, line
+    assert line["file"] == file
+    assert len(line["asset_id"]) == 36
+    assert line["deduplicated"] is False
+    assert line["status"] in STATUSES
+    assert len(line["content_hash"]) == 64
+    assert line["width"] > 0 and line["height"] > 0
+    assert isinstance(line["renditions"], list)
+
+
+def test_upload_json_prints_one_line_per_photo(
+    stack: Stack, make_tenant: Callable[[str], Tenant], corpus: Path
+) -> None:
+    tenant = make_tenant("cli")
+    photos = _photos(corpus)
+
+    run = _cli(stack, tenant, "upload", "--json", "--label", "source=cli", *photos)
+
+    assert run.status == 0, run.stderr
+    assert len(run.lines) == len(photos)
+    for line, file in zip(run.lines, photos, strict=True):
+        _check_upload_line(line, file)
+        assert line["labels"] == {"source": "cli"}
+    assert len({line["asset_id"] for line in run.lines}) == len(photos)
+
+    again = _cli(stack, tenant, "upload", "--json", photos[0])
+    assert again.status == 0
+    assert again.lines[0]["deduplicated"] is True
+    assert again.lines[0]["asset_id"] == run.lines[0]["asset_id"]
+
+    got = _cli(stack, tenant, "get", "--json", run.lines[1]["asset_id"])
+    assert got.status == 0
+    (asset,) = got.lines
+    assert asset["asset_id"] == run.lines[1]["asset_id"]
+    assert asset["content_hash"] == run.lines[1]["content_hash"]
+    assert asset["status"] in STATUSES
+
+
+def test_a_refused_file_fails_the_run_but_not_the_others(
+    stack: Stack, make_tenant: Callable[[str], Tenant], corpus: Path
+) -> None:
+    tenant = make_tenant("cli")
+    photos = _photos(corpus)
+    refused = str(corpus / "invalid_html_404.jpg")
+    files = [photos[0], refused, *photos[1:]]
+
+    run = _cli(stack, tenant, "upload", "--json", *files)
+
+    assert run.status != 0
+    assert [line["file"] for line in run.lines] == files
+    error = run.lines[1]["error"]
+    assert error["code"] == "INVALID_ARGUMENT"
+    assert error["reason"]
+    assert error["message"]
+    for line in [run.lines[0], *run.lines[2:]]:
+        _check_upload_line(line, line["file"])
+
+
+def test_unknown_asset_is_reported_with_its_code(
+    stack: Stack, make_tenant: Callable[[str], Tenant]
+) -> None:
+    run = _cli(stack, make_tenant("cli"), "get", "--json", "00000000-0000-4000-8000-000000000000")
+    assert run.status != 0
+    assert run.lines[0]["error"]["code"] == "NOT_FOUND"
+
+
+def test_upload_wait_yields_ready_assets_with_three_renditions(
+    stack: Stack, make_tenant: Callable[[str], Tenant], corpus: Path
+) -> None:
+    tenant = make_tenant("cli")
+    photos = _photos(corpus)
+
+    run = _cli(
+        stack, tenant, "upload", "--wait", "--wait-timeout", "90", "--json", *photos, timeout=110
+    )
+
+    assert run.status == 0, (run.lines, run.stderr)
+    assert len(run.lines) == len(photos)
+    for line, file in zip(run.lines, photos, strict=True):
+        _check_upload_line(line, file)
+        assert line["status"] == "ready"
+        renditions = {r["preset"]: r for r in line["renditions"]}
+        assert len(line["renditions"]) == 3
+        assert set(renditions) == set(PRESET_BOXES)
+        for preset, box in PRESET_BOXES.items():
+            r = renditions[preset]
+            assert r["format"] == "jpeg"
+            assert r["bytes"] > 0
+            # Fits the box, touches it on the long side (the photos are larger), and
+            # keeps the aspect ratio to within rounding.
+            assert max(r["width"], r["height"]) == box, (preset, r, line)
+            assert abs(r["width"] * line["height"] - r["height"] * line["width"]) <= max(
+                line["width"], line["height"]
+            ), (preset, r, line)

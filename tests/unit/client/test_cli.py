@@ -1,0 +1,251 @@
+"""The `imagepipe` CLI: its JSON shapes, and the real command against the fake server.
+
+The command runs as a subprocess (`python -m imagepipe.cli`) because it starts its own
+event loop, while this test's loop keeps serving the fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from imagepipe.cli import (
+    asset_json,
+    compare_json,
+    error_json,
+    expand_paths,
+    psnr_value,
+    upload_json,
+)
+from imagepipe.client import ImagepipeError, UploadResult
+from imagepipe.v1 import common_pb2, quality_pb2
+from tests.unit.client.fakes import HTML, RENDITIONS, FakeServer
+
+REPO = Path(__file__).resolve().parents[3]
+UPLOAD_KEYS = {
+    "file",
+    "asset_id",
+    "deduplicated",
+    "status",
+    "content_hash",
+    "width",
+    "height",
+    "renditions",
+}
+RENDITION_KEYS = {"preset", "width", "height", "bytes", "format"}
+
+
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    """Run the CLI; returns the exit status, stdout parsed line by line, and stderr."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPIPE_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "imagepipe.cli",
+        *args,
+        env={**clean, **env, "COLUMNS": "200"},
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    lines = [json.loads(line) for line in stdout.decode().splitlines()] if "--json" in args else []
+    assert process.returncode is not None
+    return process.returncode, lines, stdout.decode() + stderr.decode()
+
+
+def _asset(status: common_pb2.AssetStatus.ValueType) -> common_pb2.Asset:
+    return common_pb2.Asset(
+        asset_id="a-1",
+        status=status,
+        content_hash="ab" * 32,
+        width=640,
+        height=480,
+        renditions=RENDITIONS,
+    )
+
+
+def test_upload_json_shape() -> None:
+    result = UploadResult(
+        asset=_asset(common_pb2.ASSET_STATUS_PENDING),
+        deduplicated=True,
+        near_duplicates=(common_pb2.SimilarAsset(asset_id="a-0", distance=3),),
+        request_id="r-1",
+    )
+    row = upload_json("photos/a.jpg", result)
+    assert row.keys() >= UPLOAD_KEYS
+    assert row["file"] == "photos/a.jpg"
+    assert row["deduplicated"] is True
+    assert row["status"] == "pending"
+    assert row["near_duplicates"] == [{"asset_id": "a-0", "distance": 3}]
+    assert row["renditions"][0] == {
+        "preset": "card",
+        "width": 400,
+        "height": 300,
+        "bytes": 9000,
+        "format": "jpeg",
+        "quality": 0,
+    }
+    # After --wait the waited-for asset wins over the upload's snapshot.
+    waited = upload_json("a.jpg", result, _asset(common_pb2.ASSET_STATUS_READY))
+    assert waited["status"] == "ready"
+    json.dumps(row)  # serialisable as is
+
+    described = asset_json(_asset(common_pb2.ASSET_STATUS_FAILED))
+    assert described["status"] == "failed"
+    assert "file" not in described and "deduplicated" not in described
+
+
+def test_error_and_compare_json() -> None:
+    error = ImagepipeError(
+        grpc.StatusCode.INVALID_ARGUMENT, "bad", reason="IMAGE_TRUNCATED", request_id="r"
+    )
+    assert error_json(error) == {
+        "code": "INVALID_ARGUMENT",
+        "reason": "IMAGE_TRUNCATED",
+        "message": "bad",
+        "request_id": "r",
+    }
+    assert psnr_value(common_pb2.QualityScores(psnr_infinite=True)) == "inf"
+    assert psnr_value(common_pb2.QualityScores(psnr_db=41.23456)) == 41.235
+    rows = compare_json(
+        quality_pb2.CompareResponse(
+            asset_id="a-1",
+            renditions=[
+                quality_pb2.RenditionQuality(
+                    preset="thumb",
+                    width=100,
+                    height=75,
+                    size_bytes=900,
+                    original_size_bytes=120_000,
+                    scores=common_pb2.QualityScores(psnr_infinite=True, ssim=1.0),
+                )
+            ],
+        )
+    )
+    assert rows == [
+        {
+            "asset_id": "a-1",
+            "preset": "thumb",
+            "format": "unspecified",
+            "width": 100,
+            "height": 75,
+            "bytes": 900,
+            "original_bytes": 120_000,
+            "quality": 0,
+            "psnr_db": "inf",
+            "ssim": 1.0,
+            "hash_distance": 0,
+            "good": False,
+        }
+    ]
+
+
+def test_folders_expand_to_their_files_sorted(tmp_path: Path) -> None:
+    for name in ("b/2.jpg", "b/1.jpg", "a.jpg", "b/c/0.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    single = tmp_path / "a.jpg"
+    assert expand_paths([tmp_path / "b", single]) == [
+        tmp_path / "b/1.jpg",
+        tmp_path / "b/2.jpg",
+        tmp_path / "b/c/0.jpg",
+        single,
+    ]
+
+
+async def test_upload_json_lines_and_exit_status(fake: FakeServer, tmp_path: Path) -> None:
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "one.jpg").write_bytes(b"\xff\xd8\xff one")
+    (tmp_path / "good" / "two.jpg").write_bytes(b"\xff\xd8\xff two")
+    (tmp_path / "page.jpg").write_bytes(HTML)
+
+    status, lines, _ = await _cli(
+        fake.env(),
+        "upload",
+        "--json",
+        "--label",
+        "batch=7",
+        str(tmp_path / "good"),
+        str(tmp_path / "page.jpg"),
+        str(tmp_path / "missing.jpg"),
+    )
+
+    assert status != 0
+    assert [line["file"] for line in lines] == [
+        str(tmp_path / "good" / "one.jpg"),
+        str(tmp_path / "good" / "two.jpg"),
+        str(tmp_path / "page.jpg"),
+        str(tmp_path / "missing.jpg"),
+    ]
+    for line in lines[:2]:
+        assert line.keys() >= UPLOAD_KEYS
+        assert line["status"] == "pending"
+        assert line["labels"] == {"batch": "7"}
+    refused = lines[2]["error"]
+    assert refused["code"] == "INVALID_ARGUMENT"
+    assert refused["reason"] == "IMAGE_UNSUPPORTED_FORMAT"
+    assert refused["message"]
+    assert lines[3]["error"]["code"] == "NOT_FOUND"
+
+
+async def test_upload_wait_and_the_other_commands(fake: FakeServer, tmp_path: Path) -> None:
+    photo = tmp_path / "one.jpg"
+    photo.write_bytes(b"\xff\xd8\xff one")
+
+    status, (line,), _ = await _cli(fake.env(), "upload", "--wait", "--json", str(photo))
+    assert status == 0
+    assert line["status"] == "ready"
+    assert [r["preset"] for r in line["renditions"]] == ["card", "thumb"]
+    assert all(r.keys() >= RENDITION_KEYS for r in line["renditions"])
+
+    status, (got,), _ = await _cli(fake.env(), "get", "--json", line["asset_id"])
+    assert status == 0 and got["asset_id"] == line["asset_id"]
+
+    status, scores, _ = await _cli(fake.env(), "compare", "--json", "a-1")
+    assert status == 0
+    assert [s["psnr_db"] for s in scores] == [38.25, "inf"]
+
+    target = tmp_path / "card.jpg"
+    status, (written,), _ = await _cli(
+        fake.env(), "rendition", "a-1", "card", "-o", str(target), "--json"
+    )
+    assert status == 0 and written["file"] == str(target)
+    assert target.read_bytes() == fake.catalog.rendition_bytes
+
+    status, (link,), _ = await _cli(
+        fake.env(), "rendition", "a-1", "card", "--accept", "webp,jpeg", "--json"
+    )
+    assert status == 0 and link["url"].startswith("http://") and link["url_expire_time"]
+
+    status, (tenant,), _ = await _cli(fake.env(), "tenant", "create", "acme", "--json")
+    assert status == 0 and tenant["name"] == "acme" and tenant["api_key"].startswith("ip_")
+
+
+async def test_human_output_has_tables_and_red_errors(fake: FakeServer, tmp_path: Path) -> None:
+    status, _, text = await _cli(fake.env(), "presets")
+    assert status == 0
+    assert "zoom" in text and "1200×1200" in text
+
+    status, _, text = await _cli(fake.env(), "compare", "a-1")
+    assert status == 0 and "inf" in text and "38.25" in text
+
+    status, _, text = await _cli(fake.env(), "get", "no-such-asset")
+    assert status == 1
+    assert "NOT_FOUND" in text and "no such asset" in text
+
+
+async def test_missing_keys_fail_clearly(fake: FakeServer, tmp_path: Path) -> None:
+    env = {k: v for k, v in fake.env().items() if not k.endswith("_KEY")}
+    status, (line,), _ = await _cli(env, "upload", "--json", str(tmp_path))
+    assert status == 1
+    assert line["error"]["reason"] == "API_KEY_MISSING"
+    status, _, text = await _cli(env, "tenant", "create", "acme")
+    assert status == 1 and "IMAGEPIPE_ADMIN_KEY" in text
+    assert fake.recorder.calls == {}
