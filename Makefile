@@ -12,7 +12,7 @@ STAMP_PY  := $(VENV)/.installed
 STAMP_GEN := $(GEN)/.generated
 
 .PHONY: help install proto lint test test-unit test-contract test-integration test-faults \
-        run stop bench migrate breaking clean
+        run stop status bench migrate breaking clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -64,8 +64,19 @@ test-integration: $(STAMP_GEN) ## end-to-end tests on the real servers
 test-faults: $(STAMP_GEN) ## fault-injection tests alone
 	$(PY) -m pytest tests/faults
 
+run: $(STAMP_GEN) ## set up from nothing, start the stack, push sample images through, print the result
+	bash scripts/ensure-servers.sh
+	$(PY) -m devstack run
+
+stop: ## stop exactly the processes `make run` started
+	@if [ -x $(PY) ]; then $(PY) -m devstack stop; else echo "nothing was running"; fi
+
+status: ## which processes of the local stack are running
+	$(PY) -m devstack status
+
 migrate: $(STAMP_GEN) ## apply catalog migrations to IMAGEPIPE_DATABASE_URL
 	$(PY) -m services.catalog migrate
 
-clean: ## remove generated code, the venv and var/
-	rm -rf $(GEN) $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+clean: ## stop the local stack, drop its database and queues, remove generated code, the venv and var/
+	@if [ -x $(PY) ]; then $(PY) -m devstack destroy || true; fi
+	rm -rf $(GEN) $(VENV) var node_modules .pytest_cache .mypy_cache .ruff_cache
