@@ -14,11 +14,10 @@ from services.ingest.relay import OutboxRelay
 from services.ingest.servicer import IngestServicer
 from services.ingest.upload import SandboxDecoder, Uploads
 from services.shared.broker import RenderPublisher, Topology
-from services.shared.clients import CatalogInternalClient, open_channel
+from services.shared.clients import common_adapters
 from services.shared.sandbox import DecodePool
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
-from services.shared.storage import S3ObjectStore
 
 __all__ = ["DECODE_MEMORY_LIMIT", "build"]
 
@@ -29,9 +28,6 @@ DECODE_TIMEOUT_SECONDS = 30.0
 
 @asynccontextmanager
 async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
-    channel = open_channel(settings.catalog_addr)
-    catalog = CatalogInternalClient(channel, settings)
-    store = S3ObjectStore(settings)
     publisher = RenderPublisher(settings, Topology.from_settings(settings))
     pool = DecodePool(
         settings.decode_workers,
@@ -40,31 +36,30 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
     )
     await publisher.start()
     try:
-        uploads = Uploads(
-            catalog=catalog,
-            store=store,
-            publisher=publisher,
-            decoder=SandboxDecoder(pool, settings.max_pixels),
-            max_upload_bytes=settings.max_upload_bytes,
-            spool_dir=settings.spool_dir,
-        )
-        yield ServiceSpec(
-            name="ingest",
-            port=settings.ingest_port,
-            metrics_port=settings.ingest_metrics_port,
-            services=[
-                GrpcService(
-                    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
-                    IngestServicer(uploads),
-                    ingest_pb2_grpc.add_IngestServiceServicer_to_server,
-                )
-            ],
-            authenticator=catalog,
-            checks={"catalog": catalog.check, "s3": store.check},
-            workers=[OutboxRelay(catalog, publisher)],
-        )
+        async with common_adapters(settings) as common:
+            uploads = Uploads(
+                catalog=common.catalog,
+                store=common.store,
+                publisher=publisher,
+                decoder=SandboxDecoder(pool, settings.max_pixels),
+                max_upload_bytes=settings.max_upload_bytes,
+                spool_dir=settings.spool_dir,
+            )
+            yield ServiceSpec(
+                name="ingest",
+                port=settings.ingest_port,
+                metrics_port=settings.ingest_metrics_port,
+                services=[
+                    GrpcService(
+                        ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
+                        IngestServicer(uploads),
+                        ingest_pb2_grpc.add_IngestServiceServicer_to_server,
+                    )
+                ],
+                authenticator=common.catalog,
+                checks={"catalog": common.catalog.check, "s3": common.store.check},
+                workers=[OutboxRelay(common.catalog, publisher)],
+            )
     finally:
         pool.close()
         await publisher.close()
-        await store.close()
-        await channel.close()

@@ -14,11 +14,10 @@ from services.renderer.consumer import PoisonRecorder, RenderConsumer
 from services.renderer.jobs import JobRunner, worker_name
 from services.renderer.servicer import RendererServicer
 from services.shared.broker import Topology
-from services.shared.clients import CatalogInternalClient, open_channel
+from services.shared.clients import common_adapters
 from services.shared.sandbox import DecodePool
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
-from services.shared.storage import S3ObjectStore
 
 __all__ = ["build"]
 
@@ -28,42 +27,38 @@ RENDER_TIMEOUT_SECONDS = 120.0
 
 @asynccontextmanager
 async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
-    channel = open_channel(settings.catalog_addr)
-    catalog = CatalogInternalClient(channel, settings)
-    store = S3ObjectStore(settings)
     pool = DecodePool(
         settings.effective_render_concurrency,
         memory_limit_bytes=RENDER_MEMORY_LIMIT,
         timeout=RENDER_TIMEOUT_SECONDS,
     )
-    topology = Topology.from_settings(settings)
-    worker = worker_name()
-    runner = JobRunner(
-        catalog=catalog,
-        store=store,
-        pool=pool,
-        presets=settings.presets,
-        max_pixels=settings.max_pixels,
-        worker=worker,
-    )
-    consumer = RenderConsumer(settings, topology, runner, catalog)
     try:
-        yield ServiceSpec(
-            name="renderer",
-            port=settings.renderer_port,
-            metrics_port=settings.renderer_metrics_port,
-            services=[
-                GrpcService(
-                    renderer_pb2.DESCRIPTOR.services_by_name["RendererService"],
-                    RendererServicer(settings.presets, consumer, worker),
-                    renderer_pb2_grpc.add_RendererServiceServicer_to_server,
-                )
-            ],
-            authenticator=catalog,
-            checks={"catalog": catalog.check, "s3": store.check},
-            workers=[consumer, PoisonRecorder(settings, topology, catalog)],
-        )
+        async with common_adapters(settings) as common:
+            topology = Topology.from_settings(settings)
+            worker = worker_name()
+            runner = JobRunner(
+                catalog=common.catalog,
+                store=common.store,
+                pool=pool,
+                presets=settings.presets,
+                max_pixels=settings.max_pixels,
+                worker=worker,
+            )
+            consumer = RenderConsumer(settings, topology, runner, common.catalog)
+            yield ServiceSpec(
+                name="renderer",
+                port=settings.renderer_port,
+                metrics_port=settings.renderer_metrics_port,
+                services=[
+                    GrpcService(
+                        renderer_pb2.DESCRIPTOR.services_by_name["RendererService"],
+                        RendererServicer(settings.presets, consumer, worker),
+                        renderer_pb2_grpc.add_RendererServiceServicer_to_server,
+                    )
+                ],
+                authenticator=common.catalog,
+                checks={"catalog": common.catalog.check, "s3": common.store.check},
+                workers=[consumer, PoisonRecorder(settings, topology, common.catalog)],
+            )
     finally:
         pool.close()
-        await store.close()
-        await channel.close()
