@@ -23,7 +23,7 @@ from services.shared.imaging.decode import ImageFacts, inspect_image
 from services.shared.imaging.hashing import format_hash
 from services.shared.logs import get_logger
 from services.shared.sandbox import DecodePool
-from services.shared.spool import Spool
+from services.shared.spool import Spool, receive_deadline
 from services.shared.storage import ObjectStore, original_key
 
 __all__ = ["CatalogPort", "Decoder", "Publisher", "SandboxDecoder", "UploadResult", "Uploads"]
@@ -100,6 +100,7 @@ class Uploads:
         publisher: Publisher,
         decoder: Decoder,
         max_upload_bytes: int,
+        upload_timeout: float = 300.0,
         spool_dir: str = "",
     ) -> None:
         self._catalog = catalog
@@ -107,6 +108,7 @@ class Uploads:
         self._publisher = publisher
         self._decoder = decoder
         self._max_bytes = max_upload_bytes
+        self._timeout = upload_timeout
         self._spool_dir = spool_dir
 
     async def receive(
@@ -116,31 +118,10 @@ class Uploads:
         tenant_id: str,
         request_id: str,
     ) -> UploadResult:
-        header: ingest_pb2.UploadHeader | None = None
         spool = Spool(max_bytes=self._max_bytes, directory=self._spool_dir)
         try:
-            async for message in messages:
-                part = message.WhichOneof("part")
-                if part == "header":
-                    if header is not None or spool.size:
-                        raise InvalidArgument(
-                            "the header must be the first message and sent once",
-                            reason="MALFORMED_STREAM",
-                        )
-                    header = message.header
-                    _check_header(header)
-                elif part == "chunk":
-                    if header is None:
-                        raise InvalidArgument(
-                            "send an UploadHeader before the first chunk", reason="MALFORMED_STREAM"
-                        )
-                    UPLOAD_BYTES.inc(len(message.chunk))
-                    await spool.write(message.chunk)
-            if header is None:
-                raise InvalidArgument(
-                    "empty stream: send an UploadHeader, then the image in chunks",
-                    reason="MALFORMED_STREAM",
-                )
+            async with receive_deadline(self._timeout, "upload"):
+                header = await self._receive(messages, spool)
             content_hash = await spool.finish()
             result = await self._store_upload(header, spool, content_hash, tenant_id, request_id)
             UPLOADS.labels("deduplicated" if result.deduplicated else "stored").inc()
@@ -150,6 +131,35 @@ class Uploads:
             raise
         finally:
             spool.discard()
+
+    @staticmethod
+    async def _receive(
+        messages: AsyncIterator[ingest_pb2.UploadRequest], spool: Spool
+    ) -> ingest_pb2.UploadHeader:
+        header: ingest_pb2.UploadHeader | None = None
+        async for message in messages:
+            part = message.WhichOneof("part")
+            if part == "header":
+                if header is not None or spool.size:
+                    raise InvalidArgument(
+                        "the header must be the first message and sent once",
+                        reason="MALFORMED_STREAM",
+                    )
+                header = message.header
+                _check_header(header)
+            elif part == "chunk":
+                if header is None:
+                    raise InvalidArgument(
+                        "send an UploadHeader before the first chunk", reason="MALFORMED_STREAM"
+                    )
+                UPLOAD_BYTES.inc(len(message.chunk))
+                await spool.write(message.chunk)
+        if header is None:
+            raise InvalidArgument(
+                "empty stream: send an UploadHeader, then the image in chunks",
+                reason="MALFORMED_STREAM",
+            )
+        return header
 
     async def _store_upload(
         self,

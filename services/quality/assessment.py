@@ -19,7 +19,7 @@ from services.shared.imaging.formats import ACCEPTED
 from services.shared.imaging.hashing import format_hash
 from services.shared.imaging.metrics import Scores
 from services.shared.sandbox import DecodePool
-from services.shared.spool import Spool
+from services.shared.spool import Spool, receive_deadline
 from services.shared.storage import ObjectStore
 
 __all__ = ["Assessor", "scores_message"]
@@ -58,6 +58,7 @@ class Assessor:
     pool: DecodePool
     max_pixels: int
     max_upload_bytes: int
+    upload_timeout: float = 300.0
     spool_dir: str = ""
 
     async def compare_asset(self, tenant_id: str, asset_id: str) -> quality_pb2.CompareResponse:
@@ -112,23 +113,8 @@ class Assessor:
             ),
         }
         try:
-            header_seen = False
-            async for message in messages:
-                part = message.WhichOneof("part")
-                if part == "header":
-                    if header_seen or any(s.size for s in spools.values()):
-                        raise InvalidArgument(
-                            "the header must be the first message and sent once",
-                            reason="MALFORMED_STREAM",
-                        )
-                    header_seen = True
-                elif part in spools:
-                    if not header_seen:
-                        raise InvalidArgument(
-                            "send a CompareImagesHeader before the first chunk",
-                            reason="MALFORMED_STREAM",
-                        )
-                    await spools[part].write(getattr(message, part))
+            async with receive_deadline(self.upload_timeout, "CompareImages"):
+                await self._receive(messages, spools)
             for name, spool in spools.items():
                 await spool.finish()
                 if not spool.size:
@@ -152,3 +138,25 @@ class Assessor:
             resized=resized,
             good=scores.good,
         )
+
+    @staticmethod
+    async def _receive(
+        messages: AsyncIterator[quality_pb2.CompareImagesRequest], spools: dict[str, Spool]
+    ) -> None:
+        header_seen = False
+        async for message in messages:
+            part = message.WhichOneof("part")
+            if part == "header":
+                if header_seen or any(s.size for s in spools.values()):
+                    raise InvalidArgument(
+                        "the header must be the first message and sent once",
+                        reason="MALFORMED_STREAM",
+                    )
+                header_seen = True
+            elif part in spools:
+                if not header_seen:
+                    raise InvalidArgument(
+                        "send a CompareImagesHeader before the first chunk",
+                        reason="MALFORMED_STREAM",
+                    )
+                await spools[part].write(getattr(message, part))

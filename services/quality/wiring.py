@@ -34,6 +34,7 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                 pool=pool,
                 max_pixels=settings.max_pixels,
                 max_upload_bytes=settings.max_upload_bytes,
+                upload_timeout=settings.upload_timeout_seconds,
                 spool_dir=settings.spool_dir,
             )
             yield ServiceSpec(

@@ -1,8 +1,10 @@
 """Running image decoders where a hostile file cannot hurt the service.
 
-Decoding runs in worker processes with an address-space limit. A worker that
-crashes (or blows its memory limit) breaks only its pool, which is replaced; the
-caller gets a clear refusal instead of a dead service.
+Each job runs in a worker process of its own slot, with an address-space limit.
+A job that overruns its time is killed with its worker; a worker that crashes
+(segfault, out of memory) takes only its own job down. Either way that one slot
+gets a fresh worker and the caller gets a clear refusal; the other jobs and the
+service carry on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import resource
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import ParamSpec, TypeVar
+from typing import TypeVar
+
+from prometheus_client import Counter
 
 from services.shared.errors import InvalidImage, Unavailable
 from services.shared.imaging.decode import register_decoders
@@ -23,48 +27,77 @@ __all__ = ["DecodePool"]
 
 log = get_logger(__name__)
 
-_P = ParamSpec("_P")
 _R = TypeVar("_R")
 
+WORKERS_REPLACED = Counter(
+    "imagepipe_decoder_workers_replaced_total",
+    "Decoder worker processes killed or crashed, and replaced.",
+    ["why"],
+)
+# A worker is recycled after this many jobs, so slow leaks in codecs stay bounded.
+JOBS_PER_WORKER = 500
 
-def _limit_memory(max_bytes: int) -> None:
+
+def _init_worker(max_bytes: int) -> None:
     if max_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
     register_decoders()
 
 
-class DecodePool:
-    def __init__(self, workers: int, *, memory_limit_bytes: int, timeout: float) -> None:
-        self._workers = workers
-        self._memory_limit = memory_limit_bytes
-        self._timeout = timeout
-        self._pool = self._new_pool()
+class _Slot:
+    """One worker process, replaced whole when it must die."""
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    def __init__(self, memory_limit: int) -> None:
+        self._memory_limit = memory_limit
+        self.executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            self._workers,
+            1,
             # spawn, not fork: the parent runs gRPC threads that must not be forked.
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_limit_memory,
+            initializer=_init_worker,
             initargs=(self._memory_limit,),
+            max_tasks_per_child=JOBS_PER_WORKER,
         )
 
-    async def run(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        loop = asyncio.get_running_loop()
-        pool = self._pool
+    def replace(self, why: str) -> None:
+        WORKERS_REPLACED.labels(why).inc()
+        log.warning("replacing a decoder worker: %s", why)
+        broken = self.executor
+        self.executor = self._start()
+        for process in list(getattr(broken, "_processes", {}).values()):
+            process.kill()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class DecodePool:
+    def __init__(self, workers: int, *, memory_limit_bytes: int, timeout: float) -> None:
+        self._timeout = timeout
+        self._slots = [_Slot(memory_limit_bytes) for _ in range(workers)]
+        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
+        for slot in self._slots:
+            self._free.put_nowait(slot)
+
+    async def run(self, fn: Callable[..., _R], *args: object) -> _R:
+        slot = await self._free.get()
         try:
-            future = loop.run_in_executor(pool, fn, *args)
+            future = asyncio.get_running_loop().run_in_executor(slot.executor, fn, *args)
             return await asyncio.wait_for(future, self._timeout)
         except TimeoutError:
-            self._replace(pool, "decode timed out")
+            slot.replace("timeout")
             raise InvalidImage(
                 f"image took longer than {self._timeout:g} s to decode",
                 reason="IMAGE_DECODE_TIMEOUT",
             ) from None
         except BrokenProcessPool:
-            self._replace(pool, "decoder process died")
+            slot.replace("crash")
             raise InvalidImage(
-                "the image crashed the decoder (corrupt data or out of memory)",
+                "the image crashed the decoder "
+                "(corrupt data, or it needs more memory than allowed)",
                 reason="IMAGE_DECODER_CRASHED",
             ) from None
         except MemoryError:
@@ -73,17 +106,11 @@ class DecodePool:
             ) from None
         except RuntimeError as error:
             if "shutdown" in str(error):
-                raise Unavailable("decoder pool is shutting down") from None
+                raise Unavailable("the decoder pool is shutting down") from None
             raise
-
-    def _replace(self, broken: ProcessPoolExecutor, why: str) -> None:
-        if broken is not self._pool:
-            return  # another call already replaced it
-        log.warning("replacing decoder pool: %s", why)
-        self._pool = self._new_pool()
-        for process in list(getattr(broken, "_processes", {}).values()):
-            process.kill()
-        broken.shutdown(wait=False, cancel_futures=True)
+        finally:
+            self._free.put_nowait(slot)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for slot in self._slots:
+            slot.close()

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     spool_dir: str = Field(
         default="", description="Where uploads are spooled (empty: the system temp dir)."
     )
+    upload_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest an Upload or CompareImages stream may take, however slow the client.",
+    )
     decode_workers: int = Field(
         default=2, ge=1, description="Processes decoding untrusted uploads in ingest."
     )

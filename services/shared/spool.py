@@ -8,14 +8,16 @@ reading the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from services.shared.errors import InvalidArgument, ResourceExhausted
+from services.shared.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 
-__all__ = ["MAX_CHUNK_BYTES", "Spool"]
+__all__ = ["MAX_CHUNK_BYTES", "Spool", "receive_deadline"]
 
 MAX_CHUNK_BYTES = 1024 * 1024
 
@@ -65,6 +67,19 @@ class Spool:
         if not self._file.closed:
             self._file.close()
         self.path.unlink(missing_ok=True)
+
+
+@contextlib.asynccontextmanager
+async def receive_deadline(seconds: float, what: str) -> AsyncIterator[None]:
+    """Bound how long a client may take to stream its bytes (slow-loris guard)."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise DeadlineExceeded(
+            f"the {what} stream took longer than {seconds:g} s (IMAGEPIPE_UPLOAD_TIMEOUT_SECONDS)",
+            reason="UPLOAD_TIMEOUT",
+        ) from None
 
 
 def _human(size: int) -> str:

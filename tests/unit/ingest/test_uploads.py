@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -11,7 +12,13 @@ import pytest
 
 from imagepipe.v1 import catalog_internal_pb2, common_pb2, events_pb2, ingest_pb2
 from services.ingest.upload import Uploads
-from services.shared.errors import InvalidArgument, InvalidImage, ResourceExhausted, Unavailable
+from services.shared.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    InvalidImage,
+    ResourceExhausted,
+    Unavailable,
+)
 from services.shared.imaging.decode import ImageFacts
 from services.shared.storage import MemoryObjectStore
 
@@ -157,3 +164,25 @@ async def test_bad_labels_are_refused() -> None:
             _stream(ingest_pb2.UploadRequest(header=header)), tenant_id=TENANT, request_id="r"
         )
     assert refused.value.reason == "INVALID_LABELS"
+
+
+async def test_a_stream_slower_than_the_deadline_is_cut_off() -> None:
+    async def trickle() -> AsyncIterator[ingest_pb2.UploadRequest]:
+        yield ingest_pb2.UploadRequest(header=ingest_pb2.UploadHeader(filename="slow.png"))
+        while True:
+            await asyncio.sleep(0.05)
+            yield ingest_pb2.UploadRequest(chunk=b"x")
+
+    catalog, store, publisher = FakeCatalog(), MemoryObjectStore(), FakePublisher()
+    uploads = Uploads(
+        catalog=catalog,
+        store=store,
+        publisher=publisher,
+        decoder=FakeDecoder(),
+        max_upload_bytes=1 << 20,
+        upload_timeout=0.3,
+    )
+    with pytest.raises(DeadlineExceeded) as cut:
+        await uploads.receive(trickle(), tenant_id=TENANT, request_id="r")
+    assert cut.value.reason == "UPLOAD_TIMEOUT"
+    assert (store.objects, catalog.assets) == ({}, {})
