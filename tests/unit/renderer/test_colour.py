@@ -47,7 +47,8 @@ def _colour_delta_e(ours: np.ndarray, reference: np.ndarray) -> float:
 
     def blocks(pixels: np.ndarray) -> np.ndarray:
         cropped = pixels[:height, :width].astype(np.float64) / 255.0
-        return cropped.reshape(height // 4, 4, width // 4, 4, 3).mean(axis=(1, 3))
+        averaged: np.ndarray = cropped.reshape(height // 4, 4, width // 4, 4, 3).mean(axis=(1, 3))
+        return averaged
 
     return float(deltaE_cie76(rgb2lab(blocks(ours)), rgb2lab(blocks(reference))).mean())
 
