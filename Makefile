@@ -49,7 +49,7 @@ lint: $(STAMP_GEN) $(BUF) ## ruff, mypy --strict, buf lint
 breaking: $(BUF) ## buf breaking against origin/main (or main)
 	$(BUF) breaking --against ".git#branch=$$(git rev-parse --abbrev-ref origin/main >/dev/null 2>&1 && echo origin/main || echo main)"
 
-test: $(STAMP_GEN) $(BUF) ## every test, against the real servers
+test: lint ## lint, then every test against the real servers
 	$(PY) -m pytest
 
 test-unit: $(STAMP_GEN) ## unit tests only (no servers)

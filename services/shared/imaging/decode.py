@@ -16,7 +16,12 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
 from services.shared.errors import InvalidImage
-from services.shared.imaging.formats import ACCEPTED, PILLOW_FORMATS, describe_non_image
+from services.shared.imaging.formats import (
+    ACCEPTED,
+    PILLOW_FORMATS,
+    corrupt_format,
+    describe_non_image,
+)
 from services.shared.imaging.hashing import perceptual_hash
 
 __all__ = [
@@ -85,6 +90,12 @@ def open_untrusted(source: Path | BinaryIO, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_large(_declared_pixels(source), max_pixels) from None
     except UnidentifiedImageError:
+        claimed = corrupt_format(head)
+        if claimed:
+            raise InvalidImage(
+                f"corrupt {claimed}: it starts like one but its header cannot be read",
+                reason="IMAGE_CORRUPT",
+            ) from None
         raise InvalidImage(describe_non_image(head), reason="IMAGE_FORMAT_UNSUPPORTED") from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise InvalidImage(f"corrupt image header: {error}", reason="IMAGE_CORRUPT") from None

@@ -14,6 +14,7 @@ __all__ = [
     "ACCEPTED",
     "PILLOW_FORMATS",
     "AcceptedFormat",
+    "corrupt_format",
     "describe_non_image",
     "format_from_name",
     "format_name",
@@ -45,25 +46,39 @@ ACCEPTED: dict[str, AcceptedFormat] = {
 # Decoders Image.open may try; MPO is not a separate decoder (JPEG returns it).
 PILLOW_FORMATS = tuple(name for name in ACCEPTED if name != "MPO")
 
+# Signatures of accepted formats: bytes that start like one but do not open are corrupt.
+_ACCEPTED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
 # Leading bytes of things people upload by mistake, to say what they are.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"%PDF", "a PDF document"),
     (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
     (b"\x1f\x8b", "a gzip archive"),
-    (b"\xff\xd8\xff", "a JPEG whose data is corrupt"),
-    (b"\x89PNG", "a PNG whose data is corrupt"),
-    (b"GIF8", "a GIF whose data is corrupt"),
     (b"8BPS", "a Photoshop document (PSD is not accepted)"),
     (b"\x00\x00\x01\x00", "an icon file (ICO is not accepted)"),
     (b"\xff\x4f\xff\x51", "a JPEG 2000 codestream (not accepted)"),
     (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 file (not accepted)"),
-    (b"II*\x00", "a TIFF whose data is corrupt"),
-    (b"MM\x00*", "a TIFF whose data is corrupt"),
-    (b"BM", "a BMP whose data is corrupt"),
     (b"RIFF", "a RIFF file that is not a valid WebP"),
     (b"{", "JSON"),
     (b"[", "JSON"),
 )
+
+
+def corrupt_format(head: bytes) -> str | None:
+    """The accepted format these bytes claim to be, when they start like one."""
+    for signature, label in _ACCEPTED_SIGNATURES:
+        if head.startswith(signature):
+            return label
+    if head[8:12] == b"WEBP" and head.startswith(b"RIFF"):
+        return "WebP"
+    return None
 
 
 def describe_non_image(head: bytes) -> str:

@@ -1,0 +1,173 @@
+"""Every file of the corpus through the real stack: accepted ones rendered right,
+refused ones refused with a specific reason and no trace in S3, PostgreSQL or RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import asyncpg
+import grpc
+import pytest
+from PIL import Image
+
+from devstack import Stack
+from imagepipe.v1 import common_pb2
+from services.shared.broker import Topology
+from tests.helpers import Services, Tenant, error_info, upload, wait_for_status
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+MANIFEST: list[dict[str, Any]] = json.loads((CORPUS / "manifest.json").read_text())
+ACCEPTED = [e for e in MANIFEST if e["expect"] == "accept"]
+REJECTED = [e for e in MANIFEST if e["expect"] == "reject"]
+EXPECTED_REASON = {
+    "invalid_truncated": "IMAGE_TRUNCATED",
+    "invalid_empty": "IMAGE_EMPTY",
+    "invalid_text_as_image": "IMAGE_FORMAT_UNSUPPORTED",
+    "invalid_not_raster": "IMAGE_FORMAT_UNSUPPORTED",
+    "invalid_decompression_bomb": "IMAGE_TOO_LARGE",
+    "invalid_garbage_after_header": "IMAGE_CORRUPT",
+}
+EXPECTED_WORDS = {
+    "invalid_truncated": "truncated",
+    "invalid_empty": "empty",
+    "invalid_text_as_image": "not an image",
+    "invalid_not_raster": "SVG",
+    "invalid_decompression_bomb": "MP, limit is",
+    "invalid_garbage_after_header": "corrupt",
+}
+
+
+@pytest.fixture(scope="module")
+def accepted_assets(
+    services: Services, make_tenant: Callable[[str], Tenant]
+) -> tuple[Tenant, dict[str, common_pb2.Asset]]:
+    """Upload every accepted file once, then wait for all of them."""
+    tenant = make_tenant("corpus")
+    uploaded = {
+        e["file"]: upload(services, tenant, (CORPUS / e["file"]).read_bytes(), e["file"])
+        for e in ACCEPTED
+    }
+    ready = {
+        name: wait_for_status(services, tenant, r.asset.asset_id, timeout=60)
+        for name, r in uploaded.items()
+    }
+    return tenant, ready
+
+
+@pytest.mark.parametrize("entry", ACCEPTED, ids=lambda e: e["file"])
+def test_accepted_files_end_ready_with_clean_rgb_renditions(
+    entry: dict[str, Any],
+    accepted_assets: tuple[Tenant, dict[str, common_pb2.Asset]],
+    stack: Stack,
+) -> None:
+    tenant, assets = accepted_assets
+    asset = assets[entry["file"]]
+    assert asset.status == common_pb2.ASSET_STATUS_READY
+    width, height = entry["oriented_size"]
+    assert (asset.width, asset.height) == (width, height)
+    assert len(asset.renditions) == 3
+    client = stack.s3.client()
+    for rendition in asset.renditions:
+        key = f"renditions/{tenant.tenant_id}/{asset.asset_id}/{rendition.preset}.jpg"
+        data = client.get_object(stack.bucket, key).read()
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.format == "JPEG" and image.mode == "RGB"
+            assert image.size == (rendition.width, rendition.height)
+            assert abs(image.width * height / width - image.height) <= 1
+            assert not image.getexif(), "no EXIF (and so no GPS) in renditions"
+            assert "exif" not in image.info
+        assert b"GPS" not in data and b"Exif\x00\x00" not in data
+
+
+@dataclass
+class Refusal:
+    code: grpc.StatusCode
+    reason: str
+    message: str
+
+
+@pytest.fixture(scope="module")
+def refusals(
+    services: Services, stack: Stack, make_tenant: Callable[[str], Tenant]
+) -> tuple[Tenant, dict[str, Refusal], list[aio_pika.abc.AbstractIncomingMessage]]:
+    """Upload every refused file while a private queue taps the render exchange."""
+    tenant = make_tenant("hostile")
+    topology = Topology(prefix=stack.prefix, delivery_limit=1)
+
+    async def run() -> tuple[dict[str, Refusal], list[aio_pika.abc.AbstractIncomingMessage]]:
+        connection = await aio_pika.connect(stack.config.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange(topology.exchange)
+            tap = await channel.declare_queue(exclusive=True)
+            await tap.bind(exchange, Topology.WORK_KEY)
+            seen: dict[str, Refusal] = {}
+            for entry in REJECTED:
+                data = (CORPUS / entry["file"]).read_bytes()
+                try:
+                    await asyncio.to_thread(upload, services, tenant, data, entry["file"])
+                except grpc.RpcError as error:
+                    seen[entry["file"]] = Refusal(
+                        error.code(), error_info(error).reason, error.details() or ""
+                    )
+            await asyncio.sleep(1)
+            messages = []
+            while (message := await tap.get(fail=False, no_ack=True)) is not None:
+                messages.append(message)
+            return seen, messages
+
+    seen, messages = asyncio.run(run())
+    return tenant, seen, messages
+
+
+@pytest.mark.parametrize("entry", REJECTED, ids=lambda e: e["file"])
+def test_refused_files_get_a_specific_reason_and_message(
+    entry: dict[str, Any],
+    refusals: tuple[Tenant, dict[str, Refusal], list[aio_pika.abc.AbstractIncomingMessage]],
+) -> None:
+    _, seen, _ = refusals
+    assert entry["file"] in seen, f"{entry['file']} was accepted"
+    refusal = seen[entry["file"]]
+    assert refusal.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert refusal.reason == EXPECTED_REASON[entry["category"]], refusal
+    assert EXPECTED_WORDS[entry["category"]] in refusal.message, refusal
+
+
+def test_refusals_leave_no_object_row_or_message(
+    refusals: tuple[Tenant, dict[str, Refusal], list[aio_pika.abc.AbstractIncomingMessage]],
+    stack: Stack,
+) -> None:
+    tenant, seen, messages = refusals
+    assert len(seen) == len(REJECTED)
+    client = stack.s3.client()
+    for prefix in ("originals", "renditions"):
+        listed = list(
+            client.list_objects(
+                stack.bucket, prefix=f"{prefix}/{tenant.tenant_id}/", recursive=True
+            )
+        )
+        assert listed == [], f"objects left under {prefix}/"
+
+    async def rows() -> dict[str, int]:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            counts = {}
+            for table in ("assets", "jobs", "renditions", "poison_jobs"):
+                counts[table] = await connection.fetchval(
+                    f"SELECT count(*) FROM {table} WHERE tenant_id = $1::uuid", tenant.tenant_id
+                )
+            return counts
+        finally:
+            await connection.close()
+
+    assert asyncio.run(rows()) == {"assets": 0, "jobs": 0, "renditions": 0, "poison_jobs": 0}
+    for_tenant = [m for m in messages if (m.headers or {}).get("x-tenant-id") == tenant.tenant_id]
+    assert for_tenant == [], "a render request was published for a refused upload"
