@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any, TypeAlias
 
@@ -40,10 +41,11 @@ from imagepipe.client import (
     ImagepipeError,
     UploadResult,
     format_name,
+    job_state_name,
     parse_formats,
     status_name,
 )
-from imagepipe.v1 import common_pb2, quality_pb2, renderer_pb2
+from imagepipe.v1 import catalog_pb2, common_pb2, quality_pb2, renderer_pb2
 
 __all__ = [
     "app",
@@ -69,6 +71,8 @@ app = typer.Typer(
 )
 tenant_app = typer.Typer(help="Manage tenants (needs IMAGEPIPE_ADMIN_KEY).", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
+poison_app = typer.Typer(help="Jobs given up on: list and replay them.", no_args_is_help=True)
+app.add_typer(poison_app, name="poison")
 
 # Consoles look up sys.stdout / sys.stderr when they print, so tests can capture them.
 out = Console(highlight=False)
@@ -665,6 +669,91 @@ def tenant_create(
         out.print(table)
         err.print("[yellow]store the key now: it is not shown again[/yellow]")
         return 0
+
+    _run(command, as_json=as_json)
+
+
+def poison_json(poison_job: catalog_pb2.PoisonJob) -> JsonObject:
+    return {
+        "poison_job_id": poison_job.poison_job_id,
+        "job_id": poison_job.job_id,
+        "asset_id": poison_job.asset_id,
+        "reason": catalog_pb2.PoisonReason.Name(poison_job.reason)
+        .removeprefix("POISON_REASON_")
+        .lower(),
+        "error": poison_job.error,
+        "attempts": len(poison_job.attempts),
+        "created": poison_job.create_time.ToDatetime(tzinfo=UTC).isoformat(),
+        "replayed": (
+            poison_job.replay_time.ToDatetime(tzinfo=UTC).isoformat()
+            if poison_job.HasField("replay_time")
+            else None
+        ),
+    }
+
+
+@poison_app.command("list")
+def poison_list(
+    include_replayed: Annotated[
+        bool, typer.Option("--all", help="Also list poison jobs already replayed.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List jobs given up on, newest first."""
+
+    async def command(client: AsyncClient) -> int:
+        rows = [
+            poison_json(p) async for p in client.list_poison_jobs(include_replayed=include_replayed)
+        ]
+        if as_json:
+            for row in rows:
+                emit_json(row)
+            return 0
+        table = Table(title=f"{len(rows)} poison job(s)")
+        for column in ("poison job", "asset", "reason", "attempts", "error", "replayed"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(
+                row["poison_job_id"],
+                row["asset_id"],
+                row["reason"],
+                str(row["attempts"]),
+                escape(str(row["error"])[:80]),
+                "yes" if row["replayed"] else "no",
+            )
+        out.print(table)
+        return 0
+
+    _run(command, as_json=as_json)
+
+
+@poison_app.command("retry")
+def poison_retry(
+    poison_job_ids: Annotated[list[str], typer.Argument(help="Poison job ids to replay.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Replay poison jobs: their renders are queued again with a fresh retry budget."""
+
+    async def command(client: AsyncClient) -> int:
+        failed = 0
+        for poison_job_id in poison_job_ids:
+            try:
+                replayed = await client.retry_poison_job(poison_job_id)
+            except ImagepipeError as error:
+                failed += 1
+                report_error(error, as_json, poison_job_id=poison_job_id)
+                continue
+            row = {
+                "poison_job_id": poison_job_id,
+                "job_id": replayed.job.job_id,
+                "asset_id": replayed.job.asset_id,
+                "state": job_state_name(replayed.job.state),
+            }
+            if as_json:
+                emit_json(row)
+            else:
+                out.print(f"replayed {poison_job_id}: job {row['job_id']} is {row['state']}")
+        return 1 if failed else 0
 
     _run(command, as_json=as_json)
 

@@ -633,6 +633,49 @@ class AsyncClient:
         )
         return response.job
 
+    async def list_poison_jobs(
+        self,
+        *,
+        include_replayed: bool = False,
+        page_size: int = 100,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[catalog_pb2.PoisonJob]:
+        """Jobs given up on, newest first (replayed ones too with include_replayed)."""
+        rid = request_id or new_request_id()
+        metadata = self._tenant_metadata(rid)
+        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        token = ""
+        while True:
+            page = await self._unary(
+                stub.ListPoisonJobs,
+                catalog_pb2.ListPoisonJobsRequest(
+                    page_size=page_size, page_token=token, include_replayed=include_replayed
+                ),
+                metadata,
+                rid,
+                timeout,
+            )
+            for poison_job in page.poison_jobs:
+                yield poison_job
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def retry_poison_job(
+        self, poison_job_id: str, *, request_id: str | None = None, timeout: float | None = None
+    ) -> catalog_pb2.RetryPoisonJobResponse:
+        """Queue a poison job's render again with a fresh retry budget."""
+        rid = request_id or new_request_id()
+        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        return await self._unary(
+            stub.RetryPoisonJob,
+            catalog_pb2.RetryPoisonJobRequest(poison_job_id=poison_job_id),
+            self._tenant_metadata(rid),
+            rid,
+            timeout,
+        )
+
     # -- quality and renderer -----------------------------------------------------
 
     async def compare(

@@ -127,6 +127,7 @@ def attempt_message(row: Record) -> common_pb2.JobAttempt:
         end_time=timestamp(row["finished_at"]),
         error=row["error"],
         worker=row["worker"],
+        transient=row["transient"],
     )
 
 
@@ -146,8 +147,11 @@ def job_message(row: Record, attempts: Iterable[Record] = ()) -> common_pb2.Job:
     )
 
 
-def render_request_message(row: Record) -> events_pb2.RenderRequest:
+def render_request_message(
+    row: Record, attempts: Iterable[Record] = ()
+) -> events_pb2.RenderRequest:
     return events_pb2.RenderRequest(
+        attempts=[attempt_message(a) for a in attempts],
         job_id=str(row["job_id"]),
         tenant_id=str(row["tenant_id"]),
         asset_id=str(row["asset_id"]),

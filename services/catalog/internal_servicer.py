@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections import defaultdict
 
 from imagepipe.v1 import catalog_internal_pb2 as pb
 from imagepipe.v1 import catalog_internal_pb2_grpc as pb_grpc
+from imagepipe.v1 import events_pb2
 from services.catalog import convert
 from services.catalog.assets import asset_with_renditions, near_duplicates, parse_uuid
-from services.catalog.repository import CatalogRepository, NewAsset, RenditionRow
+from services.catalog.repository import CatalogRepository, NewAsset, Record, RenditionRow
 from services.catalog.tenants import KeyAuthenticator
 from services.shared.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.shared.imaging.formats import format_name
@@ -117,9 +120,7 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
             min_age=dt.timedelta(seconds=request.min_age_seconds),
             owner=request.owner,
         )
-        return pb.ClaimUnpublishedJobsResponse(
-            render_requests=[convert.render_request_message(r) for r in rows]
-        )
+        return pb.ClaimUnpublishedJobsResponse(render_requests=await self._with_attempts(rows))
 
     async def ClaimRenderJobs(
         self, request: pb.ClaimRenderJobsRequest, context: object
@@ -129,20 +130,27 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
             lease=_lease(request.lease_seconds),
             owner=request.owner,
         )
-        return pb.ClaimRenderJobsResponse(
-            render_requests=[convert.render_request_message(r) for r in rows]
-        )
+        return pb.ClaimRenderJobsResponse(render_requests=await self._with_attempts(rows))
+
+    async def _with_attempts(self, rows: list[Record]) -> list[events_pb2.RenderRequest]:
+        """Render requests carrying the failed attempts of their current budget."""
+        attempts: dict[uuid.UUID, list[Record]] = defaultdict(list)
+        for attempt in await self._repo.failed_attempts([r["job_id"] for r in rows]):
+            attempts[attempt["job_id"]].append(attempt)
+        return [convert.render_request_message(r, attempts[r["job_id"]]) for r in rows]
 
     async def StartJobAttempt(
         self, request: pb.StartJobAttemptRequest, context: object
     ) -> pb.StartJobAttemptResponse:
-        job, attempt = await self._repo.start_attempt(
+        started = await self._repo.start_attempt(
             parse_uuid(request.job_id, "job_id"), request.worker, _lease(request.lease_seconds)
         )
-        if job is None:
+        if started.job is None:
             raise NotFound(f"no job {request.job_id}", reason="JOB_NOT_FOUND")
         return pb.StartJobAttemptResponse(
-            proceed=attempt > 0, job=convert.job_message(job), attempt=attempt
+            proceed=started.attempt > 0,
+            job=convert.job_message(started.job),
+            attempt=started.attempt,
         )
 
     async def CompleteJob(
@@ -179,7 +187,8 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
         )
         if row is None:
             raise FailedPrecondition(
-                f"job {request.job_id} is dead or unknown; replay its poison job instead",
+                f"job {request.job_id} is dead, unknown, or has a newer attempt than "
+                f"{request.attempt}; this attempt's result is discarded",
                 reason="JOB_NOT_RUNNABLE",
             )
         return pb.CompleteJobResponse(job=convert.job_message(row))
@@ -188,7 +197,15 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
         self, request: pb.FailJobAttemptRequest, context: object
     ) -> pb.FailJobAttemptResponse:
         row = await self._repo.fail_attempt(
-            parse_uuid(request.job_id, "job_id"), request.attempt, request.error[:4000]
+            parse_uuid(request.job_id, "job_id"),
+            request.attempt,
+            request.error[:4000],
+            transient=request.transient,
+            retry_after=(
+                dt.timedelta(seconds=request.retry_after_seconds)
+                if request.retry_after_seconds
+                else None
+            ),
         )
         if row is None:
             raise NotFound(f"no job {request.job_id}", reason="JOB_NOT_FOUND")

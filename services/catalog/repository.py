@@ -8,18 +8,39 @@ Job state changes are guarded in the WHERE clause (a finished job never runs aga
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import ParamSpec, TypeAlias, TypeVar
 
 import asyncpg
 
-__all__ = ["AssetRegistration", "CatalogRepository", "NewAsset", "RenditionRow", "create_pool"]
+from services.shared.errors import Unavailable
+from services.shared.logs import get_logger
+
+__all__ = [
+    "AssetRegistration",
+    "AttemptStart",
+    "CatalogRepository",
+    "NewAsset",
+    "RenditionRow",
+    "create_pool",
+]
+
+log = get_logger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_C = TypeVar("_C")
 
 Record = asyncpg.Record
+# A running job whose lease expired this long ago has lost its renderer.
+ABANDONED_AFTER = dt.timedelta(seconds=30)
+# The longest retry delay: a retrying job is due by then.
+LONGEST_BACKOFF = dt.timedelta(seconds=8)
 # What a pool hands out; it behaves as a Connection.
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
@@ -86,6 +107,12 @@ class AssetRegistration:
 
 
 @dataclass(frozen=True)
+class AttemptStart:
+    job: Record | None
+    attempt: int  # 0 when no attempt was opened
+
+
+@dataclass(frozen=True)
 class RenditionRow:
     preset: str
     format: str
@@ -100,6 +127,53 @@ class RenditionRow:
     hash_distance: int | None
 
 
+# Errors that mean "the connection is gone", not "the statement is wrong": a backend
+# terminated (pg_terminate_backend, a restart), a closed socket, a server starting up.
+# InternalClientError is how asyncpg reports a connection the server killed in the
+# middle of an operation (MagicStack/asyncpg#784); the pool discards such connections.
+_DISCONNECTED = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+def _reconnecting(method: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]:
+    """Run once more on a fresh connection when the first one turns out dead.
+
+    A transaction that lost its connection was rolled back, so repeating it is safe;
+    if the second try fails too, the caller gets Unavailable (retryable), never INTERNAL.
+    """
+
+    @functools.wraps(method)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await method(*args, **kwargs)
+        except _DISCONNECTED as first:
+            log.warning("database connection lost (%s); retrying once", type(first).__name__)
+        try:
+            return await method(*args, **kwargs)
+        except _DISCONNECTED as error:
+            raise Unavailable(
+                f"the database is unavailable ({type(error).__name__})",
+                reason="DATABASE_UNAVAILABLE",
+            ) from error
+
+    return wrapper
+
+
+def _reconnecting_methods(cls: type[_C]) -> type[_C]:
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, _reconnecting(member))
+    return cls
+
+
+@_reconnecting_methods
 class CatalogRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -356,7 +430,8 @@ class CatalogRepository:
     ) -> list[Record]:
         return await self._pool.fetch(
             """
-            SELECT t.job_id, t.attempt, t.worker, t.started_at, t.finished_at, t.error
+            SELECT t.job_id, t.attempt, t.worker, t.started_at, t.finished_at, t.error,
+                   t.transient
             FROM job_attempts t JOIN jobs j ON j.id = t.job_id
             WHERE j.tenant_id = $1 AND t.job_id = ANY($2::uuid[])
             ORDER BY t.job_id, t.attempt
@@ -373,12 +448,20 @@ class CatalogRepository:
         )
 
     async def mark_job_published(self, job_id: uuid.UUID) -> Record | None:
-        """pending -> queued; a job that already moved on keeps its state."""
+        """Record the broker's confirm; pending -> queued, other states stay."""
         async with self._transaction() as connection:
+            # The confirm is recorded whatever happened since: a fast renderer may have
+            # finished the job before this runs. Only a pending job changes state.
             await connection.execute(
-                "UPDATE jobs SET state = 'queued', published_at = clock_timestamp(), "
-                "updated_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE id = $1 AND state = 'pending'",
+                """
+                UPDATE jobs SET published_at = coalesce(published_at, clock_timestamp()),
+                    state = CASE WHEN state = 'pending' THEN 'queued' ELSE state END,
+                    lease_owner = CASE WHEN state = 'pending' THEN NULL ELSE lease_owner END,
+                    lease_expires_at = CASE WHEN state = 'pending' THEN NULL
+                                            ELSE lease_expires_at END,
+                    updated_at = clock_timestamp()
+                WHERE id = $1
+                """,
                 job_id,
             )
             return await connection.fetchrow(
@@ -388,21 +471,37 @@ class CatalogRepository:
     async def claim_unpublished(
         self, *, limit: int, lease: dt.timedelta, min_age: dt.timedelta, owner: str
     ) -> list[Record]:
-        """Lease pending jobs for a relay to publish (one relay per job at a time)."""
+        """Lease jobs for a relay to publish (one relay per job at a time).
+
+        Pending jobs the broker never confirmed (once their not-before time has come),
+        and jobs whose attempt was abandoned: running, with a lease that expired
+        ABANDONED_AFTER ago, so no renderer holds them any more.
+        """
         async with self._transaction() as connection:
             ids = await connection.fetch(
                 """
                 SELECT id FROM jobs
-                WHERE state = 'pending' AND created_at <= clock_timestamp() - $1::interval
+                WHERE ((state = 'pending' AND created_at <= clock_timestamp() - $1::interval
+                        AND coalesce(not_before, '-infinity') <= clock_timestamp())
+                       OR (state = 'running'
+                           AND lease_expires_at < clock_timestamp() - $3::interval))
                   AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
-                ORDER BY created_at
+                ORDER BY coalesce(not_before, created_at)
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
                 """,
                 min_age,
                 limit,
+                ABANDONED_AFTER,
             )
-            return await self._lease(connection, [r["id"] for r in ids], lease, owner)
+            job_ids = [r["id"] for r in ids]
+            # An abandoned attempt goes back to the outbox, like a job never published.
+            await connection.execute(
+                "UPDATE jobs SET state = 'pending', updated_at = clock_timestamp() "
+                "WHERE id = ANY($1::uuid[]) AND state = 'running'",
+                job_ids,
+            )
+            return await self._lease(connection, job_ids, lease, owner)
 
     async def claim_for_render(
         self, *, limit: int, lease: dt.timedelta, owner: str
@@ -414,13 +513,32 @@ class CatalogRepository:
                 SELECT id FROM jobs
                 WHERE state IN ('pending', 'queued', 'retrying', 'running')
                   AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
+                  AND coalesce(not_before, '-infinity') <= clock_timestamp()
+                  -- a retrying job's next attempt waits in a delay queue the broker
+                  -- cannot deliver now: it is due once the longest backoff has passed
+                  AND (state <> 'retrying' OR updated_at < clock_timestamp() - $2::interval)
                 ORDER BY created_at
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED
                 """,
                 limit,
+                LONGEST_BACKOFF,
             )
             return await self._lease(connection, [r["id"] for r in ids], lease, owner)
+
+    async def failed_attempts(self, job_ids: Sequence[uuid.UUID]) -> list[Record]:
+        """Failed attempts of these jobs that count towards their current budget."""
+        return await self._pool.fetch(
+            """
+            SELECT t.job_id, t.attempt, t.worker, t.started_at, t.finished_at, t.error,
+                   t.transient
+            FROM job_attempts t JOIN jobs j ON j.id = t.job_id
+            WHERE t.job_id = ANY($1::uuid[]) AND t.outcome = 'failed'
+              AND t.started_at >= j.budget_since
+            ORDER BY t.job_id, t.attempt
+            """,
+            list(job_ids),
+        )
 
     @staticmethod
     async def _lease(
@@ -447,14 +565,19 @@ class CatalogRepository:
 
     async def start_attempt(
         self, job_id: uuid.UUID, worker: str, lease: dt.timedelta
-    ) -> tuple[Record | None, int]:
-        """Open an attempt unless the job is finished. Returns (job, attempt or 0)."""
+    ) -> AttemptStart:
+        """Open the job's next attempt unless it is finished.
+
+        The attempt number is a fencing token: only the newest attempt may complete
+        the job or record its failure, so two attempts that overlap (a redelivery
+        while a stale one still runs) never both commit.
+        """
         async with self._transaction() as connection:
             job = await connection.fetchrow(
                 f"""
                 UPDATE jobs j SET state = 'running', attempts = attempts + 1,
                     updated_at = clock_timestamp(), lease_owner = $2,
-                    lease_expires_at = clock_timestamp() + $3::interval
+                    lease_expires_at = clock_timestamp() + $3::interval, not_before = NULL
                 WHERE j.id = $1 AND j.state NOT IN ('done', 'dead')
                 RETURNING {_JOB_COLUMNS}
                 """,
@@ -466,7 +589,7 @@ class CatalogRepository:
                 current = await connection.fetchrow(
                     f"SELECT {_JOB_COLUMNS} FROM jobs j WHERE j.id = $1", job_id
                 )
-                return current, 0
+                return AttemptStart(current, 0)
             await connection.execute(
                 "INSERT INTO job_attempts (job_id, attempt, worker) VALUES ($1, $2, $3) "
                 "ON CONFLICT (job_id, attempt) DO NOTHING",
@@ -480,7 +603,7 @@ class CatalogRepository:
                 job["asset_id"],
                 job["tenant_id"],
             )
-            return job, job["attempts"]
+            return AttemptStart(job, job["attempts"])
 
     async def complete_job(
         self,
@@ -490,12 +613,17 @@ class CatalogRepository:
         thumbhash: str | None,
         dominant_color: str | None,
     ) -> Record | None:
-        """Record renditions, job done, asset ready: all or nothing. None if job is dead."""
+        """Record renditions, job done, asset ready: all or nothing.
+
+        None when the job is dead or `attempt` is not its newest attempt (stale).
+        """
         async with self._transaction() as connection:
             job = await connection.fetchrow(
-                "SELECT id, tenant_id, asset_id, state FROM jobs WHERE id = $1 FOR UPDATE", job_id
+                "SELECT id, tenant_id, asset_id, state, attempts FROM jobs "
+                "WHERE id = $1 FOR UPDATE",
+                job_id,
             )
-            if job is None or job["state"] == "dead":
+            if job is None or job["state"] == "dead" or job["attempts"] != attempt:
                 return None
             for r in renditions:
                 await connection.execute(
@@ -552,21 +680,38 @@ class CatalogRepository:
                 job_id,
             )
 
-    async def fail_attempt(self, job_id: uuid.UUID, attempt: int, error: str) -> Record | None:
+    async def fail_attempt(
+        self,
+        job_id: uuid.UUID,
+        attempt: int,
+        error: str,
+        *,
+        transient: bool,
+        retry_after: dt.timedelta | None,
+    ) -> Record | None:
+        """Close a failed attempt. With `retry_after` the job goes back to the outbox."""
         async with self._transaction() as connection:
             await connection.execute(
                 "UPDATE job_attempts SET finished_at = coalesce(finished_at, clock_timestamp()), "
-                "outcome = 'failed', error = $3 WHERE job_id = $1 AND attempt = $2",
+                "outcome = 'failed', error = $3, transient = $4 WHERE job_id = $1 AND attempt = $2",
                 job_id,
                 attempt,
                 error,
+                transient,
             )
             await connection.execute(
-                "UPDATE jobs SET state = 'retrying', last_error = $2, lease_owner = NULL, "
-                "lease_expires_at = NULL, updated_at = clock_timestamp() "
-                "WHERE id = $1 AND state NOT IN ('done', 'dead')",
+                """
+                UPDATE jobs SET
+                    state = CASE WHEN $3::interval IS NULL THEN 'retrying' ELSE 'pending' END,
+                    not_before = clock_timestamp() + $3::interval,
+                    last_error = $2, lease_owner = NULL, lease_expires_at = NULL,
+                    updated_at = clock_timestamp()
+                WHERE id = $1 AND state NOT IN ('done', 'dead') AND attempts = $4
+                """,
                 job_id,
                 error,
+                retry_after,
+                attempt,
             )
             return await connection.fetchrow(
                 f"SELECT {_JOB_COLUMNS} FROM jobs j WHERE j.id = $1", job_id
@@ -622,9 +767,67 @@ class CatalogRepository:
                 request,
             )
 
-    async def asset_objects(self, tenant_id: uuid.UUID, asset_id: uuid.UUID) -> Record | None:
-        return await self.get_asset(tenant_id, asset_id)
+    async def list_poison_jobs(
+        self,
+        tenant_id: uuid.UUID,
+        include_replayed: bool,
+        after: tuple[dt.datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Record]:
+        after_time, after_id = after if after else (None, None)
+        return await self._pool.fetch(
+            """
+            SELECT * FROM poison_jobs
+            WHERE tenant_id = $1 AND ($2 OR replayed_at IS NULL)
+              AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+            ORDER BY created_at DESC, id DESC
+            LIMIT $5
+            """,
+            tenant_id,
+            include_replayed,
+            after_time,
+            after_id,
+            limit,
+        )
 
-
-def as_uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    async def retry_poison(
+        self, tenant_id: uuid.UUID, poison_job_id: uuid.UUID
+    ) -> tuple[Record, Record] | None:
+        """Replay a poison job: marked replayed, its job back in the outbox with a fresh
+        retry budget, its asset pending again. Replaying twice changes nothing more."""
+        async with self._transaction() as connection:
+            poison = await connection.fetchrow(
+                "SELECT * FROM poison_jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+                poison_job_id,
+                tenant_id,
+            )
+            if poison is None:
+                return None
+            if poison["replayed_at"] is None:
+                poison = await connection.fetchrow(
+                    "UPDATE poison_jobs SET replayed_at = clock_timestamp() WHERE id = $1 "
+                    "RETURNING *",
+                    poison_job_id,
+                )
+                assert poison is not None
+                await connection.execute(
+                    "UPDATE jobs SET state = 'pending', not_before = NULL, last_error = '', "
+                    "lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL, "
+                    "budget_since = clock_timestamp(), updated_at = clock_timestamp() "
+                    "WHERE id = $1 AND tenant_id = $2 AND state = 'dead'",
+                    poison["job_id"],
+                    tenant_id,
+                )
+                await connection.execute(
+                    "UPDATE assets SET status = 'pending', updated_at = clock_timestamp() "
+                    "WHERE id = $1 AND tenant_id = $2 AND status = 'failed'",
+                    poison["asset_id"],
+                    tenant_id,
+                )
+            job = await connection.fetchrow(
+                f"SELECT {_JOB_COLUMNS} FROM jobs j WHERE j.id = $1 AND j.tenant_id = $2",
+                poison["job_id"],
+                tenant_id,
+            )
+            assert job is not None
+            return poison, job

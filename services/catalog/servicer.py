@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagepipe.v1 import catalog_pb2 as pb
 from imagepipe.v1 import catalog_pb2_grpc as pb_grpc
-from services.catalog import assets
+from services.catalog import assets, poison
 from services.catalog.renditions import choose_rendition
 from services.catalog.repository import CatalogRepository
 from services.shared.auth import current_tenant_id
@@ -106,12 +106,16 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
     async def ListPoisonJobs(
         self, request: pb.ListPoisonJobsRequest, context: object
     ) -> pb.ListPoisonJobsResponse:
-        raise not_served_yet("ListPoisonJobs")
+        page, token = await poison.list_poison_jobs(
+            self._repo, _tenant(), request.include_replayed, request.page_size, request.page_token
+        )
+        return pb.ListPoisonJobsResponse(poison_jobs=page, next_page_token=token)
 
     async def RetryPoisonJob(
         self, request: pb.RetryPoisonJobRequest, context: object
     ) -> pb.RetryPoisonJobResponse:
-        raise not_served_yet("RetryPoisonJob")
+        replayed, job = await poison.retry_poison_job(self._repo, _tenant(), request.poison_job_id)
+        return pb.RetryPoisonJobResponse(poison_job=replayed, job=job)
 
     async def GetTenantMetrics(
         self, request: pb.GetTenantMetricsRequest, context: object

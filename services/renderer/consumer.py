@@ -33,14 +33,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter, Gauge
 
 from imagepipe.v1 import catalog_pb2, common_pb2, events_pb2
-from services.renderer.jobs import JobRunner, Outcome
-from services.shared.broker import Topology, render_message
+from services.renderer.jobs import AttemptOutcome, JobRunner, Outcome
+from services.renderer.retries import decide
+from services.shared.broker import Declared, Topology, render_message
 from services.shared.clients import CatalogInternalClient
 from services.shared.errors import ImagepipeError
 from services.shared.logs import get_logger, request_id_var
 from services.shared.settings import Settings
 
-__all__ = ["PoisonRecorder", "RenderConsumer"]
+__all__ = ["PoisonRecorder", "RenderConsumer", "give_up", "record_failure", "with_attempt"]
 
 log = get_logger(__name__)
 
@@ -49,13 +50,62 @@ POISONED = Counter("imagepipe_poison_jobs_total", "Jobs given up on.", ["reason"
 IN_FLIGHT = Gauge("imagepipe_render_in_flight", "Render jobs held by this renderer.")
 QUEUE_DEPTH = Gauge("imagepipe_render_queue_depth", "Messages waiting in the work queue.")
 
-MAX_RETRIES = 3
-
 
 def _now() -> Timestamp:
     stamp = Timestamp()
     stamp.GetCurrentTime()
     return stamp
+
+
+def with_attempt(
+    request: events_pb2.RenderRequest, result: AttemptOutcome
+) -> events_pb2.RenderRequest:
+    """A copy of the request with this failed attempt appended to its history."""
+    history = events_pb2.RenderRequest()
+    history.CopyFrom(request)
+    history.attempts.append(
+        common_pb2.JobAttempt(
+            attempt=result.attempt,
+            end_time=_now(),
+            error=result.error[:2000],
+            transient=result.transient,
+        )
+    )
+    return history
+
+
+async def record_failure(
+    catalog: CatalogInternalClient, job_id: str, result: AttemptOutcome, retry_after: int
+) -> None:
+    try:
+        await catalog.fail_job_attempt(
+            job_id,
+            result.attempt,
+            result.error,
+            transient=result.transient,
+            retry_after_seconds=retry_after,
+        )
+    except ImagepipeError as error:
+        log.warning("could not record the failed attempt: %s", error.message)
+
+
+async def give_up(
+    catalog: CatalogInternalClient, history: events_pb2.RenderRequest, error: str
+) -> bool:
+    """Record the poison job (job dead, asset failed); False when catalog is unreachable."""
+    try:
+        await catalog.record_poison_job(history, error, catalog_pb2.POISON_REASON_RETRIES_EXHAUSTED)
+    except ImagepipeError as failure:
+        log.warning("could not record the poison job yet: %s", failure.message)
+        return False
+    POISONED.labels("retries_exhausted").inc()
+    log.error(
+        "job given up after %d attempts: %s",
+        len(history.attempts),
+        error,
+        extra={"job_id": history.job_id},
+    )
+    return True
 
 
 async def _settle(action: Any, what: str) -> None:
@@ -77,28 +127,36 @@ class _Connected:
         self.channel: AbstractChannel | None = None
         self.exchange: AbstractExchange | None = None
         self.dead_letter_exchange: AbstractExchange | None = None
+        self.declared: Declared | None = None
+        self.attempts = 0
+        self.failed_once = False  # a connection attempt failed: the broker is down
 
     async def open(self, stopping: asyncio.Event) -> bool:
         """Connect, retrying every 2 s; False if asked to stop first."""
         while not stopping.is_set():
+            self.attempts += 1
             try:
                 self.connection = await aio_pika.connect_robust(self._url, timeout=5)
                 self.channel = await self.connection.channel(publisher_confirms=True)
                 await self.channel.set_qos(prefetch_count=self._prefetch)
-                self.exchange = await self.topology.declare(self.channel)
-                self.dead_letter_exchange = await self.channel.get_exchange(
-                    self.topology.dead_letter_exchange
-                )
+                self.declared = await self.topology.declare(self.channel)
+                self.exchange = self.declared.exchange
+                self.dead_letter_exchange = self.declared.dead_letter_exchange
                 return True
             except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as error:
+                self.failed_once = True
                 log.warning("RabbitMQ unreachable, retrying in 2 s: %s", error)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), 2)
         return False
 
-    async def queue(self, name: str) -> AbstractQueue:
-        assert self.channel is not None
-        return await self.channel.get_queue(name, ensure=False)
+    @property
+    def usable(self) -> bool:
+        connection, channel = self.connection, self.channel
+        if connection is None or channel is None or channel.is_closed:
+            return False
+        transport = connection.transport
+        return transport is not None and not transport.connection.is_closed
 
     async def close(self) -> None:
         if self.connection is not None:
@@ -135,13 +193,21 @@ class RenderConsumer:
 
     @property
     def connected(self) -> bool:
-        connection = self._broker.connection
-        return connection is not None and not connection.is_closed
+        """True while the broker can deliver: the transport and the channel are open."""
+        return self._broker.usable
+
+    @property
+    def broker_down(self) -> bool:
+        """True once the broker is known to be unreachable (not merely still connecting)."""
+        if self._broker.connection is None:
+            return self._broker.failed_once
+        return not self._broker.usable
 
     async def run(self) -> None:
         if not await self._broker.open(self._stopping):
             return
-        self._queue = await self._broker.queue(self._topology.work_queue)
+        assert self._broker.declared is not None
+        self._queue = self._broker.declared.work
         self._consumer_tag = await self._queue.consume(self._on_message)
         log.info("consuming render requests", extra={"concurrency": self.concurrency})
         while not self._stopping.is_set():
@@ -151,11 +217,9 @@ class RenderConsumer:
 
     async def _sample_depth(self) -> None:
         try:
-            assert self._broker.channel is not None
-            declared = await self._broker.channel.declare_queue(
-                self._topology.work_queue, passive=True
-            )
-            depth = declared.declaration_result.message_count
+            assert self._queue is not None
+            # Declaring the same queue again is idempotent and answers its depth.
+            depth = (await self._queue.declare()).message_count
             self.queue_depth = depth if depth is not None else -1
             QUEUE_DEPTH.set(self.queue_depth)
         except (aio_pika.exceptions.AMQPError, RuntimeError, ConnectionError, AssertionError):
@@ -182,65 +246,56 @@ class RenderConsumer:
         token = request_id_var.set(request.request_id)
         try:
             result = await self._runner.run(request)
-            if result.outcome is not Outcome.FAILED:
+            if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
                 self.jobs_done += result.outcome is Outcome.DONE
                 await _settle(message.ack, "ack")
-                return
-            self.attempts_failed += 1
-            await self._after_failure(message, request, result.attempt, result.error)
+            else:
+                self.attempts_failed += 1
+                await self._after_failure(message, request, result)
         finally:
             request_id_var.reset(token)
+
+    async def _delay(
+        self, message: AbstractIncomingMessage, request: events_pb2.RenderRequest, delay: int
+    ) -> bool:
+        """Publish `request` to the delay queue (confirmed), then ack the original."""
+        try:
+            assert self._broker.exchange is not None
+            await asyncio.wait_for(
+                self._broker.exchange.publish(
+                    render_message(request), self._topology.retry_key(delay), mandatory=True
+                ),
+                10,
+            )
+        except (aio_pika.exceptions.AMQPError, TimeoutError, RuntimeError, AssertionError) as error:
+            log.warning("could not schedule the next attempt: %s", error)
+            await _settle(lambda: message.nack(requeue=True), "nack")
+            return False
+        await _settle(message.ack, "ack")
+        return True
 
     async def _after_failure(
         self,
         message: AbstractIncomingMessage,
         request: events_pb2.RenderRequest,
-        attempt: int,
-        error: str,
+        result: AttemptOutcome,
     ) -> None:
-        history = events_pb2.RenderRequest()
-        history.CopyFrom(request)
-        history.attempts.append(
-            common_pb2.JobAttempt(attempt=attempt, end_time=_now(), error=error[:2000])
-        )
-        failures = len(history.attempts)
-        if failures <= MAX_RETRIES:
-            delay = self._topology.retry_delays[failures - 1]
-            try:
-                assert self._broker.exchange is not None
-                await asyncio.wait_for(
-                    self._broker.exchange.publish(
-                        render_message(history), self._topology.retry_key(delay), mandatory=True
-                    ),
-                    10,
+        decision = decide(request.attempts, result.transient)
+        history = with_attempt(request, result)
+        await record_failure(self._catalog, request.job_id, result, retry_after=0)
+        if not decision.give_up:
+            if await self._delay(message, history, decision.delay):
+                RETRIES.inc()
+                log.info(
+                    "next attempt in %d s",
+                    decision.delay,
+                    extra={"job_id": request.job_id, "failures": decision.failures},
                 )
-            except (
-                aio_pika.exceptions.AMQPError,
-                TimeoutError,
-                RuntimeError,
-                AssertionError,
-            ) as failure:
-                log.warning("could not schedule retry: %s", failure)
-                await _settle(lambda: message.nack(requeue=True), "nack")
-                return
-            RETRIES.inc()
-            log.info(
-                "retrying in %d s", delay, extra={"job_id": request.job_id, "failures": failures}
-            )
-            await _settle(message.ack, "ack")
             return
-        try:
-            await self._catalog.record_poison_job(
-                history, error, catalog_pb2.POISON_REASON_RETRIES_EXHAUSTED
-            )
-        except ImagepipeError as failure:
-            log.warning("could not record poison job yet: %s", failure.message)
+        if not await give_up(self._catalog, history, result.error):
             await _settle(lambda: message.nack(requeue=True), "nack")
             return
-        POISONED.labels("retries_exhausted").inc()
-        log.error(
-            "job given up after %d attempts: %s", failures, error, extra={"job_id": request.job_id}
-        )
+        # Dead-lettered to the inbox; the poison recorder parks it in the dead-letter queue.
         await _settle(lambda: message.reject(requeue=False), "reject")
 
     async def stop(self, grace: float) -> None:
@@ -272,7 +327,8 @@ class PoisonRecorder:
     async def run(self) -> None:
         if not await self._broker.open(self._stopping):
             return
-        self._queue = await self._broker.queue(self._topology.dead_inbox)
+        assert self._broker.declared is not None
+        self._queue = self._broker.declared.dead_inbox
         self._consumer_tag = await self._queue.consume(self._on_dead_letter)
         await self._stopping.wait()
 

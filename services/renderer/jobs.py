@@ -20,7 +20,7 @@ from prometheus_client import Counter, Histogram
 
 from imagepipe.v1 import catalog_internal_pb2, common_pb2, events_pb2
 from services.renderer.render import RenderedImage, render_presets
-from services.shared.errors import ImagepipeError
+from services.shared.errors import FailedPrecondition, ImagepipeError, Unavailable
 from services.shared.imaging.formats import format_from_name
 from services.shared.logs import get_logger
 from services.shared.sandbox import DecodePool
@@ -55,12 +55,10 @@ class JobCatalog(Protocol):
 
     async def complete_job(self, request: catalog_internal_pb2.CompleteJobRequest) -> None: ...
 
-    async def fail_job_attempt(self, job_id: str, attempt: int, error: str) -> None: ...
-
 
 class Outcome(enum.Enum):
     DONE = "done"
-    SKIPPED = "skipped"  # already done or dead: a redelivery
+    SKIPPED = "skipped"  # already done or dead, or a newer attempt took over
     FAILED = "failed"
 
 
@@ -69,9 +67,12 @@ class AttemptOutcome:
     outcome: Outcome
     attempt: int = 0
     error: str = ""
+    transient: bool = False  # a dependency was down, not the job's fault
 
 
 class JobRunner:
+    """Runs attempts; the caller settles failures (broker retry or outbox)."""
+
     def __init__(
         self,
         *,
@@ -87,17 +88,19 @@ class JobRunner:
         self._pool = pool
         self._presets = list(presets)
         self._max_pixels = max_pixels
-        self._worker = worker
+        self.worker = worker
 
     async def run(self, request: events_pb2.RenderRequest) -> AttemptOutcome:
         """One attempt; never raises for a failed render (the outcome says so)."""
         try:
             started = await self._catalog.start_job_attempt(
-                request.job_id, worker=self._worker, lease_seconds=LEASE_SECONDS
+                request.job_id, worker=self.worker, lease_seconds=LEASE_SECONDS
             )
         except ImagepipeError as error:
             JOB_OUTCOMES.labels("failed").inc()
-            return AttemptOutcome(Outcome.FAILED, 0, f"could not start attempt: {error.message}")
+            return AttemptOutcome(
+                Outcome.FAILED, 0, f"could not start the attempt: {_describe(error)}", True
+            )
         if not started.proceed:
             JOB_OUTCOMES.labels("skipped").inc()
             log.info("job already finished; skipping", extra={"job_id": request.job_id})
@@ -110,17 +113,26 @@ class JobRunner:
                     job_id=request.job_id, attempt=attempt, renditions=renditions
                 )
             )
+        except FailedPrecondition:
+            # The job was given up on, or a newer attempt took it over, while this
+            # one ran: its result is discarded, nothing to record.
+            JOB_OUTCOMES.labels("skipped").inc()
+            return AttemptOutcome(Outcome.SKIPPED, attempt)
         except ImagepipeError as error:
-            message = _describe(error)
             JOB_OUTCOMES.labels("failed").inc()
+            message = _describe(error)
             log.warning(
                 "render attempt %d failed: %s", attempt, message, extra={"job_id": request.job_id}
             )
-            try:
-                await self._catalog.fail_job_attempt(request.job_id, attempt, message)
-            except ImagepipeError as recording:
-                log.warning("could not record the failed attempt: %s", recording.message)
-            return AttemptOutcome(Outcome.FAILED, attempt, message)
+            return AttemptOutcome(Outcome.FAILED, attempt, message, isinstance(error, Unavailable))
+        except Exception as error:
+            # A bug, not the job's fault: still settle the attempt (retry, then poison)
+            # rather than leave the message unsettled and the job stuck.
+            JOB_OUTCOMES.labels("failed").inc()
+            log.exception("render attempt %d hit an unexpected error", attempt)
+            return AttemptOutcome(
+                Outcome.FAILED, attempt, f"internal error: {type(error).__name__}: {error}"
+            )
         JOB_OUTCOMES.labels("done").inc()
         log.info("rendered", extra={"job_id": request.job_id, "renditions": len(renditions)})
         return AttemptOutcome(Outcome.DONE, attempt)

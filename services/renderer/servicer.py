@@ -36,10 +36,17 @@ class ConsumerStatus(Protocol):
     def connected(self) -> bool: ...
 
 
+class PollerStatus(Protocol):
+    polling: bool
+
+
 class RendererServicer(pb_grpc.RendererServiceServicer):
-    def __init__(self, presets: list[Preset], consumer: ConsumerStatus, worker: str) -> None:
+    def __init__(
+        self, presets: list[Preset], consumer: ConsumerStatus, poller: PollerStatus, worker: str
+    ) -> None:
         self._presets = sorted(presets, key=lambda p: p.max_width * p.max_height, reverse=True)
         self._consumer = consumer
+        self._poller = poller
         self._worker = worker
 
     async def ListPresets(
@@ -52,7 +59,9 @@ class RendererServicer(pb_grpc.RendererServiceServicer):
     ) -> pb.GetRendererStatusResponse:
         consumer = self._consumer
         return pb.GetRendererStatusResponse(
-            mode=pb.CONSUME_MODE_BROKER if consumer.connected else pb.CONSUME_MODE_CATALOG_POLLING,
+            mode=(
+                pb.CONSUME_MODE_CATALOG_POLLING if self._poller.polling else pb.CONSUME_MODE_BROKER
+            ),
             concurrency=consumer.concurrency,
             in_flight=consumer.in_flight,
             jobs_done=consumer.jobs_done,

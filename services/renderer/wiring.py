@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from imagepipe.v1 import renderer_pb2, renderer_pb2_grpc
 from services.renderer.consumer import PoisonRecorder, RenderConsumer
 from services.renderer.jobs import JobRunner, worker_name
+from services.renderer.poller import CatalogPoller
 from services.renderer.servicer import RendererServicer
 from services.shared.broker import Topology
 from services.shared.clients import common_adapters
@@ -45,6 +46,12 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                 worker=worker,
             )
             consumer = RenderConsumer(settings, topology, runner, common.catalog)
+            poller = CatalogPoller(
+                runner,
+                common.catalog,
+                broker_down=lambda: consumer.broker_down,
+                concurrency=settings.effective_render_concurrency,
+            )
             yield ServiceSpec(
                 name="renderer",
                 port=settings.renderer_port,
@@ -52,13 +59,13 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                 services=[
                     GrpcService(
                         renderer_pb2.DESCRIPTOR.services_by_name["RendererService"],
-                        RendererServicer(settings.presets, consumer, worker),
+                        RendererServicer(settings.presets, consumer, poller, worker),
                         renderer_pb2_grpc.add_RendererServiceServicer_to_server,
                     )
                 ],
                 authenticator=common.catalog,
                 checks={"catalog": common.catalog.check, "s3": common.store.check},
-                workers=[consumer, PoisonRecorder(settings, topology, common.catalog)],
+                workers=[consumer, poller, PoisonRecorder(settings, topology, common.catalog)],
             )
     finally:
         pool.close()

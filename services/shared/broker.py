@@ -30,6 +30,7 @@ import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
+    AbstractQueue,
     AbstractRobustConnection,
     DeliveryMode,
 )
@@ -39,13 +40,21 @@ from services.shared.errors import Unavailable
 from services.shared.logs import get_logger
 from services.shared.settings import Settings
 
-__all__ = ["PROTOBUF", "RenderPublisher", "Topology", "render_message"]
+__all__ = ["PROTOBUF", "Declared", "RenderPublisher", "Topology", "render_message"]
 
 log = get_logger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 RENDER_REQUEST_TYPE = "imagepipe.v1.RenderRequest"
 RETRY_DELAYS = (2, 4, 8)
+
+
+@dataclass(frozen=True)
+class Declared:
+    exchange: AbstractExchange
+    dead_letter_exchange: AbstractExchange
+    work: AbstractQueue
+    dead_inbox: AbstractQueue
 
 
 @dataclass(frozen=True)
@@ -96,8 +105,12 @@ class Topology:
     def retry_key(delay: int) -> str:
         return f"retry.{delay}s"
 
-    async def declare(self, channel: AbstractChannel) -> AbstractExchange:
-        """Declare everything; safe to repeat from any number of processes."""
+    async def declare(self, channel: AbstractChannel) -> Declared:
+        """Declare everything; safe to repeat from any number of processes.
+
+        Consume from the returned queue objects: a robust channel restores the
+        consumers of queues it declared when it reconnects (not of looked-up ones).
+        """
         exchange = await channel.declare_exchange(
             self.exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
@@ -140,7 +153,7 @@ class Topology:
                 },
             )
             await retry.bind(exchange, self.retry_key(delay))
-        return exchange
+        return Declared(exchange=exchange, dead_letter_exchange=dlx, work=work, dead_inbox=inbox)
 
 
 def render_message(
@@ -185,7 +198,7 @@ class RenderPublisher:
             try:
                 connection = await aio_pika.connect_robust(self._url, timeout=5)
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                self._exchange = await self._topology.declare(channel)
+                self._exchange = (await self._topology.declare(channel)).exchange
                 self._connection, self._channel = connection, channel
                 log.info("connected to RabbitMQ")
                 return

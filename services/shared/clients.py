@@ -185,10 +185,24 @@ class CatalogInternalClient:
     async def complete_job(self, request: internal_pb2.CompleteJobRequest) -> None:
         await self._call(self._stub.CompleteJob, request)
 
-    async def fail_job_attempt(self, job_id: str, attempt: int, error: str) -> None:
+    async def fail_job_attempt(
+        self,
+        job_id: str,
+        attempt: int,
+        error: str,
+        *,
+        transient: bool = False,
+        retry_after_seconds: int = 0,
+    ) -> None:
         await self._call(
             self._stub.FailJobAttempt,
-            internal_pb2.FailJobAttemptRequest(job_id=job_id, attempt=attempt, error=error),
+            internal_pb2.FailJobAttemptRequest(
+                job_id=job_id,
+                attempt=attempt,
+                error=error,
+                transient=transient,
+                retry_after_seconds=retry_after_seconds,
+            ),
         )
 
     async def record_poison_job(

@@ -24,7 +24,7 @@ from typing import Protocol, TypeVar
 
 import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.error import InvalidResponseError, S3Error, ServerError
 
 from services.shared.errors import NotFound, Unavailable
 from services.shared.settings import Settings
@@ -131,13 +131,27 @@ class S3ObjectStore:
         self._bucket_ready = False
 
     async def _run(self, fn: partial[_T]) -> _T:
+        key = str(fn.args[1]) if len(fn.args) > 1 else ""
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
         except S3Error as error:
             if error.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
-                raise ObjectNotFound(fn.args[1] if len(fn.args) > 1 else "") from None
+                raise ObjectNotFound(key) from None
             raise Unavailable(
                 f"object store error: {error.code}", reason="STORAGE_ERROR"
+            ) from error
+        except InvalidResponseError as error:
+            # Some S3 servers answer errors in a shape the SDK does not parse (rclone's
+            # NoSuchKey, for one); the HTTP status still says what happened.
+            status = getattr(error, "_code", None)
+            if status == 404:
+                raise ObjectNotFound(key) from None
+            raise Unavailable(
+                f"object store answered HTTP {status}", reason="STORAGE_ERROR"
+            ) from error
+        except ServerError as error:
+            raise Unavailable(
+                f"object store answered HTTP {error.status_code}", reason="STORAGE_ERROR"
             ) from error
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise Unavailable(

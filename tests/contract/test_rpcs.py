@@ -53,8 +53,6 @@ NOT_YET = {
     "imagepipe.v1.CatalogService.ListJobs": "issue 7",
     "imagepipe.v1.CatalogService.GetTenantMetrics": "issue 7",
     "imagepipe.v1.CatalogService.Purge": "issue 7",
-    "imagepipe.v1.CatalogService.ListPoisonJobs": "issue 6",
-    "imagepipe.v1.CatalogService.RetryPoisonJob": "issue 6",
 }
 
 # Tested with working behaviour below; kept in one list for the completeness check.
@@ -63,6 +61,8 @@ IMPLEMENTED = {
     "imagepipe.v1.CatalogService.GetAsset",
     "imagepipe.v1.CatalogService.ListAssets",
     "imagepipe.v1.CatalogService.GetJob",
+    "imagepipe.v1.CatalogService.ListPoisonJobs",
+    "imagepipe.v1.CatalogService.RetryPoisonJob",
     "imagepipe.v1.CatalogService.GetRendition",
     "imagepipe.v1.CatalogService.ReadRendition",
     "imagepipe.v1.RendererService.ListPresets",
@@ -109,12 +109,6 @@ def _unimplemented_calls(services: Services, tenant: Tenant) -> dict[str, Callab
         ),
         "imagepipe.v1.CatalogService.Purge": lambda: catalog.Purge(
             catalog_pb2.PurgeRequest(), metadata=md, timeout=10
-        ),
-        "imagepipe.v1.CatalogService.ListPoisonJobs": lambda: catalog.ListPoisonJobs(
-            catalog_pb2.ListPoisonJobsRequest(), metadata=md, timeout=10
-        ),
-        "imagepipe.v1.CatalogService.RetryPoisonJob": lambda: catalog.RetryPoisonJob(
-            catalog_pb2.RetryPoisonJobRequest(poison_job_id=some_id), metadata=md, timeout=10
         ),
     }
 
@@ -414,3 +408,43 @@ def test_renditions_status_and_quality(services: Services, tenant: Tenant, corpu
     same = quality.CompareImages(both(), metadata=md)
     assert same.scores.psnr_infinite and same.scores.ssim == pytest.approx(1.0)
     assert same.scores.hash_distance == 0 and not same.resized
+
+
+def test_poison_jobs_are_listed_and_replayed(services: Services, tenant: Tenant) -> None:
+    internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
+    catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+    md = tenant.metadata
+    doomed = internal.RegisterAsset(
+        _fake_registration(tenant, "replay"), metadata=services.internal_metadata
+    )
+    internal.RecordPoisonJob(
+        catalog_internal_pb2.RecordPoisonJobRequest(
+            request=doomed.render_request,
+            error="gave up",
+            reason=catalog_pb2.POISON_REASON_DELIVERY_LIMIT,
+        ),
+        metadata=services.internal_metadata,
+    )
+    listed = catalog.ListPoisonJobs(catalog_pb2.ListPoisonJobsRequest(page_size=1), metadata=md)
+    (poison,) = listed.poison_jobs
+    assert (poison.job_id, poison.reason) == (
+        doomed.job.job_id,
+        catalog_pb2.POISON_REASON_DELIVERY_LIMIT,
+    )
+
+    replayed = catalog.RetryPoisonJob(
+        catalog_pb2.RetryPoisonJobRequest(poison_job_id=poison.poison_job_id), metadata=md
+    )
+    assert replayed.poison_job.HasField("replay_time")
+    assert replayed.job.state in (
+        common_pb2.JOB_STATE_PENDING,
+        common_pb2.JOB_STATE_QUEUED,
+        common_pb2.JOB_STATE_RUNNING,
+        common_pb2.JOB_STATE_RETRYING,
+    )
+    open_ones = catalog.ListPoisonJobs(catalog_pb2.ListPoisonJobsRequest(), metadata=md).poison_jobs
+    assert poison.poison_job_id not in [p.poison_job_id for p in open_ones]
+    every = catalog.ListPoisonJobs(
+        catalog_pb2.ListPoisonJobsRequest(include_replayed=True), metadata=md
+    ).poison_jobs
+    assert poison.poison_job_id in [p.poison_job_id for p in every]

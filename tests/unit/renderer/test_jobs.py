@@ -24,7 +24,6 @@ class FakeCatalog:
         self.proceed = proceed
         self.down = down
         self.completed: list[catalog_internal_pb2.CompleteJobRequest] = []
-        self.failed: list[tuple[int, str]] = []
 
     async def start_job_attempt(
         self, job_id: str, *, worker: str, lease_seconds: int
@@ -40,9 +39,6 @@ class FakeCatalog:
 
     async def complete_job(self, request: catalog_internal_pb2.CompleteJobRequest) -> None:
         self.completed.append(request)
-
-    async def fail_job_attempt(self, job_id: str, attempt: int, error: str) -> None:
-        self.failed.append((attempt, error))
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +93,18 @@ async def test_a_missing_original_fails_the_attempt_and_says_why(pool: DecodePoo
     result = await _runner(catalog, MemoryObjectStore(), pool).run(_request())
     assert result.outcome is Outcome.FAILED and result.attempt == 1
     assert "missing from the object store" in result.error
-    assert catalog.failed == [(1, result.error)]
+    assert not result.transient, "a missing original is the job's problem, not an outage"
 
 
 async def test_an_unreachable_catalog_fails_the_attempt(pool: DecodePool) -> None:
     result = await _runner(FakeCatalog(down=True), MemoryObjectStore(), pool).run(_request())
     assert result.outcome is Outcome.FAILED
     assert "catalog is unavailable" in result.error
+    assert result.transient
+
+
+async def test_an_unreachable_object_store_is_a_transient_failure(pool: DecodePool) -> None:
+    store = MemoryObjectStore()
+    store.available = False
+    result = await _runner(FakeCatalog(), store, pool).run(_request())
+    assert result.outcome is Outcome.FAILED and result.transient

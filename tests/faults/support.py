@@ -1,0 +1,227 @@
+"""Breaking things on purpose: batches, fault controls and the outcome of every upload.
+
+Every fault test uploads a batch, injects a fault, waits for the system to settle,
+then classifies each accepted upload from the catalog's own tables:
+
+- rendered:   ready, three renditions, done by its first attempt;
+- recovered:  ready, three renditions, done after failed or interrupted attempts;
+- poisoned:   given up on, with a poison job saying why;
+- lost:       accepted, but neither ready nor poisoned;
+- duplicated: a job whose renditions were committed by more than one completed
+              attempt (job_attempts with outcome 'succeeded').
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import asyncpg
+import grpc
+import numpy as np
+from PIL import Image
+
+from devstack import ServiceProcess, Stack
+from imagepipe.v1 import ingest_pb2_grpc
+from tests.helpers import Services, Tenant, upload_messages
+
+__all__ = [
+    "Outcome",
+    "Uploader",
+    "classify",
+    "make_images",
+    "query",
+    "rabbitmq_stopped",
+    "replace_service",
+    "wait_settled",
+]
+
+
+def make_images(count: int, seed: int, size: tuple[int, int] = (640, 480)) -> list[bytes]:
+    """Distinct photos-like JPEGs (smooth gradients plus noise), fast to render."""
+    rng = np.random.default_rng(seed)
+    images = []
+    height, width = size[1], size[0]
+    y, x = np.mgrid[0:height, 0:width]
+    for _ in range(count):
+        base = rng.uniform(0, 255, 3)
+        slope = rng.uniform(-0.3, 0.3, (2, 3))
+        pixels = base + x[..., None] * slope[0] + y[..., None] * slope[1]
+        pixels += rng.normal(0, 12, pixels.shape)
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+        images.append(buffer.getvalue())
+    return images
+
+
+def query(stack: Stack, sql: str, *args: object) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            return await connection.fetch(sql, *args)
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+@dataclass
+class Uploader:
+    """Uploads a batch from a few threads, retrying what a client would retry."""
+
+    services: Services
+    tenant: Tenant
+    accepted: list[str] = field(default_factory=list)  # asset ids answered OK
+    refused: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: int = 0
+
+    def upload_one(self, data: bytes, retries: int = 60) -> None:
+        stub = ingest_pb2_grpc.IngestServiceStub(self.services.ingest)
+        for _ in range(retries):
+            try:
+                response = stub.Upload(
+                    upload_messages(data), metadata=self.tenant.metadata, timeout=30
+                )
+            except grpc.RpcError as error:
+                if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    time.sleep(0.5)  # a dependency is down: retry, as AsyncClient does
+                    continue
+                with self.lock:
+                    self.refused.append(f"{error.code().name}: {error.details()}")
+                    self.done += 1
+                return
+            with self.lock:
+                self.accepted.append(response.asset.asset_id)
+                self.done += 1
+            return
+        with self.lock:
+            self.refused.append("gave up retrying")
+            self.done += 1
+
+    def at_least(self, count: int) -> bool:
+        return self.done >= count
+
+    def start(self, images: Iterable[bytes], threads: int = 4) -> threading.Thread:
+        def run() -> None:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(self.upload_one, images))
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+
+def wait_settled(stack: Stack, tenant: Tenant, timeout: float) -> None:
+    """Until no asset of the tenant is pending or processing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = query(
+            stack,
+            "SELECT count(*) AS n FROM assets WHERE tenant_id = $1::uuid "
+            "AND status IN ('pending', 'processing')",
+            tenant.tenant_id,
+        )[0]["n"]
+        if busy == 0:
+            return
+        time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    uploads: int
+    rendered: int
+    recovered: int
+    poisoned: int
+    lost: int
+    duplicated: int
+    bad_renditions: int  # ready assets without exactly three rendition rows
+
+    def line(self) -> str:
+        return (
+            f"uploads={self.uploads} rendered={self.rendered} recovered={self.recovered} "
+            f"lost={self.lost} duplicated={self.duplicated}"
+            + (f" poisoned={self.poisoned}" if self.poisoned else "")
+        )
+
+
+def classify(stack: Stack, asset_ids: Iterable[str]) -> Outcome:
+    wanted = sorted(set(asset_ids))
+    rows = query(
+        stack,
+        """
+        SELECT a.id, a.status, j.attempts,
+               (SELECT count(*) FROM job_attempts t
+                 WHERE t.job_id = j.id AND t.outcome = 'succeeded') AS succeeded,
+               (SELECT count(*) FROM renditions r WHERE r.asset_id = a.id) AS renditions,
+               (SELECT count(*) FROM poison_jobs p
+                 WHERE p.job_id = j.id AND p.replayed_at IS NULL) AS poison
+        FROM assets a JOIN jobs j ON j.asset_id = a.id
+        WHERE a.id = ANY($1::uuid[])
+        """,
+        wanted,
+    )
+    ready = [r for r in rows if r["status"] == "ready"]
+    return Outcome(
+        uploads=len(wanted),
+        rendered=sum(1 for r in ready if r["attempts"] == 1),
+        recovered=sum(1 for r in ready if r["attempts"] > 1),
+        poisoned=sum(1 for r in rows if r["status"] == "failed" and r["poison"]),
+        lost=len(wanted)
+        - len(ready)
+        - sum(1 for r in rows if r["status"] == "failed" and r["poison"]),
+        duplicated=sum(1 for r in rows if r["succeeded"] > 1),
+        bad_renditions=sum(1 for r in ready if r["renditions"] != 3),
+    )
+
+
+def kill_hard(service: ServiceProcess) -> None:
+    """SIGKILL the service and its decoder workers, as a crash or OOM kill would."""
+    assert service.process is not None
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(os.getpgid(service.process.pid), signal.SIGKILL)
+    service.process.wait(timeout=30)
+
+
+def replace_service(stack: Stack, name: str, **env: str) -> ServiceProcess:
+    """Start a fresh process for `name` on its usual port and make it the stack's."""
+    fresh = stack.start_service(name, **env)
+    fresh.wait_serving(timeout=60)
+    stack.services[name] = fresh
+    return fresh
+
+
+class rabbitmq_stopped:  # noqa: N801 - used as a context manager, reads like a clause
+    """`rabbitmqctl stop_app` for the duration; always started again, even on failure."""
+
+    def __enter__(self) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60)
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
+        subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=False, timeout=120)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def shuffled(items: list[bytes], seed: int) -> list[bytes]:
+    copy = list(items)
+    random.Random(seed).shuffle(copy)
+    return copy

@@ -1,0 +1,211 @@
+"""The job state machine, through the internal RPCs: fencing, the outbox, the reaper,
+and the fresh retry budget of a replayed poison job."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+
+import grpc
+import pytest
+
+from devstack import Stack
+from imagepipe.v1 import (
+    catalog_internal_pb2,
+    catalog_internal_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    common_pb2,
+)
+from tests.faults.support import query
+from tests.helpers import Services, Tenant
+
+# Far in the future for the relay, so these hand-driven jobs are never published.
+NEVER = 3600
+
+
+def _register(services: Services, tenant: Tenant) -> catalog_internal_pb2.RegisterAssetResponse:
+    digest = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+    internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
+    return internal.RegisterAsset(
+        catalog_internal_pb2.RegisterAssetRequest(
+            tenant_id=tenant.tenant_id,
+            content_hash=digest,
+            perceptual_hash="00000000000000ff",
+            content_type="image/png",
+            format=common_pb2.IMAGE_FORMAT_PNG,
+            width=2,
+            height=2,
+            size_bytes=10,
+            original_key=f"originals/{tenant.tenant_id}/{digest}",
+        ),
+        metadata=services.internal_metadata,
+    )
+
+
+@pytest.fixture
+def internal(services: Services) -> Callable[..., object]:
+    stub = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
+
+    def call(method: str, request: object) -> object:
+        return getattr(stub, method)(request, metadata=services.internal_metadata)
+
+    return call
+
+
+def test_only_the_newest_attempt_may_commit(
+    internal: Callable[..., object], services: Services, tenant: Tenant, stack: Stack
+) -> None:
+    job_id = _register(services, tenant).job.job_id
+    start = catalog_internal_pb2.StartJobAttemptRequest(
+        job_id=job_id, worker="w1", lease_seconds=60
+    )
+    first = internal("StartJobAttempt", start)
+    second = internal(
+        "StartJobAttempt", catalog_internal_pb2.StartJobAttemptRequest(job_id=job_id, worker="w2")
+    )
+    assert (first.attempt, second.attempt) == (1, 2)  # type: ignore[attr-defined]
+    rendition = catalog_internal_pb2.RenditionRecord(
+        rendition=common_pb2.Rendition(
+            preset="thumb", format=common_pb2.IMAGE_FORMAT_JPEG, width=1, height=1, size_bytes=1
+        ),
+        object_key="k",
+    )
+    with pytest.raises(grpc.RpcError) as stale:
+        internal(
+            "CompleteJob",
+            catalog_internal_pb2.CompleteJobRequest(
+                job_id=job_id, attempt=1, renditions=[rendition]
+            ),
+        )
+    assert stale.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # A stale failure does not move the job either.
+    internal(
+        "FailJobAttempt",
+        catalog_internal_pb2.FailJobAttemptRequest(job_id=job_id, attempt=1, error="late"),
+    )
+    internal(
+        "CompleteJob",
+        catalog_internal_pb2.CompleteJobRequest(job_id=job_id, attempt=2, renditions=[rendition]),
+    )
+    # Repeating the newest attempt's completion is harmless.
+    internal(
+        "CompleteJob",
+        catalog_internal_pb2.CompleteJobRequest(job_id=job_id, attempt=2, renditions=[rendition]),
+    )
+    rows = query(
+        stack,
+        "SELECT outcome, count(*) AS n FROM job_attempts WHERE job_id = $1::uuid GROUP BY outcome",
+        job_id,
+    )
+    assert {r["outcome"]: r["n"] for r in rows} == {"failed": 1, "succeeded": 1}
+    assert query(stack, "SELECT state FROM jobs WHERE id = $1::uuid", job_id)[0]["state"] == "done"
+
+
+def test_a_failure_outside_the_broker_waits_in_the_outbox(
+    internal: Callable[..., object], services: Services, tenant: Tenant, stack: Stack
+) -> None:
+    job_id = _register(services, tenant).job.job_id
+    internal(
+        "StartJobAttempt",
+        catalog_internal_pb2.StartJobAttemptRequest(job_id=job_id, worker="poller"),
+    )
+    internal(
+        "FailJobAttempt",
+        catalog_internal_pb2.FailJobAttemptRequest(
+            job_id=job_id,
+            attempt=1,
+            error="object store down",
+            transient=True,
+            retry_after_seconds=NEVER,
+        ),
+    )
+    (job,) = query(
+        stack,
+        "SELECT state, not_before > now() + interval '50 minutes' AS later "
+        "FROM jobs WHERE id = $1::uuid",
+        job_id,
+    )
+    assert (job["state"], job["later"]) == ("pending", True)
+    claimed = internal(
+        "ClaimRenderJobs",
+        catalog_internal_pb2.ClaimRenderJobsRequest(limit=500, lease_seconds=1, owner="t"),
+    )
+    assert job_id not in [r.job_id for r in claimed.render_requests]  # type: ignore[attr-defined]
+    (attempt,) = query(stack, "SELECT transient FROM job_attempts WHERE job_id = $1::uuid", job_id)
+    assert attempt["transient"] is True
+
+
+def test_an_abandoned_attempt_goes_back_to_the_outbox(
+    internal: Callable[..., object], services: Services, tenant: Tenant, stack: Stack
+) -> None:
+    job_id = _register(services, tenant).job.job_id
+    internal(
+        "StartJobAttempt",
+        catalog_internal_pb2.StartJobAttemptRequest(job_id=job_id, worker="dead", lease_seconds=1),
+    )
+    # The renderer holding it died long ago: its lease expired more than 30 s back.
+    query(
+        stack,
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 minute' WHERE id = $1::uuid",
+        job_id,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # the relay of ingest reaps and publishes it
+        state = query(stack, "SELECT state, published_at FROM jobs WHERE id = $1::uuid", job_id)[0]
+        if state["published_at"] is not None:
+            break
+        time.sleep(0.2)
+    assert state["published_at"] is not None, state
+
+
+def test_a_replayed_poison_job_gets_a_fresh_budget(
+    internal: Callable[..., object], services: Services, tenant: Tenant
+) -> None:
+    registered = _register(services, tenant)
+    job_id = registered.job.job_id
+    for attempt in range(1, 5):
+        internal(
+            "StartJobAttempt",
+            catalog_internal_pb2.StartJobAttemptRequest(job_id=job_id, worker="w"),
+        )
+        internal(
+            "FailJobAttempt",
+            catalog_internal_pb2.FailJobAttemptRequest(job_id=job_id, attempt=attempt, error="bad"),
+        )
+    poison = internal(
+        "RecordPoisonJob",
+        catalog_internal_pb2.RecordPoisonJobRequest(
+            request=registered.render_request,
+            error="bad",
+            reason=catalog_pb2.POISON_REASON_RETRIES_EXHAUSTED,
+        ),
+    ).poison_job  # type: ignore[attr-defined]
+    catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+    replayed = catalog.RetryPoisonJob(
+        catalog_pb2.RetryPoisonJobRequest(poison_job_id=poison.poison_job_id),
+        metadata=tenant.metadata,
+    )
+    assert replayed.job.state in (
+        common_pb2.JOB_STATE_PENDING,
+        common_pb2.JOB_STATE_QUEUED,
+        common_pb2.JOB_STATE_RUNNING,
+    )
+    again = catalog.RetryPoisonJob(
+        catalog_pb2.RetryPoisonJobRequest(poison_job_id=poison.poison_job_id),
+        metadata=tenant.metadata,
+    )
+    assert again.poison_job.replay_time == replayed.poison_job.replay_time, (
+        "replaying twice changes nothing"
+    )
+    claimed = internal(
+        "ClaimUnpublishedJobs",
+        catalog_internal_pb2.ClaimUnpublishedJobsRequest(
+            limit=500, lease_seconds=1, min_age_seconds=0, owner="t"
+        ),
+    )
+    mine = [r for r in claimed.render_requests if r.job_id == job_id]  # type: ignore[attr-defined]
+    # The relay may have published it already; if we got it, its budget is fresh.
+    assert all(len(r.attempts) == 0 for r in mine)
