@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -14,7 +15,8 @@ from typing import Any
 import pytest
 
 from devstack import Stack
-from tests.helpers import Tenant
+from imagepipe.v1 import catalog_internal_pb2, catalog_internal_pb2_grpc, catalog_pb2, common_pb2
+from tests.helpers import Services, Tenant
 
 pytestmark = pytest.mark.stack
 
@@ -156,3 +158,48 @@ def test_upload_wait_yields_ready_assets_with_three_renditions(
             assert abs(r["width"] * line["height"] - r["height"] * line["width"]) <= max(
                 line["width"], line["height"]
             ), (preset, r, line)
+
+
+def test_poison_list_and_retry(stack: Stack, services: Services, tenant: Tenant) -> None:
+    internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
+    digest = hashlib.sha256(b"cli-poison" + tenant.tenant_id.encode()).hexdigest()
+    doomed = internal.RegisterAsset(
+        catalog_internal_pb2.RegisterAssetRequest(
+            tenant_id=tenant.tenant_id,
+            content_hash=digest,
+            perceptual_hash="00000000000000ff",
+            content_type="image/png",
+            format=common_pb2.IMAGE_FORMAT_PNG,
+            width=2,
+            height=2,
+            size_bytes=10,
+            original_key=f"originals/{tenant.tenant_id}/{digest}",
+        ),
+        metadata=services.internal_metadata,
+    )
+    internal.RecordPoisonJob(
+        catalog_internal_pb2.RecordPoisonJobRequest(
+            request=doomed.render_request,
+            error="original unreadable",
+            reason=catalog_pb2.POISON_REASON_RETRIES_EXHAUSTED,
+        ),
+        metadata=services.internal_metadata,
+    )
+    listed = _cli(stack, tenant, "poison", "list", "--json")
+    assert listed.status == 0, listed.stderr
+    (poison,) = listed.lines
+    assert (poison["job_id"], poison["reason"], poison["replayed"]) == (
+        doomed.job.job_id,
+        "retries_exhausted",
+        None,
+    )
+    retried = _cli(stack, tenant, "poison", "retry", poison["poison_job_id"], "--json")
+    assert retried.status == 0, retried.stderr
+    assert retried.lines[0]["job_id"] == doomed.job.job_id
+    assert _cli(stack, tenant, "poison", "list", "--json").lines == []
+    (replayed,) = _cli(stack, tenant, "poison", "list", "--all", "--json").lines
+    assert replayed["replayed"] is not None
+    unknown = _cli(
+        stack, tenant, "poison", "retry", "00000000-0000-0000-0000-000000000000", "--json"
+    )
+    assert unknown.status != 0 and unknown.lines[0]["error"]["code"] == "NOT_FOUND"
