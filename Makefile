@@ -74,6 +74,10 @@ stop: ## stop exactly the processes `make run` started
 status: ## which processes of the local stack are running
 	$(PY) -m devstack status
 
+bench: $(STAMP_GEN) ## every benchmark (prints tables and `summary:` lines; slow)
+	bash scripts/ensure-servers.sh
+	$(PY) -m bench.similar
+
 migrate: $(STAMP_GEN) ## apply catalog migrations to IMAGEPIPE_DATABASE_URL
 	$(PY) -m services.catalog migrate
 

@@ -673,6 +673,234 @@ def tenant_create(
     _run(command, as_json=as_json)
 
 
+def _asset_table(assets: Sequence[common_pb2.Asset], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("asset id", "status", "file name", "size", "renditions", "created"):
+        table.add_column(column)
+    for asset in assets:
+        table.add_row(
+            asset.asset_id,
+            status_name(asset.status),
+            escape(asset.filename),
+            f"{asset.width}×{asset.height}",
+            str(len(asset.renditions)),
+            asset.create_time.ToDatetime(tzinfo=UTC).isoformat(timespec="seconds"),
+        )
+    return table
+
+
+@app.command("list")
+def list_command(
+    status: Annotated[
+        str | None, typer.Option(help="Only assets in this status (pending, ready, failed …).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List live assets, newest first."""
+
+    async def command(client: AsyncClient) -> int:
+        found = []
+        async for asset in client.list_assets(status, page_size=min(limit, 500)):
+            found.append(asset)
+            if len(found) >= limit:
+                break
+        if as_json:
+            for asset in found:
+                emit_json(asset_json(asset))
+        else:
+            out.print(_asset_table(found, f"{len(found)} asset(s)"))
+        return 0
+
+    _run(command, as_json=as_json)
+
+
+@app.command()
+def delete(
+    asset_ids: Annotated[list[str], typer.Argument(help="Assets to delete.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Soft-delete assets (their objects are reclaimed by `imagepipe purge --apply`)."""
+
+    async def command(client: AsyncClient) -> int:
+        failed = 0
+        for asset_id in asset_ids:
+            try:
+                asset = await client.delete_asset(asset_id)
+            except ImagepipeError as error:
+                failed += 1
+                report_error(error, as_json, asset_id=asset_id)
+                continue
+            if as_json:
+                emit_json(asset_json(asset))
+            else:
+                out.print(f"deleted {asset_id}")
+        return 1 if failed else 0
+
+    _run(command, as_json=as_json)
+
+
+@app.command()
+def similar(
+    target: Annotated[str, typer.Argument(help="An asset id, or a 16-hex-digit perceptual hash.")],
+    max_distance: Annotated[
+        int, typer.Option(help="Largest Hamming distance (0: the server's threshold).")
+    ] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Near duplicates, closest first."""
+
+    async def command(client: AsyncClient) -> int:
+        by_hash = len(target) == 16 and all(c in "0123456789abcdefABCDEF" for c in target)
+        found = await client.find_similar(
+            asset_id="" if by_hash else target,
+            perceptual_hash=target.lower() if by_hash else "",
+            max_distance=max_distance,
+            limit=limit,
+        )
+        rows = [
+            {"asset_id": a.asset_id, "perceptual_hash": a.perceptual_hash, "distance": a.distance}
+            for a in found
+        ]
+        if as_json:
+            for row in rows:
+                emit_json(row)
+            return 0
+        table = Table(title=f"{len(rows)} near duplicate(s)")
+        for column in ("asset id", "perceptual hash", "distance"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(str(row["asset_id"]), str(row["perceptual_hash"]), str(row["distance"]))
+        out.print(table)
+        return 0
+
+    _run(command, as_json=as_json)
+
+
+@app.command()
+def watch(
+    asset_id: Annotated[str, typer.Argument(help="The asset to follow.")],
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 300.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the asset's status each time it changes, until ready, failed or deleted."""
+
+    async def command(client: AsyncClient) -> int:
+        last = None
+        async for asset in client.watch(asset_id, timeout=timeout):
+            last = asset
+            if as_json:
+                emit_json(asset_json(asset))
+            else:
+                out.print(f"{asset.asset_id}  {status_name(asset.status)}")
+        return 0 if last is not None and last.status == common_pb2.ASSET_STATUS_READY else 1
+
+    _run(command, as_json=as_json)
+
+
+def metrics_json(metrics: catalog_pb2.GetTenantMetricsResponse) -> JsonObject:
+    return {
+        "tenant_id": metrics.tenant_id,
+        "assets": metrics.asset_count,
+        "assets_by_status": {status_name(s.status): s.count for s in metrics.assets_by_status},
+        "renditions": metrics.rendition_count,
+        "original_bytes": metrics.original_bytes,
+        "rendition_bytes": metrics.rendition_bytes,
+        "logical_bytes": metrics.logical_bytes,
+        "physical_bytes": metrics.physical_bytes,
+        "deduplication_saved_bytes": metrics.logical_bytes - metrics.physical_bytes,
+        "deduplicated_uploads": metrics.deduplicated_uploads,
+        "jobs_by_state": {job_state_name(j.state): j.count for j in metrics.jobs_by_state},
+        "poison_jobs": metrics.poison_job_count,
+        "renditions_by_format": {
+            format_name(f.format): {"count": f.count, "bytes": f.size_bytes}
+            for f in metrics.renditions_by_format
+        },
+    }
+
+
+@app.command()
+def metrics(as_json: JsonOption = False) -> None:
+    """What the tenant stores: assets, renditions, bytes, deduplication, jobs."""
+
+    async def command(client: AsyncClient) -> int:
+        row = metrics_json(await client.tenant_metrics())
+        if as_json:
+            emit_json(row)
+            return 0
+        table = Table(show_header=False, box=None, pad_edge=False)
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in row.items():
+            shown = (
+                _human_bytes(value) if key.endswith("_bytes") and isinstance(value, int) else value
+            )
+            table.add_row(key.replace("_", " "), escape(str(shown)))
+        out.print(table)
+        return 0
+
+    _run(command, as_json=as_json)
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{size} B"
+        value /= 1024
+    return f"{size} B"
+
+
+@app.command()
+def purge(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Really delete (default: list only).")
+    ] = False,
+    older_than: Annotated[
+        int | None, typer.Option("--older-than", help="Days (default: the server's PURGE_DAYS).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List, or with --apply delete, objects nothing live uses any more."""
+
+    async def command(client: AsyncClient) -> int:
+        report = await client.purge(apply=apply, older_than_days=older_than)
+        kinds = {
+            catalog_pb2.PURGE_ITEM_KIND_DELETED_ORIGINAL: "deleted original",
+            catalog_pb2.PURGE_ITEM_KIND_DELETED_RENDITION: "deleted rendition",
+            catalog_pb2.PURGE_ITEM_KIND_ORPHAN_OBJECT: "orphan",
+        }
+        if as_json:
+            emit_json(
+                {
+                    "dry_run": report.dry_run,
+                    "cutoff": report.cutoff_time.ToDatetime(tzinfo=UTC).isoformat(),
+                    "objects": report.object_count,
+                    "bytes": report.bytes_freed,
+                    "asset_rows_removed": report.asset_rows_removed,
+                    "items": [
+                        {"kind": kinds.get(i.kind, "?"), "key": i.object_key, "bytes": i.size_bytes}
+                        for i in report.items
+                    ],
+                }
+            )
+            return 0
+        table = Table(title=("would delete" if report.dry_run else "deleted"))
+        for column in ("kind", "object", "bytes"):
+            table.add_column(column)
+        for item in report.items:
+            table.add_row(kinds.get(item.kind, "?"), escape(item.object_key), str(item.size_bytes))
+        out.print(table)
+        verb = "would free" if report.dry_run else "freed"
+        out.print(f"{report.object_count} objects, {verb} {_human_bytes(report.bytes_freed)}")
+        if report.dry_run:
+            err.print("dry run: nothing deleted; add --apply to delete")
+        return 0
+
+    _run(command, as_json=as_json)
+
+
 def poison_json(poison_job: catalog_pb2.PoisonJob) -> JsonObject:
     return {
         "poison_job_id": poison_job.poison_job_id,

@@ -633,6 +633,95 @@ class AsyncClient:
         )
         return response.job
 
+    async def watch(
+        self, asset_id: str, *, timeout: float = 300.0, request_id: str | None = None
+    ) -> AsyncIterator[common_pb2.Asset]:
+        """The asset now, then each time its status changes, until ready/failed/deleted."""
+        rid = request_id or new_request_id()
+        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        call = stub.WatchAsset(
+            catalog_pb2.WatchAssetRequest(asset_id=asset_id),
+            timeout=timeout,
+            metadata=self._tenant_metadata(rid),
+        )
+        try:
+            async for update in call:
+                yield update.asset
+        except grpc.aio.AioRpcError as error:
+            raise ImagepipeError.from_rpc_error(error, rid) from None
+        finally:
+            call.cancel()
+
+    async def delete_asset(
+        self, asset_id: str, *, request_id: str | None = None, timeout: float | None = None
+    ) -> common_pb2.Asset:
+        """Soft-delete an asset; Purge reclaims its objects later."""
+        rid = request_id or new_request_id()
+        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        response = await self._unary(
+            stub.DeleteAsset,
+            catalog_pb2.DeleteAssetRequest(asset_id=asset_id),
+            self._tenant_metadata(rid),
+            rid,
+            timeout,
+        )
+        return response.asset
+
+    async def find_similar(
+        self,
+        *,
+        asset_id: str = "",
+        perceptual_hash: str = "",
+        max_distance: int = 0,
+        limit: int = 0,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> list[common_pb2.SimilarAsset]:
+        """Near duplicates of an asset or of a 16-hex-digit hash, closest first."""
+        rid = request_id or new_request_id()
+        request = catalog_pb2.FindSimilarRequest(max_distance=max_distance, limit=limit)
+        if asset_id:
+            request.asset_id = asset_id
+        else:
+            request.perceptual_hash = perceptual_hash
+        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        response = await self._unary(
+            stub.FindSimilar, request, self._tenant_metadata(rid), rid, timeout
+        )
+        return list(response.assets)
+
+    async def tenant_metrics(
+        self, *, request_id: str | None = None, timeout: float | None = None
+    ) -> catalog_pb2.GetTenantMetricsResponse:
+        """Counts and bytes of the calling tenant."""
+        rid = request_id or new_request_id()
+        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        return await self._unary(
+            stub.GetTenantMetrics,
+            catalog_pb2.GetTenantMetricsRequest(),
+            self._tenant_metadata(rid),
+            rid,
+            timeout,
+        )
+
+    async def purge(
+        self,
+        *,
+        apply: bool = False,
+        older_than_days: int | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> catalog_pb2.PurgeResponse:
+        """List (the default) or delete unreferenced objects older than the cut-off."""
+        rid = request_id or new_request_id()
+        request = catalog_pb2.PurgeRequest(dry_run=not apply)
+        if older_than_days is not None:
+            request.older_than_days = older_than_days
+        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        return await self._unary(
+            stub.Purge, request, self._tenant_metadata(rid), rid, timeout or 300.0
+        )
+
     async def list_poison_jobs(
         self,
         *,

@@ -9,6 +9,7 @@ import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagepipe.v1 import catalog_internal_pb2, catalog_pb2, common_pb2, events_pb2
+from services.catalog.repository import unsigned_hash
 from services.shared.imaging.formats import format_from_name
 from services.shared.imaging.hashing import format_hash
 
@@ -51,10 +52,6 @@ POISON_REASON: dict[str, catalog_pb2.PoisonReason.ValueType] = {
 def signed_hash(value: int) -> int:
     """uint64 -> the signed bigint PostgreSQL stores."""
     return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def unsigned_hash(value: int) -> int:
-    return value + (1 << 64) if value < 0 else value
 
 
 def timestamp(value: dt.datetime | None) -> Timestamp | None:

@@ -19,6 +19,7 @@ from typing import ParamSpec, TypeAlias, TypeVar
 
 import asyncpg
 
+from services.catalog.similarity import probes
 from services.shared.errors import Unavailable
 from services.shared.logs import get_logger
 
@@ -26,12 +27,20 @@ __all__ = [
     "AssetRegistration",
     "AttemptStart",
     "CatalogRepository",
+    "ContentLock",
     "NewAsset",
     "RenditionRow",
     "create_pool",
 ]
 
 log = get_logger(__name__)
+
+
+def unsigned_hash(value: int) -> int:
+    """The signed bigint PostgreSQL stores, back to the uint64 it holds."""
+    return value + (1 << 64) if value < 0 else value
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _C = TypeVar("_C")
@@ -112,6 +121,52 @@ class AttemptStart:
     attempt: int  # 0 when no attempt was opened
 
 
+class ContentLock:
+    """Checks and deletions on one original key, under its content lock."""
+
+    def __init__(self, connection: Connection, tenant_id: uuid.UUID, key: str) -> None:
+        self._connection = connection
+        self._tenant_id = tenant_id
+        self._key = key
+
+    async def users(self, excluding: uuid.UUID | None = None) -> int:
+        """Asset rows (live or deleted) whose original is this key."""
+        count = await self._connection.fetchval(
+            "SELECT count(*) FROM assets WHERE tenant_id = $1 AND original_key = $2 "
+            "AND id IS DISTINCT FROM $3",
+            self._tenant_id,
+            self._key,
+            excluding,
+        )
+        return int(count or 0)
+
+    async def still_deleted(self, asset_id: uuid.UUID) -> bool:
+        return bool(
+            await self._connection.fetchval(
+                "SELECT 1 FROM assets WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL",
+                self._tenant_id,
+                asset_id,
+            )
+        )
+
+    async def remove_asset_rows(self, asset_id: uuid.UUID) -> None:
+        """Remove a deleted asset and everything hanging off it."""
+        # CompleteJob locks the job row too: a render finishing meanwhile waits, then
+        # finds no job and is discarded (its objects are orphans for the next purge).
+        await self._connection.execute(
+            "SELECT id FROM jobs WHERE tenant_id = $1 AND asset_id = $2 FOR UPDATE",
+            self._tenant_id,
+            asset_id,
+        )
+        for statement in (
+            "DELETE FROM poison_jobs WHERE tenant_id = $1 AND asset_id = $2",
+            "DELETE FROM renditions WHERE tenant_id = $1 AND asset_id = $2",
+            "DELETE FROM jobs WHERE tenant_id = $1 AND asset_id = $2",
+            "DELETE FROM assets WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL",
+        ):
+            await self._connection.execute(statement, self._tenant_id, asset_id)
+
+
 @dataclass(frozen=True)
 class RenditionRow:
     preset: str
@@ -125,6 +180,13 @@ class RenditionRow:
     psnr_infinite: bool | None
     ssim: float | None
     hash_distance: int | None
+
+
+async def _lock_content(connection: Connection, tenant_id: uuid.UUID, key: str) -> None:
+    """A transaction-scoped lock on one original object of a tenant."""
+    await connection.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{tenant_id}:{key}"
+    )
 
 
 # Errors that mean "the connection is gone", not "the statement is wrong": a backend
@@ -278,6 +340,8 @@ class CatalogRepository:
         """Insert the asset and its pending job together; the unique index picks a winner."""
         tenant_id = uuid.UUID(new.tenant_id)
         async with self._transaction() as connection:
+            # Serialises with Purge deleting this original (see locked_content).
+            await _lock_content(connection, tenant_id, new.original_key)
             asset_id = await connection.fetchval(
                 """
                 INSERT INTO assets (id, tenant_id, status, content_hash, perceptual_hash, filename,
@@ -397,15 +461,33 @@ class CatalogRepository:
         limit: int,
         exclude: uuid.UUID | None,
     ) -> list[Record]:
+        """Live assets within `max_distance`, closest first, ties by id.
+
+        Multi-index hashing: one index-only probe per hash block (see similarity.py),
+        instead of a scan of the tenant's assets.
+        """
+        block_probes = probes(unsigned_hash(perceptual_hash), max_distance)
         return await self._pool.fetch(
             """
             SELECT id, perceptual_hash, distance FROM (
                 SELECT id, perceptual_hash,
                        bit_count((perceptual_hash # $2)::bit(64))::int AS distance
-                FROM assets
-                WHERE tenant_id = $1 AND deleted_at IS NULL AND id IS DISTINCT FROM $4
+                FROM assets WHERE tenant_id = $1 AND deleted_at IS NULL
+                  AND phash_b0 = ANY($6::int[])
+                UNION
+                SELECT id, perceptual_hash, bit_count((perceptual_hash # $2)::bit(64))::int
+                FROM assets WHERE tenant_id = $1 AND deleted_at IS NULL
+                  AND phash_b1 = ANY($7::int[])
+                UNION
+                SELECT id, perceptual_hash, bit_count((perceptual_hash # $2)::bit(64))::int
+                FROM assets WHERE tenant_id = $1 AND deleted_at IS NULL
+                  AND phash_b2 = ANY($8::int[])
+                UNION
+                SELECT id, perceptual_hash, bit_count((perceptual_hash # $2)::bit(64))::int
+                FROM assets WHERE tenant_id = $1 AND deleted_at IS NULL
+                  AND phash_b3 = ANY($9::int[])
             ) candidates
-            WHERE distance <= $3
+            WHERE distance <= $3 AND id IS DISTINCT FROM $4
             ORDER BY distance, id
             LIMIT $5
             """,
@@ -414,6 +496,7 @@ class CatalogRepository:
             max_distance,
             exclude,
             limit,
+            *block_probes,
         )
 
     # Jobs ---------------------------------------------------------------------------
@@ -766,6 +849,134 @@ class CatalogRepository:
                 error,
                 request,
             )
+
+    async def delete_asset(self, tenant_id: uuid.UUID, asset_id: uuid.UUID) -> Record | None:
+        """Soft delete (idempotent). None when the tenant has no such asset."""
+        async with self._transaction() as connection:
+            await connection.execute(
+                "UPDATE assets SET status = 'deleted', deleted_at = clock_timestamp(), "
+                "updated_at = clock_timestamp() "
+                "WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+                tenant_id,
+                asset_id,
+            )
+            return await connection.fetchrow(
+                f"SELECT {_ASSET_COLUMNS} FROM assets a WHERE a.tenant_id = $1 AND a.id = $2",
+                tenant_id,
+                asset_id,
+            )
+
+    async def list_jobs(
+        self,
+        tenant_id: uuid.UUID,
+        state: str | None,
+        asset_id: uuid.UUID | None,
+        after: tuple[dt.datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Record]:
+        after_time, after_id = after if after else (None, None)
+        return await self._pool.fetch(
+            f"""
+            SELECT {_JOB_COLUMNS} FROM jobs j
+            WHERE j.tenant_id = $1
+              AND ($2::text IS NULL OR j.state = $2)
+              AND ($3::uuid IS NULL OR j.asset_id = $3)
+              AND ($4::timestamptz IS NULL OR (j.created_at, j.id) < ($4, $5::uuid))
+            ORDER BY j.created_at DESC, j.id DESC
+            LIMIT $6
+            """,
+            tenant_id,
+            state,
+            asset_id,
+            after_time,
+            after_id,
+            limit,
+        )
+
+    async def tenant_metrics(self, tenant_id: uuid.UUID) -> Record:
+        row = await self._pool.fetchrow(
+            """
+            WITH live AS (
+                SELECT size_bytes, upload_count FROM assets
+                WHERE tenant_id = $1 AND deleted_at IS NULL
+            )
+            SELECT
+              (SELECT count(*) FROM live) AS asset_count,
+              (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) FROM (
+                  SELECT status, count(*) AS n FROM assets WHERE tenant_id = $1 GROUP BY status
+               ) s) AS assets_by_status,
+              (SELECT count(*) FROM renditions r JOIN assets a
+                  ON a.id = r.asset_id AND a.tenant_id = r.tenant_id
+                WHERE r.tenant_id = $1 AND a.deleted_at IS NULL) AS rendition_count,
+              -- Each original object once: a key outlives its deleted asset until Purge.
+              (SELECT coalesce(sum(size_bytes), 0)::bigint FROM (
+                  SELECT DISTINCT ON (original_key) size_bytes FROM assets WHERE tenant_id = $1
+               ) o) AS original_bytes,
+              (SELECT coalesce(sum(size_bytes), 0)::bigint FROM renditions WHERE tenant_id = $1)
+                AS rendition_bytes,
+              (SELECT coalesce(sum(size_bytes * upload_count), 0)::bigint FROM live)
+                AS logical_bytes,
+              (SELECT coalesce(sum(size_bytes), 0)::bigint FROM live) AS physical_bytes,
+              (SELECT coalesce(sum(upload_count - 1), 0)::bigint FROM live) AS deduplicated_uploads,
+              (SELECT coalesce(jsonb_object_agg(state, n), '{}'::jsonb) FROM (
+                  SELECT state, count(*) AS n FROM jobs WHERE tenant_id = $1 GROUP BY state
+               ) j) AS jobs_by_state,
+              (SELECT count(*) FROM poison_jobs WHERE tenant_id = $1 AND replayed_at IS NULL)
+                AS poison_job_count,
+              (SELECT coalesce(jsonb_object_agg(format, jsonb_build_array(n, bytes::bigint)),
+                               '{}'::jsonb)
+                 FROM (SELECT format, count(*) AS n, sum(size_bytes) AS bytes
+                       FROM renditions WHERE tenant_id = $1 GROUP BY format) f)
+                AS renditions_by_format
+            """,
+            tenant_id,
+        )
+        assert row is not None
+        return row
+
+    async def deleted_assets(self, tenant_id: uuid.UUID, before: dt.datetime) -> list[Record]:
+        """Deleted assets whose deletion is older than `before`, with their renditions."""
+        return await self._pool.fetch(
+            """
+            SELECT a.id, a.original_key, a.size_bytes, a.deleted_at,
+                   coalesce(jsonb_agg(jsonb_build_array(r.object_key, r.size_bytes))
+                            FILTER (WHERE r.object_key IS NOT NULL), '[]'::jsonb) AS renditions
+            FROM assets a LEFT JOIN renditions r ON r.asset_id = a.id AND r.tenant_id = a.tenant_id
+            WHERE a.tenant_id = $1 AND a.deleted_at IS NOT NULL AND a.deleted_at < $2
+            GROUP BY a.id
+            ORDER BY a.deleted_at, a.id
+            """,
+            tenant_id,
+            before,
+        )
+
+    async def referenced_keys(self, tenant_id: uuid.UUID) -> tuple[set[str], set[uuid.UUID]]:
+        """Every object key a row of the tenant uses, and the ids of its live assets."""
+        async with self._pool.acquire() as connection:
+            originals = await connection.fetch(
+                "SELECT original_key FROM assets WHERE tenant_id = $1", tenant_id
+            )
+            renditions = await connection.fetch(
+                "SELECT object_key FROM renditions WHERE tenant_id = $1", tenant_id
+            )
+            live = await connection.fetch(
+                "SELECT id FROM assets WHERE tenant_id = $1 AND deleted_at IS NULL", tenant_id
+            )
+        keys = {r["original_key"] for r in originals} | {r["object_key"] for r in renditions}
+        return keys, {r["id"] for r in live}
+
+    @asynccontextmanager
+    async def locked_content(
+        self, tenant_id: uuid.UUID, original_key: str
+    ) -> AsyncIterator[ContentLock]:
+        """A transaction holding the lock RegisterAsset takes for the same original.
+
+        While it is held no upload can register an asset on this key, so what the
+        holder checks about the key's users stays true until it commits.
+        """
+        async with self._transaction() as connection:
+            await _lock_content(connection, tenant_id, original_key)
+            yield ContentLock(connection, tenant_id, original_key)
 
     async def list_poison_jobs(
         self,

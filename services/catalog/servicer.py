@@ -11,10 +11,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from imagepipe.v1 import catalog_pb2 as pb
 from imagepipe.v1 import catalog_pb2_grpc as pb_grpc
 from services.catalog import assets, poison
+from services.catalog.purge import run_purge
 from services.catalog.renditions import choose_rendition
 from services.catalog.repository import CatalogRepository
+from services.catalog.watch import AssetWatchHub
 from services.shared.auth import current_tenant_id
-from services.shared.errors import InvalidArgument, Unavailable, not_served_yet
+from services.shared.errors import InvalidArgument, NotFound, Unavailable
 from services.shared.settings import Settings
 from services.shared.spool import MAX_CHUNK_BYTES
 from services.shared.storage import ObjectNotFound, ObjectStore
@@ -22,6 +24,7 @@ from services.shared.storage import ObjectNotFound, ObjectStore
 __all__ = ["CatalogServicer"]
 
 MAX_URL_TTL_SECONDS = 7 * 86400
+FINAL_STATUSES = ("ready", "failed", "deleted")
 
 
 def _tenant() -> uuid.UUID:
@@ -29,9 +32,16 @@ def _tenant() -> uuid.UUID:
 
 
 class CatalogServicer(pb_grpc.CatalogServiceServicer):
-    def __init__(self, repo: CatalogRepository, store: ObjectStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        repo: CatalogRepository,
+        store: ObjectStore,
+        watch: AssetWatchHub,
+        settings: Settings,
+    ) -> None:
         self._repo = repo
         self._store = store
+        self._watch = watch
         self._settings = settings
 
     async def GetAsset(self, request: pb.GetAssetRequest, context: object) -> pb.GetAssetResponse:
@@ -53,18 +63,39 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
     async def WatchAsset(
         self, request: pb.WatchAssetRequest, context: object
     ) -> AsyncIterator[pb.WatchAssetResponse]:
-        raise not_served_yet("WatchAsset")
-        yield  # an async generator, like every server-streaming handler
+        tenant_id = _tenant()
+        asset_id = assets.parse_uuid(request.asset_id, "asset_id")
+        # Subscribe before the first read, so no change can slip between the two.
+        with self._watch.subscribe(asset_id) as changed:
+            last = None
+            while True:
+                row = await self._repo.get_asset(tenant_id, asset_id, include_deleted=True)
+                if row is None:
+                    raise NotFound(f"no asset {request.asset_id}", reason="ASSET_NOT_FOUND")
+                if row["status"] != last:
+                    last = row["status"]
+                    yield pb.WatchAssetResponse(
+                        asset=await assets.asset_with_renditions(self._repo, row)
+                    )
+                if last in FINAL_STATUSES:
+                    return
+                await changed.wait()
+                changed.clear()
 
     async def DeleteAsset(
         self, request: pb.DeleteAssetRequest, context: object
     ) -> pb.DeleteAssetResponse:
-        raise not_served_yet("DeleteAsset")
+        return pb.DeleteAssetResponse(
+            asset=await assets.delete_asset(self._repo, _tenant(), request.asset_id)
+        )
 
     async def FindSimilar(
         self, request: pb.FindSimilarRequest, context: object
     ) -> pb.FindSimilarResponse:
-        raise not_served_yet("FindSimilar")
+        found = await assets.find_similar(
+            self._repo, _tenant(), request, self._settings.similarity_threshold
+        )
+        return pb.FindSimilarResponse(assets=found)
 
     async def GetRendition(
         self, request: pb.GetRenditionRequest, context: object
@@ -101,7 +132,15 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
             raise Unavailable(missing.message, reason=missing.reason) from None
 
     async def ListJobs(self, request: pb.ListJobsRequest, context: object) -> pb.ListJobsResponse:
-        raise not_served_yet("ListJobs")
+        jobs, token = await assets.list_jobs(
+            self._repo,
+            _tenant(),
+            state=request.state,
+            asset_id=request.asset_id,
+            requested_size=request.page_size,
+            token=request.page_token,
+        )
+        return pb.ListJobsResponse(jobs=jobs, next_page_token=token)
 
     async def ListPoisonJobs(
         self, request: pb.ListPoisonJobsRequest, context: object
@@ -120,7 +159,18 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
     async def GetTenantMetrics(
         self, request: pb.GetTenantMetricsRequest, context: object
     ) -> pb.GetTenantMetricsResponse:
-        raise not_served_yet("GetTenantMetrics")
+        tenant_id = _tenant()
+        return assets.metrics_message(tenant_id, await self._repo.tenant_metrics(tenant_id))
 
     async def Purge(self, request: pb.PurgeRequest, context: object) -> pb.PurgeResponse:
-        raise not_served_yet("Purge")
+        return await run_purge(
+            self._repo,
+            self._store,
+            _tenant(),
+            dry_run=request.dry_run if request.HasField("dry_run") else True,
+            older_than_days=(
+                request.older_than_days
+                if request.HasField("older_than_days")
+                else self._settings.purge_days
+            ),
+        )

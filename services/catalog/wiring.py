@@ -18,6 +18,7 @@ from services.catalog.internal_servicer import CatalogInternalServicer
 from services.catalog.repository import CatalogRepository, create_pool
 from services.catalog.servicer import CatalogServicer
 from services.catalog.tenants import KeyAuthenticator
+from services.catalog.watch import AssetWatchHub
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
 from services.shared.storage import S3ObjectStore
@@ -32,6 +33,7 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
     try:
         repo = CatalogRepository(pool)
         authenticator = KeyAuthenticator(repo, settings.key_pepper.get_secret_value())
+        watch = AssetWatchHub(settings.database_url.get_secret_value())
         yield ServiceSpec(
             name="catalog",
             port=settings.catalog_port,
@@ -39,7 +41,7 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
             services=[
                 GrpcService(
                     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"],
-                    CatalogServicer(repo, store, settings),
+                    CatalogServicer(repo, store, watch, settings),
                     catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
                 ),
                 GrpcService(
@@ -55,6 +57,7 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
             ],
             authenticator=authenticator,
             checks={"postgres": repo.ping, "s3": store.check},
+            workers=[watch],
         )
     finally:
         await pool.close()

@@ -24,7 +24,7 @@ from services.shared.imaging.hashing import format_hash
 from services.shared.logs import get_logger
 from services.shared.sandbox import DecodePool
 from services.shared.spool import Spool, receive_deadline
-from services.shared.storage import ObjectStore, original_key
+from services.shared.storage import ObjectNotFound, ObjectStore, original_key
 
 __all__ = ["CatalogPort", "Decoder", "Publisher", "SandboxDecoder", "UploadResult", "Uploads"]
 
@@ -198,6 +198,13 @@ class Uploads:
         if not registration.created:
             # A concurrent upload of the same bytes registered first: same answer as a dedupe.
             return UploadResult(registration.asset, True, list(registration.near_duplicates))
+        # A purge of a deleted asset with these bytes may have removed the object
+        # between our put and the registration; the row must not point at nothing.
+        try:
+            await self._store.stat(key)
+        except ObjectNotFound:
+            log.warning("original removed by a concurrent purge; storing it again")
+            await self._store.put_file(key, spool.path, spool.size, facts.content_type)
         await self._queue(registration.render_request)
         log.info(
             "stored upload",

@@ -42,7 +42,6 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "error_from_rpc",
-    "not_served_yet",
     "to_grpc_status",
 ]
 
@@ -122,11 +121,6 @@ class PermissionDenied(ImagepipeError):
 class Unimplemented(ImagepipeError):
     code = grpc.StatusCode.UNIMPLEMENTED
     default_reason = "NOT_IMPLEMENTED"
-
-
-def not_served_yet(method: str) -> Unimplemented:
-    """The error an RPC of the contract answers until this server implements it."""
-    return Unimplemented(f"{method} is not implemented by this server yet")
 
 
 class DeadlineExceeded(ImagepipeError):

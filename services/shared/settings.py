@@ -119,7 +119,7 @@ class Settings(BaseSettings):
         default=50_000_000, gt=0, description="Largest accepted image in pixels."
     )
     similarity_threshold: int = Field(
-        default=8, ge=0, le=16, description="Hamming distance for near duplicates."
+        default=8, ge=0, le=11, description="Hamming distance for near duplicates (at most 11)."
     )
     spool_dir: str = Field(
         default="", description="Where uploads are spooled (empty: the system temp dir)."

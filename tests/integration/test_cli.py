@@ -203,3 +203,42 @@ def test_poison_list_and_retry(stack: Stack, services: Services, tenant: Tenant)
         stack, tenant, "poison", "retry", "00000000-0000-0000-0000-000000000000", "--json"
     )
     assert unknown.status != 0 and unknown.lines[0]["error"]["code"] == "NOT_FOUND"
+
+
+def test_catalog_commands(stack: Stack, make_tenant: Callable[[str], Tenant], corpus: Path) -> None:
+    tenant = make_tenant("cli-ops")
+    uploaded = _cli(
+        stack,
+        tenant,
+        "upload",
+        "--wait",
+        "--json",
+        str(corpus / "bmp_hopper_24bit.bmp"),
+        str(corpus / "png_rgba_dice.png"),
+    )
+    assert uploaded.status == 0, uploaded.stderr
+    keep, drop = (line["asset_id"] for line in uploaded.lines)
+
+    listed = _cli(stack, tenant, "list", "--json")
+    assert {line["asset_id"] for line in listed.lines} == {keep, drop}
+    assert all(line["status"] == "ready" for line in listed.lines)
+
+    watched = _cli(stack, tenant, "watch", keep, "--json")
+    assert watched.status == 0 and [line["status"] for line in watched.lines] == ["ready"]
+
+    similar = _cli(stack, tenant, "similar", keep, "--json", "--max-distance", "11")
+    assert all(line["distance"] <= 11 for line in similar.lines)
+    assert keep not in {line["asset_id"] for line in similar.lines}
+
+    deleted = _cli(stack, tenant, "delete", drop, "--json")
+    assert deleted.status == 0 and deleted.lines[0]["status"] == "deleted"
+
+    (metrics,) = _cli(stack, tenant, "metrics", "--json").lines
+    assert metrics["assets"] == 1 and metrics["assets_by_status"] == {"ready": 1, "deleted": 1}
+    assert metrics["renditions"] == 3 and metrics["deduplication_saved_bytes"] == 0
+
+    (planned,) = _cli(stack, tenant, "purge", "--older-than", "0", "--json").lines
+    assert planned["dry_run"] is True and planned["objects"] == 4  # 3 renditions + the original
+    (done,) = _cli(stack, tenant, "purge", "--apply", "--older-than", "0", "--json").lines
+    assert done["dry_run"] is False and done["bytes"] == planned["bytes"] > 0
+    assert done["asset_rows_removed"] == 1

@@ -29,13 +29,17 @@ def _upload(
 
 
 def _originals(stack: Stack, tenant: Tenant) -> list[str]:
+    """Distinct keys: right after concurrent writes to one key, rclone's listing can
+    name it twice (one key is one object in S3)."""
     client = stack.s3.client()
-    return [
-        o.object_name or ""
-        for o in client.list_objects(
-            stack.bucket, prefix=f"originals/{tenant.tenant_id}/", recursive=True
-        )
-    ]
+    return sorted(
+        {
+            o.object_name or ""
+            for o in client.list_objects(
+                stack.bucket, prefix=f"originals/{tenant.tenant_id}/", recursive=True
+            )
+        }
+    )
 
 
 def _count(stack: Stack, sql: str, *args: object) -> int:

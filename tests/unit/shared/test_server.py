@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from devstack import free_port
 from imagepipe.v1 import renderer_pb2, renderer_pb2_grpc
 from services.shared.auth import Principal, PrincipalKind, current_tenant_id
-from services.shared.errors import NotFound, Unauthenticated, not_served_yet
+from services.shared.errors import NotFound, Unauthenticated
 from services.shared.server import GrpcService, ServiceSpec, serve
 from services.shared.settings import Settings
 from tests.helpers import error_info
@@ -43,7 +43,7 @@ class Renderer(renderer_pb2_grpc.RendererServiceServicer):
     async def GetRendererStatus(
         self, request: renderer_pb2.GetRendererStatusRequest, context: object
     ) -> renderer_pb2.GetRendererStatusResponse:
-        raise not_served_yet("GetRendererStatus")
+        raise NotImplementedError
 
 
 @pytest.fixture
