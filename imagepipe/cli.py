@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ __all__ = [
 ]
 
 JsonObject: TypeAlias = dict[str, Any]
+_HEX_COLOUR = re.compile(r"#[0-9a-f]{6}")
 
 app = typer.Typer(
     name="imagepipe",
@@ -87,7 +89,7 @@ JsonOption = Annotated[
 
 
 def rendition_json(rendition: common_pb2.Rendition) -> JsonObject:
-    return {
+    row: JsonObject = {
         "preset": rendition.preset,
         "width": rendition.width,
         "height": rendition.height,
@@ -95,6 +97,13 @@ def rendition_json(rendition: common_pb2.Rendition) -> JsonObject:
         "format": format_name(rendition.format),
         "quality": rendition.quality,
     }
+    if rendition.min_ssim > 0:
+        # The quality was chosen for an SSIM target; the scores measured then come along.
+        row["min_ssim"] = rendition.min_ssim
+    if rendition.HasField("scores"):
+        row["psnr_db"] = psnr_value(rendition.scores)
+        row["ssim"] = round(rendition.scores.ssim, 5)
+    return row
 
 
 def asset_json(asset: common_pb2.Asset) -> JsonObject:
@@ -112,6 +121,8 @@ def asset_json(asset: common_pb2.Asset) -> JsonObject:
         "frame_count": asset.frame_count,
         "labels": dict(asset.labels),
         "job_id": asset.job_id,
+        "thumbhash": asset.placeholder.thumbhash,
+        "dominant_color": asset.placeholder.dominant_color,
         "renditions": [rendition_json(r) for r in asset.renditions],
     }
 
@@ -162,6 +173,8 @@ def compare_json(response: quality_pb2.CompareResponse) -> list[JsonObject]:
             "ssim": round(r.scores.ssim, 5),
             "hash_distance": r.scores.hash_distance,
             "good": r.good,
+            "min_ssim": r.min_ssim,
+            "measured_at_render": r.measured_at_render,
         }
         for r in response.renditions
     ]
@@ -249,23 +262,50 @@ def asset_tables(asset: common_pb2.Asset) -> tuple[Table, Table]:
         ("perceptual hash", asset.perceptual_hash),
         ("labels", escape(", ".join(f"{k}={v}" for k, v in sorted(asset.labels.items()))) or "-"),
         ("job id", asset.job_id or "-"),
+        ("thumbhash", asset.placeholder.thumbhash or "-"),
+        ("dominant colour", _colour_swatch(asset.placeholder.dominant_color)),
     ]
     for name, value in rows:
         props.add_row(name, value)
     renditions = Table(title="renditions", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("preset", "format", "size"):
         renditions.add_column(column)
-    renditions.add_column("bytes", justify="right")
-    renditions.add_column("quality", justify="right")
+    for column in ("bytes", "quality", "SSIM", "PSNR dB"):
+        renditions.add_column(column, justify="right")
     for r in asset.renditions:
+        ssim, psnr = _rendition_scores(r)
         renditions.add_row(
             r.preset,
             format_name(r.format),
             _size(r.width, r.height),
             _bytes(r.size_bytes),
-            str(r.quality),
+            _quality(r),
+            ssim,
+            psnr,
         )
     return props, renditions
+
+
+def _colour_swatch(colour: str) -> str:
+    """`#rrggbb` beside a block painted in it (rich reads the hex as a colour)."""
+    if not _HEX_COLOUR.fullmatch(colour):
+        return escape(colour) or "-"
+    return f"{colour} [on {colour}]    [/]"
+
+
+def _quality(rendition: common_pb2.Rendition) -> str:
+    """The encoder quality, and the SSIM target it was chosen for, if any."""
+    if rendition.min_ssim > 0:
+        return f"{rendition.quality} (SSIM ≥ {rendition.min_ssim:g})"
+    return str(rendition.quality)
+
+
+def _rendition_scores(rendition: common_pb2.Rendition) -> tuple[str, str]:
+    """SSIM and PSNR measured at render time, or dashes when none were."""
+    if not rendition.HasField("scores"):
+        return "-", "-"
+    psnr = psnr_value(rendition.scores)
+    return f"{rendition.scores.ssim:.4f}", psnr if isinstance(psnr, str) else f"{psnr:.2f}"
 
 
 class _BytesColumn(DownloadColumn):
@@ -558,7 +598,11 @@ def rendition(
         table.add_row("preset", escape(row["preset"]))
         table.add_row("format", row["format"])
         table.add_row("size", f"{_size(row['width'], row['height'])}, {_bytes(row['bytes'])}")
-        table.add_row("quality", str(row["quality"]))
+        table.add_row("quality", _quality(link.rendition))
+        ssim, psnr = _rendition_scores(link.rendition)
+        if link.rendition.HasField("scores"):
+            table.add_row("SSIM", ssim)
+            table.add_row("PSNR dB", psnr)
         table.add_row("url expires", expires or "-")
         out.print(table)
         # The URL on a line of its own, unwrapped, so it can be copied whole.
@@ -591,19 +635,23 @@ def compare(
         table.add_column("preset", min_width=6)
         table.add_column("format", min_width=6)
         table.add_column("size", no_wrap=True)
-        for column in ("bytes", "original", "PSNR dB", "SSIM", "hash dist."):
+        for column in ("bytes", "original", "quality", "PSNR dB", "SSIM", "hash dist."):
             table.add_column(column, justify="right", no_wrap=True)
+        table.add_column("measured", no_wrap=True)
         for row in rows:
             psnr = row["psnr_db"]
+            target = f" (SSIM ≥ {row['min_ssim']:g})" if row["min_ssim"] > 0 else ""
             table.add_row(
                 escape(row["preset"]),
                 row["format"],
                 _size(row["width"], row["height"]),
                 _bytes(row["bytes"]),
                 _bytes(row["original_bytes"]),
+                f"{row['quality']}{target}",
                 psnr if isinstance(psnr, str) else f"{psnr:.2f}",
                 f"{row['ssim']:.4f}",
                 str(row["hash_distance"]),
+                "at render" if row["measured_at_render"] else "now",
                 style=None if row["good"] else "yellow",
             )
         out.print(table)

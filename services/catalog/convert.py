@@ -72,6 +72,7 @@ def rendition_message(row: Record) -> common_pb2.Rendition:
         size_bytes=row["size_bytes"],
         quality=row["quality"],
         create_time=timestamp(row["updated_at"]),
+        min_ssim=row["min_ssim"],
     )
     if row["ssim"] is not None:
         rendition.scores.CopyFrom(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,12 +16,12 @@ from services.quality.compare import (
 from services.shared.errors import FailedPrecondition, InvalidArgument
 from services.shared.imaging.formats import ACCEPTED
 from services.shared.imaging.hashing import format_hash
-from services.shared.imaging.metrics import Scores
+from services.shared.imaging.metrics import GOOD_PSNR_DB
 from services.shared.sandbox import DecodePool
 from services.shared.spool import Spool, receive_deadline
 from services.shared.storage import ObjectStore
 
-__all__ = ["Assessor", "scores_message"]
+__all__ = ["Assessor"]
 
 
 class AssetObjects(Protocol):
@@ -31,13 +30,25 @@ class AssetObjects(Protocol):
     ) -> catalog_internal_pb2.GetAssetObjectsResponse: ...
 
 
-def scores_message(scores: Scores) -> common_pb2.QualityScores:
-    infinite = math.isinf(scores.psnr_db)
-    return common_pb2.QualityScores(
-        psnr_db=scores.psnr_db,
-        psnr_infinite=infinite,
-        ssim=scores.ssim,
-        hash_distance=scores.hash_distance,
+def _rendition_quality(
+    rendition: common_pb2.Rendition,
+    original_size_bytes: int,
+    measured: common_pb2.QualityScores | None,
+) -> quality_pb2.RenditionQuality:
+    """One rendition's entry: `measured` by this call, or else the stored scores."""
+    scores = measured if measured is not None else rendition.scores
+    return quality_pb2.RenditionQuality(
+        preset=rendition.preset,
+        format=rendition.format,
+        width=rendition.width,
+        height=rendition.height,
+        size_bytes=rendition.size_bytes,
+        original_size_bytes=original_size_bytes,
+        quality=rendition.quality,
+        scores=scores,
+        good=scores.psnr_infinite or scores.psnr_db > GOOD_PSNR_DB,
+        min_ssim=rendition.min_ssim,
+        measured_at_render=measured is None,
     )
 
 
@@ -70,12 +81,21 @@ class Assessor:
                 f"{common_pb2.AssetStatus.Name(asset.status).removeprefix('ASSET_STATUS_').lower()})",
                 reason="ASSET_NOT_READY",
             )
-        original = await self.store.get_bytes(objects.original_key)
-        renditions = [
-            RenditionBytes(r.rendition.preset, await self.store.get_bytes(r.object_key))
-            for r in objects.renditions
-        ]
-        scores = await self.pool.run(compare_renditions, original, renditions, self.max_pixels)
+        # Renditions whose quality the renderer chose for an SSIM target carry the scores
+        # it measured then, against the image it encoded: those are returned as stored.
+        # The others are measured here, and only then is the original fetched.
+        to_measure = [r for r in objects.renditions if not r.rendition.HasField("scores")]
+        measured: dict[tuple[str, int], common_pb2.QualityScores] = {}
+        if to_measure:
+            original = await self.store.get_bytes(objects.original_key)
+            renditions = [
+                RenditionBytes(r.rendition.preset, await self.store.get_bytes(r.object_key))
+                for r in to_measure
+            ]
+            scores = await self.pool.run(compare_renditions, original, renditions, self.max_pixels)
+            for record, result in zip(to_measure, scores, strict=True):
+                key = (record.rendition.preset, record.rendition.format)
+                measured[key] = result.message()
         return quality_pb2.CompareResponse(
             asset_id=asset.asset_id,
             original=quality_pb2.ImageInfo(
@@ -86,18 +106,12 @@ class Assessor:
                 perceptual_hash=asset.perceptual_hash,
             ),
             renditions=[
-                quality_pb2.RenditionQuality(
-                    preset=record.rendition.preset,
-                    format=record.rendition.format,
-                    width=record.rendition.width,
-                    height=record.rendition.height,
-                    size_bytes=record.rendition.size_bytes,
-                    original_size_bytes=asset.size_bytes,
-                    quality=record.rendition.quality,
-                    scores=scores_message(result),
-                    good=result.good,
+                _rendition_quality(
+                    record.rendition,
+                    asset.size_bytes,
+                    measured.get((record.rendition.preset, record.rendition.format)),
                 )
-                for record, result in zip(objects.renditions, scores, strict=True)
+                for record in objects.renditions
             ],
         )
 
@@ -134,7 +148,7 @@ class Assessor:
         return quality_pb2.CompareImagesResponse(
             reference=_image_info(reference),
             candidate=_image_info(candidate),
-            scores=scores_message(scores),
+            scores=scores.message(),
             resized=resized,
             good=scores.good,
         )

@@ -2,24 +2,46 @@
 
 One decode per job, at the smallest JPEG DCT scale that still covers the largest
 preset; then orientation and sRGB; then the presets, largest first, each resized
-from the previous one with Lanczos.
+from the previous one with Lanczos. Each preset is encoded in each of its formats,
+at its fixed quality or, when it sets `min_ssim`, at the smallest quality whose
+SSIM against the resized image reaches the target. Last, the placeholder (ThumbHash
+and dominant colour) is taken from the smallest preset's pixels.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
+from services.shared.imaging.hashing import hamming, perceptual_hash
+from services.shared.imaging.metrics import Scores, SsimReference, luma, psnr
 from services.shared.imaging.normalize import fit_within, load_srgb
+from services.shared.imaging.placeholders import dominant_colour, format_rgb_hex, thumbhash_encode
 from services.shared.settings import Preset
 
-__all__ = ["EXTENSIONS", "RenderedImage", "encode", "render_presets"]
+__all__ = [
+    "EXTENSIONS",
+    "QUALITY_RANGE",
+    "RenderedImage",
+    "Rendering",
+    "decode_for_presets",
+    "encode",
+    "encode_for_ssim",
+    "fit_preset",
+    "render_presets",
+]
 
 EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "avif": "avif"}
 MIME_TYPES = {"jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif"}
+# Every quality the encoders take: bisection over all of it probes at most 7 of them.
+QUALITY_RANGE = (1, 100)
 
 
 @dataclass(frozen=True)
@@ -30,6 +52,10 @@ class RenderedImage:
     height: int
     quality: int
     data: bytes
+    seconds: float = 0.0  # resize + encode (+ quality search) of this rendition
+    min_ssim: float = 0.0  # the target the quality was chosen for; 0: the preset's fixed one
+    # Measured against the resized image while choosing the quality; None at a fixed one.
+    scores: Scores | None = None
 
     @property
     def extension(self) -> str:
@@ -38,6 +64,16 @@ class RenderedImage:
     @property
     def content_type(self) -> str:
         return MIME_TYPES[self.format]
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """Everything one job makes: the renditions, largest preset first, and the
+    asset's placeholder."""
+
+    renditions: list[RenderedImage]
+    thumbhash: str  # base64, as GetAsset returns it
+    dominant_color: str  # "#rrggbb"
 
 
 _JPEG_SUBSAMPLING = {"4:4:4": 0, "4:2:0": 2}
@@ -64,25 +100,125 @@ def encode(image: Image.Image, image_format: str, quality: int, chroma: str = "4
     return buffer.getvalue()
 
 
-def render_presets(data: bytes, presets: Sequence[Preset], max_pixels: int) -> list[RenderedImage]:
-    """Every preset and format of one original, from a single decode."""
+def _probe(image: Image.Image, image_format: str, quality: int, chroma: str) -> bytes:
+    """An encoding that decodes to exactly the pixels `encode` gives, as cheaply as can be.
+
+    For JPEG that is baseline without Huffman optimisation: progressive scans and
+    optimised Huffman tables only re-code the same quantised coefficients without
+    loss, so the pixels are identical (a unit test checks it over the corpus) at a
+    fraction of the encode and decode time. WebP and AVIF are encoded as stored.
+    """
+    if image_format != "jpeg":
+        return encode(image, image_format, quality, chroma)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality, subsampling=_JPEG_SUBSAMPLING[chroma])
+    return buffer.getvalue()
+
+
+def _decode_rgb(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
+
+
+@dataclass(frozen=True)
+class _Trial:
+    quality: int
+    ssim: float
+    decoded: Image.Image
+    data: bytes
+
+
+def encode_for_ssim(
+    image: Image.Image, image_format: str, min_ssim: float, chroma: str = "4:2:0"
+) -> tuple[bytes, int, Scores]:
+    """The smallest-quality encoding whose SSIM against `image` reaches `min_ssim`.
+
+    Bisection over the encoder quality, assuming SSIM grows with it; only a quality
+    whose measured SSIM reaches the target is ever chosen, so the target holds even
+    where that assumption does not. When even quality 100 misses the target, quality
+    100 is used and the SSIM it reached is reported. Returns the bytes, the quality
+    and the scores (PSNR, SSIM on luma, perceptual-hash distance) of what is returned.
+    """
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    reference: NDArray[np.uint8] = np.asarray(rgb)
+    measure = SsimReference(luma(reference))
+
+    def trial(quality: int) -> _Trial:
+        data = _probe(rgb, image_format, quality, chroma)
+        decoded = _decode_rgb(data)
+        return _Trial(quality, measure(luma(np.asarray(decoded))), decoded, data)
+
+    lo, hi = QUALITY_RANGE
+    best: _Trial | None = None  # the lowest quality seen to reach the target
+    while lo < hi:
+        current = trial((lo + hi) // 2)
+        if current.ssim >= min_ssim:
+            hi, best = current.quality, current
+        else:
+            lo = current.quality + 1
+    if best is None or best.quality != lo:
+        best = trial(lo)  # only when nothing below 100 reached the target
+    data = encode(rgb, image_format, best.quality, chroma) if image_format == "jpeg" else best.data
+    scores = Scores(
+        psnr_db=psnr(reference, np.asarray(best.decoded)),
+        ssim=best.ssim,
+        hash_distance=hamming(perceptual_hash(rgb), perceptual_hash(best.decoded)),
+    )
+    return data, best.quality, scores
+
+
+def decode_for_presets(
+    data: bytes, presets: Sequence[Preset], max_pixels: int
+) -> tuple[list[Preset], Image.Image, tuple[int, int]]:
+    """The presets largest first, the original decoded once for all of them (oriented,
+    sRGB, at the smallest JPEG DCT scale covering the largest) and its full size."""
     ordered = sorted(presets, key=lambda p: p.max_width * p.max_height, reverse=True)
     largest = (ordered[0].max_width, ordered[0].max_height)
-    current, full = load_srgb(io.BytesIO(data), max_pixels, box=largest)
+    image, full = load_srgb(io.BytesIO(data), max_pixels, box=largest)
+    return ordered, image, full
+
+
+def fit_preset(image: Image.Image, full: tuple[int, int], preset: Preset) -> Image.Image:
+    """`image` (the previous, larger preset's pixels) resized to fit `preset` with Lanczos;
+    the pixels the preset's renditions encode and are measured against."""
+    size = fit_within(*full, preset.max_width, preset.max_height)
+    return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+
+
+def render_presets(data: bytes, presets: Sequence[Preset], max_pixels: int) -> Rendering:
+    """Every preset and format of one original, from a single decode, and its placeholder."""
+    ordered, current, full = decode_for_presets(data, presets, max_pixels)
     rendered: list[RenderedImage] = []
     for preset in ordered:
-        size = fit_within(*full, preset.max_width, preset.max_height)
-        if current.size != size:
-            current = current.resize(size, Image.Resampling.LANCZOS)
+        started = time.perf_counter()
+        current = fit_preset(current, full, preset)
         for image_format in preset.formats:
+            scores: Scores | None = None
+            quality = preset.quality
+            if preset.min_ssim > 0:
+                encoded, quality, scores = encode_for_ssim(
+                    current, image_format, preset.min_ssim, preset.chroma_subsampling
+                )
+            else:
+                encoded = encode(current, image_format, quality, preset.chroma_subsampling)
             rendered.append(
                 RenderedImage(
                     preset=preset.name,
                     format=image_format,
-                    width=size[0],
-                    height=size[1],
-                    quality=preset.quality,
-                    data=encode(current, image_format, preset.quality, preset.chroma_subsampling),
+                    width=current.width,
+                    height=current.height,
+                    quality=quality,
+                    data=encoded,
+                    seconds=time.perf_counter() - started,
+                    min_ssim=preset.min_ssim,
+                    scores=scores,
                 )
             )
-    return rendered
+            started = time.perf_counter()
+    # `current` now holds the smallest preset's pixels (a thumbnail with the default
+    # presets): plenty for a hash of at most 100 px and a 64 px colour count.
+    return Rendering(
+        renditions=rendered,
+        thumbhash=base64.b64encode(thumbhash_encode(current)).decode("ascii"),
+        dominant_color=format_rgb_hex(dominant_colour(current)),
+    )

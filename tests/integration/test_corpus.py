@@ -5,8 +5,10 @@ refused ones refused with a specific reason and no trace in S3, PostgreSQL or Ra
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +17,18 @@ from typing import Any
 import aio_pika
 import asyncpg
 import grpc
+import numpy as np
 import pytest
+from numpy.typing import NDArray
 from PIL import Image
+from skimage.color import deltaE_cie76, rgb2lab
 
 from devstack import Stack
 from imagepipe.v1 import common_pb2
 from services.shared.broker import Topology
+from services.shared.imaging.decode import register_decoders
+from services.shared.imaging.normalize import load_srgb
+from services.shared.imaging.placeholders import THUMBHASH_MAX_BYTES, thumbhash_decode
 from tests.helpers import Services, Tenant, error_info, upload, wait_for_status
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
@@ -85,6 +93,30 @@ def test_accepted_files_end_ready_with_clean_rgb_renditions(
             assert not image.getexif(), "no EXIF (and so no GPS) in renditions"
             assert "exif" not in image.info
         assert b"GPS" not in data and b"Exif\x00\x00" not in data
+
+
+def _mean_lab(rgb: NDArray[np.float64]) -> NDArray[np.float64]:
+    mean = rgb.reshape(-1, 3).mean(axis=0) / 255.0
+    lab: NDArray[np.float64] = rgb2lab(mean.reshape(1, 1, 3))
+    return lab
+
+
+@pytest.mark.parametrize("entry", ACCEPTED, ids=lambda e: e["file"])
+def test_accepted_files_get_a_placeholder_with_their_mean_colour(
+    entry: dict[str, Any], accepted_assets: tuple[Tenant, dict[str, common_pb2.Asset]]
+) -> None:
+    """GetAsset returns a ThumbHash that paints the image's mean colour (within ΔE76
+    10 of the oriented sRGB original's) and a dominant colour."""
+    _, assets = accepted_assets
+    placeholder = assets[entry["file"]].placeholder
+    thumbhash = base64.b64decode(placeholder.thumbhash, validate=True)
+    assert 5 <= len(thumbhash) <= THUMBHASH_MAX_BYTES
+    assert re.fullmatch(r"#[0-9a-f]{6}", placeholder.dominant_color), placeholder
+    register_decoders()  # HEIC and AVIF, as in the services
+    original, _ = load_srgb(io.BytesIO((CORPUS / entry["file"]).read_bytes()), 10**8)
+    painted = np.asarray(thumbhash_decode(thumbhash).convert("RGB"), dtype=np.float64)
+    expected = _mean_lab(np.asarray(original, dtype=np.float64))
+    assert float(deltaE_cie76(_mean_lab(painted), expected)[0, 0]) < 10
 
 
 @dataclass

@@ -109,6 +109,11 @@ RENDITIONS = (
     ),
 )
 
+# What a ready asset carries: the example ThumbHash published with the format.
+PLACEHOLDER = common_pb2.Placeholder(
+    thumbhash="1QcSHQRnh493V4dIh4eXh1h4kJUI", dominant_color="#56525a"
+)
+
 
 class Ingest(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(self, recorder: Recorder, store: dict[str, common_pb2.Asset]) -> None:
@@ -163,6 +168,7 @@ class Catalog(catalog_pb2_grpc.CatalogServiceServicer):
             ready.CopyFrom(asset)
             ready.status = common_pb2.ASSET_STATUS_READY
             ready.renditions.extend(RENDITIONS)
+            ready.placeholder.CopyFrom(PLACEHOLDER)
             return ready
         return asset
 

@@ -25,7 +25,7 @@ from imagepipe.cli import (
 )
 from imagepipe.client import ImagepipeError, UploadResult
 from imagepipe.v1 import common_pb2, quality_pb2
-from tests.unit.client.fakes import HTML, RENDITIONS, FakeServer
+from tests.unit.client.fakes import HTML, PLACEHOLDER, RENDITIONS, FakeServer
 
 REPO = Path(__file__).resolve().parents[3]
 UPLOAD_KEYS = {
@@ -125,6 +125,8 @@ def test_error_and_compare_json() -> None:
                     size_bytes=900,
                     original_size_bytes=120_000,
                     scores=common_pb2.QualityScores(psnr_infinite=True, ssim=1.0),
+                    min_ssim=0.95,
+                    measured_at_render=True,
                 )
             ],
         )
@@ -143,8 +145,45 @@ def test_error_and_compare_json() -> None:
             "ssim": 1.0,
             "hash_distance": 0,
             "good": False,
+            "min_ssim": 0.95,
+            "measured_at_render": True,
         }
     ]
+
+
+def test_placeholder_and_render_time_scores_in_json() -> None:
+    asset = _asset(common_pb2.ASSET_STATUS_READY)
+    asset.placeholder.CopyFrom(
+        common_pb2.Placeholder(thumbhash="1QcSHQRnh493V4dIh4eXh1h4kJUI", dominant_color="#56525a")
+    )
+    targeted = common_pb2.Rendition(
+        preset="zoom",
+        width=1200,
+        height=800,
+        size_bytes=70_000,
+        format=common_pb2.IMAGE_FORMAT_JPEG,
+        quality=31,
+        min_ssim=0.95,
+        scores=common_pb2.QualityScores(psnr_db=33.12345, ssim=0.950321, hash_distance=1),
+    )
+    asset.renditions.append(targeted)
+    described = asset_json(asset)
+    assert described["thumbhash"] == "1QcSHQRnh493V4dIh4eXh1h4kJUI"
+    assert described["dominant_color"] == "#56525a"
+    assert described["renditions"][-1] == {
+        "preset": "zoom",
+        "width": 1200,
+        "height": 800,
+        "bytes": 70_000,
+        "format": "jpeg",
+        "quality": 31,
+        "min_ssim": 0.95,
+        "psnr_db": 33.123,
+        "ssim": 0.95032,
+    }
+    # Before rendering there is no placeholder yet: empty strings, not missing keys.
+    pending = asset_json(_asset(common_pb2.ASSET_STATUS_PENDING))
+    assert (pending["thumbhash"], pending["dominant_color"]) == ("", "")
 
 
 def test_folders_expand_to_their_files_sorted(tmp_path: Path) -> None:
@@ -207,6 +246,14 @@ async def test_upload_wait_and_the_other_commands(fake: FakeServer, tmp_path: Pa
 
     status, (got,), _ = await _cli(fake.env(), "get", "--json", line["asset_id"])
     assert status == 0 and got["asset_id"] == line["asset_id"]
+    assert (got["thumbhash"], got["dominant_color"]) == (
+        PLACEHOLDER.thumbhash,
+        PLACEHOLDER.dominant_color,
+    )
+    status, _, text = await _cli(fake.env(), "get", line["asset_id"])
+    assert status == 0
+    assert f"thumbhash        {PLACEHOLDER.thumbhash}" in text
+    assert f"dominant colour  {PLACEHOLDER.dominant_color}" in text
 
     status, scores, _ = await _cli(fake.env(), "compare", "--json", "a-1")
     assert status == 0

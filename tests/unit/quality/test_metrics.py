@@ -81,7 +81,7 @@ def test_tiny_images_use_one_window() -> None:
 def test_renditions_of_a_photo_score_as_good() -> None:
     register_decoders()
     data = (CORPUS / "photo_iphone6_gps.jpg").read_bytes()
-    rendered = render_presets(data, Settings().presets, 50_000_000)
+    rendered = render_presets(data, Settings().presets, 50_000_000).renditions
     scores = compare_renditions(
         data, [RenditionBytes(r.preset, r.data) for r in rendered], 50_000_000
     )

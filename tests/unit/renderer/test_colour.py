@@ -62,7 +62,7 @@ def test_icc_profiled_images_match_a_direct_littlecms_conversion(name: str) -> N
         deltaE_cie76(rgb2lab(np.asarray(decoded)), rgb2lab(_littlecms_reference(name, size))).mean()
     )
     assert exact < 0.5
-    for rendition in render_presets(data, PRESETS, MAX_PIXELS):
+    for rendition in render_presets(data, PRESETS, MAX_PIXELS).renditions:
         ours = np.asarray(Image.open(io.BytesIO(rendition.data)).convert("RGB"))
         reference = _littlecms_reference(name, (rendition.width, rendition.height))
         delta_e = _colour_delta_e(ours, reference)
@@ -73,7 +73,8 @@ def test_icc_profiled_images_match_a_direct_littlecms_conversion(name: str) -> N
 def test_a_profile_that_changes_colours_is_applied() -> None:
     """jpeg_icc_rgb_to_gbr.jpg carries a profile that swaps channels: ignoring it shows."""
     data = (CORPUS / "jpeg_icc_rgb_to_gbr.jpg").read_bytes()
-    card = next(r for r in render_presets(data, PRESETS, MAX_PIXELS) if r.preset == "card")
+    rendered = render_presets(data, PRESETS, MAX_PIXELS).renditions
+    card = next(r for r in rendered if r.preset == "card")
     ours = np.asarray(Image.open(io.BytesIO(card.data)).convert("RGB"))
     reference = _littlecms_reference("jpeg_icc_rgb_to_gbr.jpg", (card.width, card.height))
     naive = np.asarray(
@@ -88,7 +89,7 @@ def test_the_eight_orientations_render_alike() -> None:
     for orientation in range(1, 9):
         rendered = render_presets(
             (CORPUS / f"orient_Landscape_{orientation}.jpg").read_bytes(), PRESETS, MAX_PIXELS
-        )
+        ).renditions
         zoom = Image.open(io.BytesIO(rendered[0].data))
         assert zoom.size == (1200, 800)
         hashes.append(perceptual_hash(zoom))
@@ -110,7 +111,7 @@ def test_broken_exif_is_ignored() -> None:
     with Image.open(CORPUS / "edge_tiny_20x20.jpg") as image:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", exif=_broken_exif())
-    rendered = render_presets(buffer.getvalue(), PRESETS, MAX_PIXELS)
+    rendered = render_presets(buffer.getvalue(), PRESETS, MAX_PIXELS).renditions
     assert [(r.width, r.height) for r in rendered] == [(20, 20)] * 3
     assert all(not Image.open(io.BytesIO(r.data)).getexif() for r in rendered)
 
@@ -135,7 +136,7 @@ def test_every_mode_becomes_rgb(mode: str, make: object) -> None:
     assert image.mode == mode
     buffer = io.BytesIO()
     image.save(buffer, "TIFF" if mode in ("I;16", "CMYK") else "PNG")
-    rendered = render_presets(buffer.getvalue(), PRESETS, MAX_PIXELS)
+    rendered = render_presets(buffer.getvalue(), PRESETS, MAX_PIXELS).renditions
     for rendition in rendered:
         assert Image.open(io.BytesIO(rendition.data)).mode == "RGB"
     if mode == "I;16":

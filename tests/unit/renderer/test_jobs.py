@@ -79,6 +79,36 @@ async def test_a_successful_attempt_writes_every_rendition_then_completes(pool: 
     assert all(
         r.rendition.size_bytes == len(store.objects[r.object_key][0]) for r in completed.renditions
     )
+    # The placeholder travels in the same CompleteJob that marks the asset ready.
+    assert completed.placeholder.thumbhash and completed.placeholder.dominant_color.startswith("#")
+    # Fixed-quality presets: no scores, no target.
+    assert all(
+        not r.rendition.HasField("scores") and r.rendition.min_ssim == 0
+        for r in completed.renditions
+    )
+
+
+async def test_a_quality_target_sends_the_chosen_quality_and_its_scores(pool: DecodePool) -> None:
+    catalog, store = FakeCatalog(), MemoryObjectStore()
+    await store.put_bytes(
+        f"originals/{TENANT}/abc", (CORPUS / "photo_iphone6_gps.jpg").read_bytes(), "image/jpeg"
+    )
+    presets = [p.model_copy(update={"min_ssim": 0.96}) for p in Settings().presets]
+    runner = JobRunner(
+        catalog=catalog,
+        store=store,
+        pool=pool,
+        presets=presets,
+        max_pixels=50_000_000,
+        worker="t:1",
+    )
+    assert (await runner.run(_request())).outcome is Outcome.DONE
+    (completed,) = catalog.completed
+    for record in completed.renditions:
+        rendition = record.rendition
+        assert rendition.min_ssim == pytest.approx(0.96)
+        assert rendition.scores.ssim >= 0.96 and rendition.scores.psnr_db > 25
+        assert not rendition.scores.psnr_infinite and 1 <= rendition.quality <= 100
 
 
 async def test_a_finished_job_is_skipped_without_work(pool: DecodePool) -> None:

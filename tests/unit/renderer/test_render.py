@@ -32,7 +32,8 @@ def _decoders() -> None:
 @pytest.mark.parametrize("entry", ACCEPTED, ids=lambda e: e["file"])
 def test_every_accepted_image_renders_every_preset(entry: dict[str, Any]) -> None:
     width, height = entry["oriented_size"]
-    rendered = render_presets((CORPUS / entry["file"]).read_bytes(), PRESETS, MAX_PIXELS)
+    rendering = render_presets((CORPUS / entry["file"]).read_bytes(), PRESETS, MAX_PIXELS)
+    rendered = rendering.renditions
     assert [r.preset for r in rendered] == ["zoom", "card", "thumb"]
     for image in rendered:
         box = next(p for p in PRESETS if p.name == image.preset)
@@ -55,7 +56,9 @@ def test_sizes_never_round_to_zero_or_upscale() -> None:
 
 
 def test_transparent_pixels_become_white() -> None:
-    rendered = render_presets((CORPUS / "png_rgba_dice.png").read_bytes(), PRESETS, MAX_PIXELS)
+    rendered = render_presets(
+        (CORPUS / "png_rgba_dice.png").read_bytes(), PRESETS, MAX_PIXELS
+    ).renditions
     with Image.open(CORPUS / "png_rgba_dice.png") as original:
         alpha = np.asarray(original.getchannel("A"))
     zoom = np.asarray(Image.open(io.BytesIO(rendered[0].data)).convert("RGB"), dtype=np.int16)
@@ -84,7 +87,7 @@ def test_reduced_scale_decode_costs_under_a_third_of_a_db(name: str) -> None:
     exact_image = full.resize(target, Image.Resampling.LANCZOS)
     exact = np.asarray(exact_image)
     zoom_only = [Preset(name="zoom", max_width=1200, max_height=1200)]
-    ours = render_presets(data, zoom_only, MAX_PIXELS)[0]
+    ours = render_presets(data, zoom_only, MAX_PIXELS).renditions[0]
     buffer = io.BytesIO()
     exact_image.save(buffer, "JPEG", quality=85, progressive=True, optimize=True)
     ours_db = psnr(exact, np.asarray(Image.open(io.BytesIO(ours.data)).convert("RGB")))
