@@ -88,6 +88,7 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
         response = pb.RegisterAssetResponse(
             asset=await asset_with_renditions(self._repo, asset),
             created=registration.created,
+            deferred=registration.deferred,
             near_duplicates=await near_duplicates(
                 self._repo,
                 tenant_id,
@@ -174,6 +175,7 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
                 hash_distance=(
                     r.rendition.scores.hash_distance if r.rendition.HasField("scores") else None
                 ),
+                min_ssim=r.rendition.min_ssim,
             )
             for r in request.renditions
         ]

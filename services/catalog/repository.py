@@ -113,6 +113,7 @@ class AssetRegistration:
     asset: Record
     created: bool
     job: Record | None
+    deferred: bool = False  # the tenant is at its in-flight limit: the relay publishes it
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ class RenditionRow:
     psnr_infinite: bool | None
     ssim: float | None
     hash_distance: int | None
+    min_ssim: float = 0.0  # the SSIM target the quality was chosen for; 0: fixed quality
 
 
 async def _lock_content(connection: Connection, tenant_id: uuid.UUID, key: str) -> None:
@@ -237,8 +239,10 @@ def _reconnecting_methods(cls: type[_C]) -> type[_C]:
 
 @_reconnecting_methods
 class CatalogRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, tenant_max_in_flight: int = 0) -> None:
         self._pool = pool
+        # Render jobs one tenant may have on the broker at once (0: no limit).
+        self._tenant_max_in_flight = tenant_max_in_flight
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Connection]:
@@ -389,7 +393,16 @@ class CatalogRepository:
                 new.request_id,
             )
             asset = await self._asset_row(connection, tenant_id, asset_id)
-            return AssetRegistration(asset=asset, created=True, job=job)
+            deferred = False
+            if self._tenant_max_in_flight:
+                # A soft limit: concurrent uploads may each see room and pass it by a few.
+                in_flight = await connection.fetchval(
+                    "SELECT count(*) FROM jobs WHERE tenant_id = $1 "
+                    "AND state IN ('queued', 'running', 'retrying')",
+                    tenant_id,
+                )
+                deferred = in_flight >= self._tenant_max_in_flight
+            return AssetRegistration(asset=asset, created=True, job=job, deferred=deferred)
 
     @staticmethod
     async def _asset_row(
@@ -420,7 +433,7 @@ class CatalogRepository:
         return await self._pool.fetch(
             """
             SELECT asset_id, preset, format, object_key, width, height, size_bytes, quality,
-                   psnr_db, psnr_infinite, ssim, hash_distance, updated_at
+                   psnr_db, psnr_infinite, ssim, hash_distance, min_ssim, updated_at
             FROM renditions WHERE tenant_id = $1 AND asset_id = ANY($2::uuid[])
             ORDER BY asset_id, width * height DESC, preset, format
             """,
@@ -561,19 +574,45 @@ class CatalogRepository:
         ABANDONED_AFTER ago, so no renderer holds them any more.
         """
         async with self._transaction() as connection:
+            # Fair share: a tenant with `tenant_max_in_flight` jobs already on the broker
+            # gets no more until one finishes, and tenants take turns (every tenant's
+            # oldest job, then every tenant's second, ...), so one tenant's backlog of
+            # thousands waits here, not in the queue ahead of everyone else.
+            candidates = await connection.fetch(
+                """
+                WITH in_flight AS (
+                    SELECT tenant_id, count(*) AS n FROM jobs
+                    WHERE state IN ('queued', 'running', 'retrying')
+                    GROUP BY tenant_id
+                ), ready AS (
+                    SELECT id, tenant_id, coalesce(not_before, created_at) AS due,
+                           row_number() OVER (PARTITION BY tenant_id
+                                              ORDER BY coalesce(not_before, created_at), id)
+                               AS turn
+                    FROM jobs
+                    WHERE state = 'pending' AND created_at <= clock_timestamp() - $1::interval
+                      AND coalesce(not_before, '-infinity') <= clock_timestamp()
+                      AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
+                )
+                SELECT r.id FROM ready r LEFT JOIN in_flight f USING (tenant_id)
+                WHERE $3 = 0 OR r.turn <= $3 - coalesce(f.n, 0)
+                ORDER BY r.turn, r.due
+                LIMIT $2
+                """,
+                min_age,
+                limit,
+                self._tenant_max_in_flight,
+            )
             ids = await connection.fetch(
                 """
                 SELECT id FROM jobs
-                WHERE ((state = 'pending' AND created_at <= clock_timestamp() - $1::interval
-                        AND coalesce(not_before, '-infinity') <= clock_timestamp())
-                       OR (state = 'running'
-                           AND lease_expires_at < clock_timestamp() - $3::interval))
-                  AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
+                WHERE (id = ANY($1::uuid[]) AND state = 'pending')
+                   OR (state = 'running' AND lease_expires_at < clock_timestamp() - $3::interval)
                 ORDER BY coalesce(not_before, created_at)
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
                 """,
-                min_age,
+                [r["id"] for r in candidates],
                 limit,
                 ABANDONED_AFTER,
             )
@@ -713,15 +752,15 @@ class CatalogRepository:
                     """
                     INSERT INTO renditions (asset_id, tenant_id, preset, format, object_key, width,
                         height, size_bytes, quality, psnr_db, psnr_infinite, ssim, hash_distance,
-                        job_id)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                        job_id, min_ssim)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                     ON CONFLICT (asset_id, preset, format) DO UPDATE SET
                         object_key = EXCLUDED.object_key, width = EXCLUDED.width,
                         height = EXCLUDED.height, size_bytes = EXCLUDED.size_bytes,
                         quality = EXCLUDED.quality, psnr_db = EXCLUDED.psnr_db,
                         psnr_infinite = EXCLUDED.psnr_infinite, ssim = EXCLUDED.ssim,
                         hash_distance = EXCLUDED.hash_distance, job_id = EXCLUDED.job_id,
-                        updated_at = clock_timestamp()
+                        min_ssim = EXCLUDED.min_ssim, updated_at = clock_timestamp()
                     """,
                     job["asset_id"],
                     job["tenant_id"],
@@ -737,6 +776,7 @@ class CatalogRepository:
                     r.ssim,
                     r.hash_distance,
                     job_id,
+                    r.min_ssim,
                 )
             await connection.execute(
                 "UPDATE job_attempts SET finished_at = coalesce(finished_at, clock_timestamp()), "

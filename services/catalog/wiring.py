@@ -31,7 +31,7 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
     pool = await create_pool(settings.database_url.get_secret_value(), settings.db_pool_size)
     store = S3ObjectStore(settings)
     try:
-        repo = CatalogRepository(pool)
+        repo = CatalogRepository(pool, tenant_max_in_flight=settings.tenant_max_in_flight)
         authenticator = KeyAuthenticator(repo, settings.key_pepper.get_secret_value())
         watch = AssetWatchHub(settings.database_url.get_secret_value())
         yield ServiceSpec(

@@ -32,6 +32,9 @@ log = get_logger(__name__)
 
 UPLOAD_BYTES = Counter("imagepipe_upload_bytes_total", "Bytes received in Upload streams.")
 UPLOADS = Counter("imagepipe_uploads_total", "Upload outcomes.", ["outcome"])
+DEDUPE_HITS = Counter(
+    "imagepipe_dedupe_hits_total", "Uploads answered with an existing asset of the same bytes."
+)
 
 MAX_LABELS = 32
 MAX_LABEL_KEY = 63
@@ -125,6 +128,8 @@ class Uploads:
             content_hash = await spool.finish()
             result = await self._store_upload(header, spool, content_hash, tenant_id, request_id)
             UPLOADS.labels("deduplicated" if result.deduplicated else "stored").inc()
+            if result.deduplicated:
+                DEDUPE_HITS.inc()
             return result
         except Exception:
             UPLOADS.labels("refused").inc()
@@ -152,8 +157,9 @@ class Uploads:
                     raise InvalidArgument(
                         "send an UploadHeader before the first chunk", reason="MALFORMED_STREAM"
                     )
-                UPLOAD_BYTES.inc(len(message.chunk))
-                await spool.write(message.chunk)
+                chunk = message.chunk  # each access copies the bytes out of the message
+                UPLOAD_BYTES.inc(len(chunk))
+                await spool.write(chunk)
         if header is None:
             raise InvalidArgument(
                 "empty stream: send an UploadHeader, then the image in chunks",
@@ -205,7 +211,13 @@ class Uploads:
         except ObjectNotFound:
             log.warning("original removed by a concurrent purge; storing it again")
             await self._store.put_file(key, spool.path, spool.size, facts.content_type)
-        await self._queue(registration.render_request)
+        if registration.deferred:
+            log.info(
+                "tenant at its in-flight limit; render request left for the relay",
+                extra={"job_id": registration.job.job_id},
+            )
+        else:
+            await self._queue(registration.render_request)
         log.info(
             "stored upload",
             extra={"asset_id": registration.asset.asset_id, "job_id": registration.job.job_id},

@@ -19,7 +19,11 @@ from services.shared.sandbox import DecodePool
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
 
-__all__ = ["DECODE_MEMORY_LIMIT", "build"]
+__all__ = ["DECODE_MEMORY_LIMIT", "RELAY_INTERVAL_SECONDS", "build"]
+
+# Jobs held back by the per-tenant in-flight limit are released by the relay: often
+# enough that a bulk tenant's renderers never run dry between passes.
+RELAY_INTERVAL_SECONDS = 0.5
 
 # Address-space limit of a decode worker: a 50 MP RGBA frame is 200 MB; leave room.
 DECODE_MEMORY_LIMIT = 2 * 1024**3
@@ -59,7 +63,7 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                 ],
                 authenticator=common.catalog,
                 checks={"catalog": common.catalog.check, "s3": common.store.check},
-                workers=[OutboxRelay(common.catalog, publisher)],
+                workers=[OutboxRelay(common.catalog, publisher, interval=RELAY_INTERVAL_SECONDS)],
             )
     finally:
         pool.close()

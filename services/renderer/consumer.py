@@ -48,7 +48,9 @@ log = get_logger(__name__)
 RETRIES = Counter("imagepipe_render_retries_total", "Failed attempts sent to a delay queue.")
 POISONED = Counter("imagepipe_poison_jobs_total", "Jobs given up on.", ["reason"])
 IN_FLIGHT = Gauge("imagepipe_render_in_flight", "Render jobs held by this renderer.")
-QUEUE_DEPTH = Gauge("imagepipe_render_queue_depth", "Messages waiting in the work queue.")
+QUEUE_DEPTH = Gauge(
+    "imagepipe_queue_depth", "Messages waiting in a queue, as the broker last reported.", ["queue"]
+)
 
 
 def _now() -> Timestamp:
@@ -221,7 +223,7 @@ class RenderConsumer:
             # Declaring the same queue again is idempotent and answers its depth.
             depth = (await self._queue.declare()).message_count
             self.queue_depth = depth if depth is not None else -1
-            QUEUE_DEPTH.set(self.queue_depth)
+            QUEUE_DEPTH.labels(self._queue.name).set(self.queue_depth)
         except (aio_pika.exceptions.AMQPError, RuntimeError, ConnectionError, AssertionError):
             self.queue_depth = -1
 

@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     similarity_threshold: int = Field(
         default=8, ge=0, le=11, description="Hamming distance for near duplicates (at most 11)."
     )
+    tenant_max_in_flight: int = Field(
+        default=32,
+        ge=0,
+        description="Render jobs one tenant may have queued or running at once; the rest wait "
+        "in the outbox and tenants take turns (0: no limit).",
+    )
     spool_dir: str = Field(
         default="", description="Where uploads are spooled (empty: the system temp dir)."
     )

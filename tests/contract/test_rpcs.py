@@ -323,6 +323,7 @@ def test_renditions_status_and_quality(services: Services, tenant: Tenant, corpu
     uploaded = upload(services, tenant, (corpus / "jpeg_progressive_portrait.jpg").read_bytes())
     asset = wait_for_status(services, tenant, uploaded.asset.asset_id)
     assert asset.status == common_pb2.ASSET_STATUS_READY
+    assert asset.placeholder.thumbhash and asset.placeholder.dominant_color.startswith("#")
     catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
     md = tenant.metadata
 
@@ -351,6 +352,8 @@ def test_renditions_status_and_quality(services: Services, tenant: Tenant, corpu
     compared = quality.Compare(quality_pb2.CompareRequest(asset_id=asset.asset_id), metadata=md)
     assert [r.preset for r in compared.renditions] == ["zoom", "card", "thumb"]
     assert all(r.scores.ssim > 0.9 and r.good for r in compared.renditions)
+    # The default presets use a fixed quality: every score is measured by Compare itself.
+    assert not any(r.measured_at_render or r.min_ssim for r in compared.renditions)
 
     data = (corpus / "png_rgba_dice.png").read_bytes()
 
@@ -436,6 +439,8 @@ def test_housekeeping_rpcs(services: Services, tenant: Tenant, corpus: Path) -> 
     all_jobs = catalog.ListJobs(catalog_pb2.ListJobsRequest(page_size=1), metadata=md)
     assert len(all_jobs.jobs) == 1 and all_jobs.next_page_token
 
+    # Rendered first: a rendition written but not yet recorded would be an orphan object.
+    wait_for_status(services, tenant, second.asset.asset_id)
     deleted = catalog.DeleteAsset(
         catalog_pb2.DeleteAssetRequest(asset_id=second.asset.asset_id), metadata=md
     )
