@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts the local PostgreSQL and RabbitMQ if they are installed here but down.
+# Starts the local PostgreSQL and RabbitMQ if they are installed here but down, and
+# installs docker-compose (for the deploy file checks) if it is missing.
 # (imagepipe never starts them itself in production; this is for dev machines and CI.)
 set -uo pipefail
 
@@ -14,6 +15,24 @@ wait_port() {
   echo "ensure-servers: $name did not come up on port $port" >&2
   return 1
 }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo -n "$@"; else return 1; fi
+}
+
+# tests/unit/test_deploy.py validates deploy/docker-compose.yml with `docker-compose config`,
+# which needs no Docker daemon: Debian's package (without its recommended docker.io) is enough.
+# A failed install is not fatal here; that test fails and names the missing binary.
+if ! command -v docker-compose >/dev/null; then
+  echo "ensure-servers: installing docker-compose"
+  apt_install() {
+    as_root env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+  }
+  # Try the package lists as they are first; refresh them only when that fails.
+  apt_install 2>/dev/null || { as_root apt-get update -qq && apt_install; } \
+    || echo "ensure-servers: could not install docker-compose (apt-get install docker-compose)" >&2
+fi
 
 if ! port_open 5432; then
   if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then

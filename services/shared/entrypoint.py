@@ -34,6 +34,30 @@ def secret_values(settings: Settings) -> list[str]:
     return values
 
 
+# Client libraries finish closing in tasks of their own (aio-pika runs a channel's
+# close callbacks in one): the loop must not end under them.
+CLOSE_CALLBACKS_SECONDS = 2.0
+
+
+async def _drain_background_tasks(timeout: float) -> None:
+    """Let tasks still running after shutdown finish; cancel what outlasts `timeout`.
+
+    Holding them here also keeps them referenced: a pending task that is only weakly
+    held is destroyed with "Task was destroyed but it is pending!" at exit.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pending := [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            return
+        # Finishing tasks may start others (a close callback): look again after each.
+        await asyncio.wait(pending, timeout=remaining)
+
+
 def run_service(name: str, build: Builder) -> None:
     try:
         settings = load_settings()
@@ -48,5 +72,6 @@ def run_service(name: str, build: Builder) -> None:
     async def main() -> None:
         async with build(settings) as spec:
             await serve(spec, settings)
+        await _drain_background_tasks(CLOSE_CALLBACKS_SECONDS)
 
     asyncio.run(main())
