@@ -76,6 +76,12 @@ status: ## which processes of the local stack are running
 
 bench: $(STAMP_GEN) ## every benchmark (prints tables and `summary:` lines; slow)
 	bash scripts/ensure-servers.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) EXTRAS=dev,bench bash scripts/install.sh
+	$(PY) -m bench.render
+	$(PY) -m bench.upload
+	$(PY) -m bench.e2e
+	$(PY) -m bench.scale
+	$(PY) -m bench.quality_target
 	$(PY) -m bench.similar
 
 migrate: $(STAMP_GEN) ## apply catalog migrations to IMAGEPIPE_DATABASE_URL

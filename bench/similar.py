@@ -25,6 +25,7 @@ import asyncpg
 from rich.console import Console
 from rich.table import Table
 
+from bench.common import percentile
 from devstack import DEFAULT_PG, drop_database
 from services.catalog.migrate import apply_migrations, ensure_database
 from services.catalog.repository import CatalogRepository, create_pool
@@ -99,11 +100,6 @@ def queries(existing: list[int], count: int, rng: random.Random) -> list[int]:
         else:
             chosen.append(rng.getrandbits(64))
     return chosen
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 async def time_queries(

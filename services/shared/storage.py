@@ -42,8 +42,8 @@ __all__ = [
 _T = TypeVar("_T")
 MIB = 1024 * 1024
 # Streams above this go up in parts of this size, one at a time: memory per upload
-# stays at one part whatever the object's size.
-PART_SIZE = 8 * MIB
+# stays at one part whatever the object's size. 5 MiB is S3's smallest part.
+PART_SIZE = 5 * MIB
 
 
 def original_key(tenant_id: str, content_hash: str) -> str:
