@@ -15,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +33,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import asyncpg
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from minio import Minio
 
 from services.catalog.migrate import apply_migrations, ensure_database
 from services.shared.broker import Topology
+from services.shared.healthcheck import check as health_status
 
 __all__ = [
     "SERVICES",
@@ -48,6 +50,8 @@ __all__ = [
     "drop_database",
     "free_port",
     "require_servers",
+    "scrape_metric",
+    "unique_jpeg",
 ]
 
 SERVICES = ("catalog", "ingest", "renderer", "quality")
@@ -55,14 +59,68 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 
+def scrape_metric(port: int, name: str) -> dict[str, float]:
+    """Samples of one metric family from a service's /metrics, by label set."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    samples = {}
+    for line in text.splitlines():
+        match = re.match(rf"^{name}(\{{[^}}]*\}})? ([0-9.e+]+)$", line)
+        if match:
+            samples[match[1] or ""] = float(match[2])
+    return samples
+
+
+def unique_jpeg(jpeg: bytes, tag: str) -> bytes:
+    """The same JPEG picture with a comment segment after SOI: other bytes, other SHA-256.
+
+    For tests and benchmarks that need many distinct uploads of real photos.
+    """
+    payload = tag.encode()
+    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
 class ServerMissing(RuntimeError):
     """A server the stack needs is not reachable."""
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nobody listens on, outside the kernel's ephemeral range.
+
+    A port the kernel picked for `bind(0)` lies inside the range it also uses for the
+    local end of outgoing connections, so between choosing it and the service binding
+    it, a client socket of this very stack can take it ("Address already in use").
+    Ports below that range are only ever taken by an explicit bind.
+    """
+    low, high = _ephemeral_range()
+    first, last = (20000, low - 1) if low > 21000 else (high + 1, 65535)
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        port = rng.randint(first, last)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {first}-{last}")
 
 
 def _tool(name: str) -> str:
@@ -225,18 +283,12 @@ class ServiceProcess:
 
     def wait_serving(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited; see {self.log_file}\n{self.tail()}")
-                try:
-                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    if status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.1)
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log_file}\n{self.tail()}")
+            if health_status(self.address, timeout=1) == "SERVING":
+                return
+            time.sleep(0.1)
         raise RuntimeError(f"{self.name} not SERVING after {timeout:g} s\n{self.tail()}")
 
     def signal(self, sig: signal.Signals) -> None:

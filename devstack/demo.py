@@ -6,10 +6,8 @@ import asyncio
 import json
 import math
 import os
-import re
 import subprocess
 import sys
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
+from devstack import scrape_metric
 from imagepipe.client import AsyncClient, ImagepipeError
 from imagepipe.v1 import (
     quality_pb2,
@@ -117,6 +116,11 @@ def _upload_with_cli(files: list[Path], env: dict[str, str]) -> list[dict[str, A
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
+async def _presets(env: dict[str, str]) -> list[renderer_pb2.Preset]:
+    async with AsyncClient.from_env(env) as client:
+        return await client.list_presets()
+
+
 async def _compare_all(
     asset_ids: list[str], env: dict[str, str]
 ) -> dict[str, quality_pb2.CompareResponse]:
@@ -128,21 +132,6 @@ async def _compare_all(
             except ImagepipeError:
                 continue
     return scores
-
-
-def _prometheus(port: int, name: str) -> dict[str, float]:
-    """Samples of one metric family from a service's /metrics, by label set."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    samples = {}
-    for line in text.splitlines():
-        match = re.match(rf"^{name}(\{{[^}}]*\}})? ([0-9.e+]+)$", line)
-        if match:
-            samples[match[1] or ""] = float(match[2])
-    return samples
 
 
 def _preset_cells(
@@ -170,7 +159,12 @@ def run_demo(settings: Settings, key: str, corpus: Path, console: Console) -> De
     photos = sorted(corpus.glob("photo_*"))
     files = [*photos, photos[0]]  # the first one twice: the second is deduplicated
     env = {**os.environ, **client_env(settings, key)}
-    console.print(f"\nUploading {len(files)} files ({len(photos)} photos, one of them twice):")
+    presets = asyncio.run(_presets(env))
+    console.print(
+        "\nThe renderer makes: "
+        + ", ".join(f"{p.name} (fits {p.max_width}x{p.max_height})" for p in presets)
+    )
+    console.print(f"Uploading {len(files)} files ({len(photos)} photos, one of them twice):")
     uploads = _upload_with_cli(files, env)
     asset_ids = list(dict.fromkeys(u["asset_id"] for u in uploads if "asset_id" in u))
     scores = asyncio.run(_compare_all(asset_ids, env))
@@ -209,8 +203,8 @@ def run_demo(settings: Settings, key: str, corpus: Path, console: Console) -> De
     deduplicated = sum(1 for u in uploads if u.get("deduplicated"))
     console.print(f"{stored} stored, {deduplicated} deduplicated; {verdict}")
 
-    uploads_total = _prometheus(settings.ingest_metrics_port, "imagepipe_uploads_total")
-    renders = _prometheus(settings.renderer_metrics_port, "imagepipe_render_attempts_total")
+    uploads_total = scrape_metric(settings.ingest_metrics_port, "imagepipe_uploads_total")
+    renders = scrape_metric(settings.renderer_metrics_port, "imagepipe_render_attempts_total")
 
     def count(samples: dict[str, float], label: str) -> int:
         return int(sum(v for k, v in samples.items() if label in k))

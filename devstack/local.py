@@ -28,9 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from devstack import (
     SERVICES,
     S3Server,
@@ -40,6 +37,7 @@ from devstack import (
     drop_database,
     require_servers,
 )
+from services.shared.healthcheck import check as health_status
 from services.shared.settings import Settings
 
 __all__ = ["LocalStack", "destroy"]
@@ -156,17 +154,9 @@ class LocalStack:
             "renderer": settings.renderer_port,
             "quality": settings.quality_port,
         }
-        for port in ports.values():
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                try:
-                    status = health_pb2_grpc.HealthStub(channel).Check(
-                        health_pb2.HealthCheckRequest(), timeout=2
-                    )
-                except grpc.RpcError:
-                    return False
-                if status.status != health_pb2.HealthCheckResponse.SERVING:
-                    return False
-        return True
+        return all(
+            health_status(f"127.0.0.1:{port}", timeout=2) == "SERVING" for port in ports.values()
+        )
 
     def up(self) -> str:
         """Start (or reuse) the stack; returns 'reused' or 'started'."""

@@ -18,10 +18,12 @@ import pytest
 
 from devstack import ServerMissing, Stack, StackConfig
 from imagepipe.v1 import tenant_admin_pb2, tenant_admin_pb2_grpc
-from tests.helpers import Services, Tenant
+from tests.helpers import Services, Tenant, secrets_in_logs, stack_secrets
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "corpus"
+# Tenant keys handed out in this session, checked against the logs at the end.
+ISSUED_TENANT_KEYS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +34,11 @@ def stack() -> Iterator[Stack]:
     try:
         with running.running():
             yield running
+        # Every log line of the whole run, every secret it was given: none may leak.
+        secrets = {**stack_secrets(running), **ISSUED_TENANT_KEYS}
+        leaks = secrets_in_logs(running.log_dir, secrets)
+        if leaks:
+            pytest.fail("secrets in service logs: " + ", ".join(leaks), pytrace=False)
     except ServerMissing as error:
         pytest.fail(str(error), pytrace=False)
     finally:
@@ -60,6 +67,7 @@ def make_tenant(services: Services, stack: Stack) -> Callable[[str], Tenant]:
             metadata=(("authorization", f"Bearer {stack.admin_key}"),),
             timeout=10,
         )
+        ISSUED_TENANT_KEYS[f"key of tenant {response.tenant.name}"] = response.secret_key
         return Tenant(response.tenant.tenant_id, response.secret_key)
 
     return create

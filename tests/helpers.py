@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,9 +13,18 @@ from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
+from PIL import Image
 
 from devstack import Stack
-from imagepipe.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, ingest_pb2, ingest_pb2_grpc
+from imagepipe.v1 import (
+    catalog_internal_pb2,
+    catalog_internal_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    common_pb2,
+    ingest_pb2,
+    ingest_pb2_grpc,
+)
 
 __all__ = [
     "Services",
@@ -121,6 +132,37 @@ def wait_for_status(
         time.sleep(0.1)
 
 
+def register_directly(
+    services: Services,
+    tenant: Tenant,
+    *,
+    content_hash: str = "",
+    perceptual_hash: str = "00000000000000ff",
+    width: int = 1,
+    height: int = 1,
+    size_bytes: int = 1,
+) -> catalog_internal_pb2.RegisterAssetResponse:
+    """Register a PNG asset and its job through the internal API, as ingest would,
+    without storing an original (unless the caller put one at its key)."""
+    digest = content_hash or hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+    internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
+    response: catalog_internal_pb2.RegisterAssetResponse = internal.RegisterAsset(
+        catalog_internal_pb2.RegisterAssetRequest(
+            tenant_id=tenant.tenant_id,
+            content_hash=digest,
+            perceptual_hash=perceptual_hash,
+            content_type="image/png",
+            format=common_pb2.IMAGE_FORMAT_PNG,
+            width=width,
+            height=height,
+            size_bytes=size_bytes,
+            original_key=f"originals/{tenant.tenant_id}/{digest}",
+        ),
+        metadata=services.internal_metadata,
+    )
+    return response
+
+
 def upload(
     services: Services, tenant: Tenant, data: bytes, filename: str = "image.jpg"
 ) -> ingest_pb2.UploadResponse:
@@ -129,3 +171,32 @@ def upload(
         upload_messages(data, filename), metadata=tenant.metadata, timeout=60
     )
     return response
+
+
+def secrets_in_logs(log_dir: Path, secrets: dict[str, str]) -> list[str]:
+    """`<secret name> in <log file>` for every secret value found in any log file."""
+    found = []
+    for log_file in sorted(log_dir.glob("*.log")):
+        text = log_file.read_text(errors="replace")
+        found += [f"{name} in {log_file.name}" for name, value in secrets.items() if value in text]
+    return found
+
+
+def stack_secrets(stack: Stack) -> dict[str, str]:
+    """The secrets a stack was configured with (what must never be logged)."""
+    return {
+        "admin key": stack.admin_key,
+        "internal token": stack.internal_token,
+        "S3 secret key": stack.s3.secret,
+    }
+
+
+def downsized_jpeg(path: Path, size: tuple[int, int]) -> bytes:
+    """A corpus photo as a JPEG of `size` (q90): a render costs tens of ms, like a phone
+    upload, so tests can queue hundreds."""
+    with Image.open(path) as image:
+        image.draft("RGB", size)
+        small = image.convert("RGB").resize(size)
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()

@@ -9,13 +9,12 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from minio.error import S3Error
 
 from devstack import Stack
 from imagepipe.v1 import renderer_pb2, renderer_pb2_grpc
+from services.shared.healthcheck import check as health_status
 from tests.faults.support import (
     Uploader,
     classify,
@@ -26,18 +25,6 @@ from tests.faults.support import (
     wait_until,
 )
 from tests.helpers import Services, Tenant
-
-
-def _health(address: str) -> int:
-    with grpc.insecure_channel(address) as channel:
-        try:
-            return int(
-                health_pb2_grpc.HealthStub(channel)
-                .Check(health_pb2.HealthCheckRequest(), timeout=2)
-                .status
-            )
-        except grpc.RpcError:
-            return -1
 
 
 def _no_orphans(stack: Stack, tenant: Tenant) -> None:
@@ -139,9 +126,7 @@ def test_postgres_backends_terminated_mid_batch(
     assert outcome.uploads == 100 and outcome.rendered + outcome.recovered == 100
     assert (outcome.lost, outcome.duplicated, outcome.bad_renditions) == (0, 0, 0)
     _no_orphans(stack, tenant)
-    assert wait_until(
-        lambda: _health(stack.address("catalog")) == health_pb2.HealthCheckResponse.SERVING, 30
-    )
+    assert wait_until(lambda: health_status(stack.address("catalog")) == "SERVING", 30)
 
 
 @pytest.mark.timeout(300)
@@ -155,15 +140,13 @@ def test_s3_server_stopped_for_10_seconds_mid_batch(
     stack.s3.stop()
     try:
         ingest = stack.address("ingest")
-        assert wait_until(
-            lambda: _health(ingest) == health_pb2.HealthCheckResponse.NOT_SERVING, 8
-        ), "ingest should report NOT_SERVING while S3 is gone"
+        assert wait_until(lambda: health_status(ingest) == "NOT_SERVING", 8), (
+            "ingest should report NOT_SERVING while S3 is gone"
+        )
         time.sleep(8)
     finally:
         stack.s3.start()
-    assert wait_until(
-        lambda: _health(stack.address("ingest")) == health_pb2.HealthCheckResponse.SERVING, 30
-    )
+    assert wait_until(lambda: health_status(stack.address("ingest")) == "SERVING", 30)
     thread.join(timeout=180)
     wait_settled(stack, tenant, timeout=150)
     outcome = classify(stack, uploader.accepted)

@@ -18,8 +18,6 @@ import pytest
 
 from devstack import Stack
 from imagepipe.v1 import (
-    catalog_internal_pb2,
-    catalog_internal_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
     common_pb2,
@@ -35,7 +33,7 @@ from tests.faults.support import (
     wait_settled,
     wait_until,
 )
-from tests.helpers import Services, Tenant, wait_for_status
+from tests.helpers import Services, Tenant, register_directly, wait_for_status
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 
@@ -83,21 +81,15 @@ def test_unreadable_original_backs_off_then_poisons_then_replays(
     data = (CORPUS / "png_palette_trns.png").read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     key = f"originals/{tenant.tenant_id}/{digest}"
-    internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
     # The asset is registered but its original never reached the store.
-    registered = internal.RegisterAsset(
-        catalog_internal_pb2.RegisterAssetRequest(
-            tenant_id=tenant.tenant_id,
-            content_hash=digest,
-            perceptual_hash="0f0f0f0f0f0f0f0f",
-            content_type="image/png",
-            format=common_pb2.IMAGE_FORMAT_PNG,
-            width=300,
-            height=225,
-            size_bytes=len(data),
-            original_key=key,
-        ),
-        metadata=services.internal_metadata,
+    registered = register_directly(
+        services,
+        tenant,
+        content_hash=digest,
+        perceptual_hash="0f0f0f0f0f0f0f0f",
+        width=300,
+        height=225,
+        size_bytes=len(data),
     )
     job_id = registered.job.job_id
     _publish(stack, registered.render_request)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +32,15 @@ from imagepipe.v1 import (
     tenant_admin_pb2_grpc,
 )
 from tests.contract.test_rpcs import ALL_SERVICES
-from tests.helpers import Services, Tenant, error_info, upload, upload_messages, wait_for_status
+from tests.helpers import (
+    Services,
+    Tenant,
+    error_info,
+    register_directly,
+    upload,
+    upload_messages,
+    wait_for_status,
+)
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 
@@ -55,21 +62,7 @@ def owned(services: Services, make_tenant: Callable[[str], Tenant]) -> Owned:
     asset = wait_for_status(services, alice, uploaded.asset.asset_id)
     assert asset.status == common_pb2.ASSET_STATUS_READY
     internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
-    digest = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
-    doomed = internal.RegisterAsset(
-        catalog_internal_pb2.RegisterAssetRequest(
-            tenant_id=alice.tenant_id,
-            content_hash=digest,
-            perceptual_hash="0123456789abcdef",
-            content_type="image/png",
-            format=common_pb2.IMAGE_FORMAT_PNG,
-            width=1,
-            height=1,
-            size_bytes=1,
-            original_key=f"originals/{alice.tenant_id}/{digest}",
-        ),
-        metadata=services.internal_metadata,
-    )
+    doomed = register_directly(services, alice, perceptual_hash="0123456789abcdef")
     poison = internal.RecordPoisonJob(
         catalog_internal_pb2.RecordPoisonJobRequest(
             request=doomed.render_request,

@@ -25,7 +25,7 @@ from imagepipe.v1 import (
     common_pb2,
 )
 from tests.faults.support import Uploader, make_images, query, wait_settled
-from tests.helpers import Services, Tenant, upload, wait_for_status
+from tests.helpers import Services, Tenant, register_directly, upload, wait_for_status
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 THRESHOLD = 8  # IMAGEPIPE_SIMILARITY_THRESHOLD's default
@@ -49,19 +49,12 @@ def _failed_asset(services: Services, stack: Stack, tenant: Tenant, data: bytes)
     key = f"originals/{tenant.tenant_id}/{digest}"
     stack.s3.client().put_object(stack.bucket, key, io.BytesIO(data), len(data))
     internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
-    registered = internal.RegisterAsset(
-        catalog_internal_pb2.RegisterAssetRequest(
-            tenant_id=tenant.tenant_id,
-            content_hash=digest,
-            perceptual_hash="0123456789abcdef",
-            content_type="image/png",
-            format=common_pb2.IMAGE_FORMAT_PNG,
-            width=1,
-            height=1,
-            size_bytes=len(data),
-            original_key=key,
-        ),
-        metadata=services.internal_metadata,
+    registered = register_directly(
+        services,
+        tenant,
+        content_hash=digest,
+        perceptual_hash="0123456789abcdef",
+        size_bytes=len(data),
     )
     internal.RecordPoisonJob(
         catalog_internal_pb2.RecordPoisonJobRequest(
@@ -347,21 +340,7 @@ def test_cancelled_and_expired_watches_free_their_resources(
     services: Services, stack: Stack, tenant: Tenant
 ) -> None:
     internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
-    digest = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
-    parked = internal.RegisterAsset(
-        catalog_internal_pb2.RegisterAssetRequest(
-            tenant_id=tenant.tenant_id,
-            content_hash=digest,
-            perceptual_hash="00000000000000ff",
-            content_type="image/png",
-            format=common_pb2.IMAGE_FORMAT_PNG,
-            width=1,
-            height=1,
-            size_bytes=1,
-            original_key=f"originals/{tenant.tenant_id}/{digest}",
-        ),
-        metadata=services.internal_metadata,
-    )
+    parked = register_directly(services, tenant)
     # Held back in the outbox for an hour: the asset stays pending.
     internal.FailJobAttempt(
         catalog_internal_pb2.FailJobAttemptRequest(

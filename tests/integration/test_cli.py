@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from devstack import Stack
-from imagepipe.v1 import catalog_internal_pb2, catalog_internal_pb2_grpc, catalog_pb2, common_pb2
-from tests.helpers import Services, Tenant
+from imagepipe.v1 import catalog_internal_pb2, catalog_internal_pb2_grpc, catalog_pb2
+from tests.helpers import Services, Tenant, register_directly
 
 pytestmark = pytest.mark.stack
 
@@ -163,19 +163,8 @@ def test_upload_wait_yields_ready_assets_with_three_renditions(
 def test_poison_list_and_retry(stack: Stack, services: Services, tenant: Tenant) -> None:
     internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
     digest = hashlib.sha256(b"cli-poison" + tenant.tenant_id.encode()).hexdigest()
-    doomed = internal.RegisterAsset(
-        catalog_internal_pb2.RegisterAssetRequest(
-            tenant_id=tenant.tenant_id,
-            content_hash=digest,
-            perceptual_hash="00000000000000ff",
-            content_type="image/png",
-            format=common_pb2.IMAGE_FORMAT_PNG,
-            width=2,
-            height=2,
-            size_bytes=10,
-            original_key=f"originals/{tenant.tenant_id}/{digest}",
-        ),
-        metadata=services.internal_metadata,
+    doomed = register_directly(
+        services, tenant, content_hash=digest, width=2, height=2, size_bytes=10
     )
     internal.RecordPoisonJob(
         catalog_internal_pb2.RecordPoisonJobRequest(

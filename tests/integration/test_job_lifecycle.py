@@ -3,9 +3,7 @@ and the fresh retry budget of a replayed poison job."""
 
 from __future__ import annotations
 
-import hashlib
 import time
-import uuid
 from collections.abc import Callable
 
 import grpc
@@ -20,29 +18,14 @@ from imagepipe.v1 import (
     common_pb2,
 )
 from tests.faults.support import query
-from tests.helpers import Services, Tenant
+from tests.helpers import Services, Tenant, register_directly
 
 # Far in the future for the relay, so these hand-driven jobs are never published.
 NEVER = 3600
 
 
 def _register(services: Services, tenant: Tenant) -> catalog_internal_pb2.RegisterAssetResponse:
-    digest = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
-    internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
-    return internal.RegisterAsset(
-        catalog_internal_pb2.RegisterAssetRequest(
-            tenant_id=tenant.tenant_id,
-            content_hash=digest,
-            perceptual_hash="00000000000000ff",
-            content_type="image/png",
-            format=common_pb2.IMAGE_FORMAT_PNG,
-            width=2,
-            height=2,
-            size_bytes=10,
-            original_key=f"originals/{tenant.tenant_id}/{digest}",
-        ),
-        metadata=services.internal_metadata,
-    )
+    return register_directly(services, tenant, width=2, height=2, size_bytes=10)
 
 
 @pytest.fixture
