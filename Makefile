@@ -76,7 +76,6 @@ status: ## which processes of the local stack are running
 
 bench: $(STAMP_GEN) ## every benchmark (prints tables and `summary:` lines; slow)
 	bash scripts/ensure-servers.sh
-	PYTHON=$(PYTHON) VENV=$(VENV) EXTRAS=dev,bench bash scripts/install.sh
 	$(PY) -m bench.render
 	$(PY) -m bench.upload
 	$(PY) -m bench.e2e

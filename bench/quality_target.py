@@ -56,10 +56,12 @@ def presets_for(target: float) -> list[Preset]:
 
 def fixed_ssim(data: bytes, rendered: dict[str, bytes]) -> dict[str, float]:
     """SSIM of each fixed-quality rendition against the pixels it was encoded from."""
-    ordered, current, full = decode_for_presets(data, SETTINGS.presets, SETTINGS.max_pixels)
+    ordered, first, full = decode_for_presets(data, SETTINGS.presets, SETTINGS.max_pixels)
+    made = [first]
     scores = {}
     for preset in ordered:
-        current = fit_preset(current, full, preset)
+        current = fit_preset(made, full, preset)
+        made.append(current)
         with Image.open(io.BytesIO(rendered[preset.name])) as image:
             decoded = np.asarray(image.convert("RGB"))
         scores[preset.name] = ssim(luma(np.asarray(current)), luma(decoded))

@@ -10,8 +10,8 @@ work differs). Measured single-threaded, in one run, on the corpus photos:
   the full-size image.
 - pyvips chained: `thumbnail_buffer` (shrink-on-load) to zoom, `copy_memory`,
   then card and thumb each from the previous one; libvips' own threads limited
-  to one and its operation cache off. Skipped when pyvips cannot be imported
-  (`pip install pyvips pyvips-binary`; `make bench` installs them).
+  to one and its operation cache off. (imagepipe itself uses libvips only to
+  resample, see services/renderer/resample.py.)
 - scaled decode: the JPEG decoded at the DCT scale imagepipe picks, nothing else:
   the floor no renderer that decodes the file can go under.
 
@@ -47,8 +47,8 @@ from rich.table import Table
 
 from bench.common import corpus_photos, median, peak_rss_mib, print_summary
 from services.renderer.render import encode, render_presets
-from services.shared.imaging.decode import register_decoders
 from services.shared.imaging.normalize import fit_within
+from services.shared.sandbox import prepare_worker
 from services.shared.settings import Settings
 
 SETTINGS = Settings()
@@ -81,11 +81,7 @@ def scaled_decode(data: bytes) -> object:
 
 
 def _pyvips() -> Any:
-    """The pyvips module, or None where it (or libvips) is not installed."""
-    try:
-        vips = importlib.import_module("pyvips")
-    except (ImportError, OSError):
-        return None
+    vips = importlib.import_module("pyvips")  # untyped
     vips.cache_set_max(0)  # every repeat must decode again
     return vips
 
@@ -109,16 +105,17 @@ def pyvips_chained(data: bytes) -> object:
 
 
 def methods() -> dict[str, Render]:
-    found: dict[str, Render] = {"imagepipe": imagepipe, "naive Pillow": naive_pillow}
-    if _pyvips() is not None:
-        found["pyvips chained"] = pyvips_chained
-    found["scaled decode (floor)"] = scaled_decode
-    return found
+    return {
+        "imagepipe": imagepipe,
+        "naive Pillow": naive_pillow,
+        "pyvips chained": pyvips_chained,
+        "scaled decode (floor)": scaled_decode,
+    }
 
 
 def time_methods(photos: list[Path], repeat: int) -> dict[tuple[str, str], float]:
     """Median ms per (photo, method); methods interleaved so drift hits all alike."""
-    register_decoders()
+    prepare_worker(0)
     candidates = methods()
     samples: dict[tuple[str, str], list[float]] = {}
     blobs = {photo.name: photo.read_bytes() for photo in photos}
@@ -134,7 +131,7 @@ def time_methods(photos: list[Path], repeat: int) -> dict[tuple[str, str], float
 
 
 def _peak_child(label: str, photos: list[str]) -> tuple[float, float]:
-    register_decoders()
+    prepare_worker(0)
     render = methods()[label]
     blobs = [Path(p).read_bytes() for p in photos]
     before = peak_rss_mib()
@@ -159,7 +156,7 @@ def _render_file(label: str, path: str) -> None:
 
 
 def _warm() -> None:
-    register_decoders()
+    prepare_worker(0)
 
 
 def throughput(label: str, photos: list[Path], processes: int, rounds: int) -> float:
@@ -177,8 +174,6 @@ def main(repeat: int, rounds: int) -> None:
     console = Console(width=140)
     photos = corpus_photos()
     candidates = list(methods())
-    if "pyvips chained" not in candidates:
-        console.print("[yellow]pyvips is not installed: its column is left out[/]")
     timings = time_methods(photos, repeat)
 
     table = Table(title=f"Three presets per photo, ms (median of {repeat}), single thread")
@@ -187,8 +182,7 @@ def main(repeat: int, rounds: int) -> None:
     for label in candidates:
         table.add_column(label, justify="right")
     table.add_column("naive / ours", justify="right")
-    if "pyvips chained" in candidates:
-        table.add_column("ours / pyvips", justify="right")
+    table.add_column("ours / pyvips", justify="right")
     table.add_column("ours / floor", justify="right")
     for photo in photos:
         with Image.open(photo) as image:
@@ -197,8 +191,7 @@ def main(repeat: int, rounds: int) -> None:
         row = [photo.name, f"{megapixels:.1f} MP"]
         row += [f"{timings[(photo.name, label)]:.1f}" for label in candidates]
         row.append(f"{timings[(photo.name, 'naive Pillow')] / ours:.2f}x")
-        if "pyvips chained" in candidates:
-            row.append(f"{ours / timings[(photo.name, 'pyvips chained')]:.2f}")
+        row.append(f"{ours / timings[(photo.name, 'pyvips chained')]:.2f}")
         row.append(f"{ours / timings[(photo.name, 'scaled decode (floor)')]:.2f}")
         table.add_row(*row)
     console.print(table)
@@ -214,8 +207,7 @@ def main(repeat: int, rounds: int) -> None:
 
     pool_rows: dict[str, dict[int, float]] = {}
     for label in ("imagepipe", "pyvips chained"):
-        if label in candidates:
-            pool_rows[label] = {n: throughput(label, photos, n, rounds) for n in (1, 2)}
+        pool_rows[label] = {n: throughput(label, photos, n, rounds) for n in (1, 2)}
     pools = Table(
         title=f"Throughput over the {len(photos)} photos x {rounds} rounds "
         f"({os.cpu_count()} cores), images/s"
@@ -234,14 +226,12 @@ def main(repeat: int, rounds: int) -> None:
         "render_ms_24mp": ours,
         "naive_ratio": timings[(largest, "naive Pillow")] / ours,
     }
-    if "pyvips chained" in candidates:
-        summary["pyvips_ratio"] = ours / timings[(largest, "pyvips chained")]
+    summary["pyvips_ratio"] = ours / timings[(largest, "pyvips chained")]
     summary["floor_ratio"] = ours / timings[(largest, "scaled decode (floor)")]
     summary["images_per_s_1"] = pool_rows["imagepipe"][1]
     summary["images_per_s_2"] = pool_rows["imagepipe"][2]
     summary["scaling_2"] = pool_rows["imagepipe"][2] / pool_rows["imagepipe"][1]
-    if "pyvips chained" in pool_rows:
-        summary["pyvips_images_per_s_2"] = pool_rows["pyvips chained"][2]
+    summary["pyvips_images_per_s_2"] = pool_rows["pyvips chained"][2]
     summary["peak_rss_mib"] = peaks["imagepipe"][0]
     print_summary(summary)
 

@@ -1,8 +1,9 @@
 """Making renditions: plain functions over bytes, run in a worker process.
 
-One decode per job, at the smallest JPEG DCT scale that still covers the largest
-preset; then orientation and sRGB; then the presets, largest first, each resized
-from the previous one with Lanczos. Each preset is encoded in each of its formats,
+One decode per job, at the smallest JPEG DCT scale that still covers every preset;
+then orientation and sRGB; then the presets, largest first, each reduced with
+Lanczos-3 (libvips, see resample.py) from the smallest image made so far that
+covers it. Each preset is encoded in each of its formats,
 at its fixed quality or, when it sets `min_ssim`, at the smallest quality whose
 SSIM against the resized image reaches the target. Last, the placeholder (ThumbHash
 and dominant colour) is taken from the smallest preset's pixels.
@@ -20,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from services.renderer.resample import downscale
 from services.shared.imaging.hashing import hamming, perceptual_hash
 from services.shared.imaging.metrics import Scores, SsimReference, luma, psnr
 from services.shared.imaging.normalize import fit_within, load_srgb
@@ -171,27 +173,34 @@ def decode_for_presets(
     data: bytes, presets: Sequence[Preset], max_pixels: int
 ) -> tuple[list[Preset], Image.Image, tuple[int, int]]:
     """The presets largest first, the original decoded once for all of them (oriented,
-    sRGB, at the smallest JPEG DCT scale covering the largest) and its full size."""
+    sRGB, at the smallest JPEG DCT scale covering every preset) and its full size."""
     ordered = sorted(presets, key=lambda p: p.max_width * p.max_height, reverse=True)
-    largest = (ordered[0].max_width, ordered[0].max_height)
-    image, full = load_srgb(io.BytesIO(data), max_pixels, box=largest)
+    boxes = [(preset.max_width, preset.max_height) for preset in ordered]
+    image, full = load_srgb(io.BytesIO(data), max_pixels, boxes=boxes)
     return ordered, image, full
 
 
-def fit_preset(image: Image.Image, full: tuple[int, int], preset: Preset) -> Image.Image:
-    """`image` (the previous, larger preset's pixels) resized to fit `preset` with Lanczos;
-    the pixels the preset's renditions encode and are measured against."""
-    size = fit_within(*full, preset.max_width, preset.max_height)
-    return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
+def fit_preset(made: Sequence[Image.Image], full: tuple[int, int], preset: Preset) -> Image.Image:
+    """The pixels `preset`'s renditions encode and are measured against: the smallest
+    image made so far (the decode, then each larger preset) that covers the preset's
+    size, reduced to it with Lanczos-3. Chaining keeps each reduction small; taking
+    only images that cover the size means nothing is ever enlarged, whatever the
+    presets' shapes."""
+    width, height = fit_within(*full, preset.max_width, preset.max_height)
+    covering = [image for image in made if image.width >= width and image.height >= height]
+    source = min(covering, key=lambda image: image.width * image.height)
+    return downscale(source, (width, height))
 
 
 def render_presets(data: bytes, presets: Sequence[Preset], max_pixels: int) -> Rendering:
     """Every preset and format of one original, from a single decode, and its placeholder."""
-    ordered, current, full = decode_for_presets(data, presets, max_pixels)
+    ordered, decoded, full = decode_for_presets(data, presets, max_pixels)
+    made = [decoded]
     rendered: list[RenderedImage] = []
     for preset in ordered:
         started = time.perf_counter()
-        current = fit_preset(current, full, preset)
+        current = fit_preset(made, full, preset)
+        made.append(current)
         for image_format in preset.formats:
             scores: Scores | None = None
             quality = preset.quality
@@ -215,10 +224,11 @@ def render_presets(data: bytes, presets: Sequence[Preset], max_pixels: int) -> R
                 )
             )
             started = time.perf_counter()
-    # `current` now holds the smallest preset's pixels (a thumbnail with the default
-    # presets): plenty for a hash of at most 100 px and a 64 px colour count.
+    # The smallest preset's pixels (a thumbnail with the default presets): plenty for
+    # a hash of at most 100 px and a 64 px colour count.
+    smallest = min(made, key=lambda image: image.width * image.height)
     return Rendering(
         renditions=rendered,
-        thumbhash=base64.b64encode(thumbhash_encode(current)).decode("ascii"),
-        dominant_color=format_rgb_hex(dominant_colour(current)),
+        thumbhash=base64.b64encode(thumbhash_encode(smallest)).decode("ascii"),
+        dominant_color=format_rgb_hex(dominant_colour(smallest)),
     )

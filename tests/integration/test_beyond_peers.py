@@ -27,6 +27,7 @@ from imagepipe.v1 import (
     tenant_admin_pb2,
     tenant_admin_pb2_grpc,
 )
+from services.renderer.resample import downscale
 from services.shared.imaging.metrics import score
 from services.shared.imaging.normalize import fit_within, load_srgb
 from tests.helpers import (
@@ -223,8 +224,10 @@ def test_the_quality_target_is_met_stored_and_returned_as_measured(
     got = _get(services, tenant, asset.asset_id, "zoom", [JPEG])
     assert got.rendition.scores == zoom.scores and got.rendition.quality == zoom.quality
     stored = Image.open(io.BytesIO(_download(got.url))).convert("RGB")
-    reference, full = load_srgb(io.BytesIO((CORPUS / PHOTO).read_bytes()), 10**8, box=(1200, 1200))
-    reference = reference.resize(fit_within(*full, 1200, 1200), Image.Resampling.LANCZOS)
+    reference, full = load_srgb(
+        io.BytesIO((CORPUS / PHOTO).read_bytes()), 10**8, boxes=[(1200, 1200)]
+    )
+    reference = downscale(reference, fit_within(*full, 1200, 1200))
     measured = score(reference, stored)
     assert zoom.scores.ssim == pytest.approx(measured.ssim, abs=1e-9)
     assert zoom.scores.psnr_db == pytest.approx(measured.psnr_db, abs=1e-6)

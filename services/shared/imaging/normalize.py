@@ -7,6 +7,7 @@ rendition is compared with), so both see the same pixels.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import BinaryIO
@@ -92,20 +93,21 @@ def fit_within(width: int, height: int, max_width: int, max_height: int) -> tupl
 
 
 def load_srgb(
-    source: Path | BinaryIO, max_pixels: int, box: tuple[int, int] | None = None
+    source: Path | BinaryIO, max_pixels: int, boxes: Sequence[tuple[int, int]] = ()
 ) -> tuple[Image.Image, tuple[int, int]]:
     """Decode the first frame, oriented and in sRGB.
 
-    With `box`, a JPEG is decoded at the smallest DCT scale whose output still
-    covers the image fitted into the box (libjpeg scales while decoding, so a 24 MP
-    photo is never materialised at full size). Returns the image and the oriented
-    size of the full original.
+    With `boxes`, a JPEG is decoded at the smallest DCT scale whose output still
+    covers the image fitted into each of the boxes (libjpeg scales while decoding, so
+    a 24 MP photo is never materialised at full size). Returns the image and the
+    oriented size of the full original.
     """
     image = open_untrusted(source, max_pixels)
     orientation = exif_orientation(image)
     full = oriented_size(image.size, orientation)
-    if box is not None and image.format in ("JPEG", "MPO"):
-        target = fit_within(*full, *box)
+    if boxes and image.format in ("JPEG", "MPO"):
+        fitted = [fit_within(*full, *box) for box in boxes]
+        target = (max(w for w, _ in fitted), max(h for _, h in fitted))
         image.draft("RGB", target if orientation < 5 else (target[1], target[0]))
     image.load()
     return to_srgb(apply_orientation(image, orientation)), full

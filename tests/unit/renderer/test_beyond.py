@@ -17,6 +17,7 @@ from PIL import Image
 from skimage.color import deltaE_cie76, rgb2lab
 
 from services.renderer.render import _probe, encode, encode_for_ssim, render_presets
+from services.renderer.resample import downscale
 from services.shared.imaging.decode import register_decoders
 from services.shared.imaging.metrics import luma, score, ssim
 from services.shared.imaging.normalize import fit_within, load_srgb
@@ -50,8 +51,10 @@ def _mean_lab(rgb: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def _sized(name: str, box: int) -> Image.Image:
     """A corpus photo as the renderer holds it before encoding a preset of `box` px."""
-    image, full = load_srgb(io.BytesIO((CORPUS / name).read_bytes()), MAX_PIXELS, box=(box, box))
-    return image.resize(fit_within(*full, box, box), Image.Resampling.LANCZOS)
+    image, full = load_srgb(
+        io.BytesIO((CORPUS / name).read_bytes()), MAX_PIXELS, boxes=[(box, box)]
+    )
+    return downscale(image, fit_within(*full, box, box))
 
 
 def _decoded(data: bytes) -> Image.Image:
@@ -84,10 +87,10 @@ def test_every_accepted_image_gets_a_placeholder_with_its_mean_colour(
 def test_the_placeholder_comes_from_the_smallest_presets_pixels() -> None:
     data = (CORPUS / "photo_iphone6_gps.jpg").read_bytes()
     rendering = render_presets(data, PRESETS, MAX_PIXELS)
-    # The renderer's chain: one scaled decode, then zoom -> card -> thumb with Lanczos.
-    image, full = load_srgb(io.BytesIO(data), MAX_PIXELS, box=(1200, 1200))
+    # The renderer's chain: one scaled decode, then zoom -> card -> thumb with Lanczos-3.
+    image, full = load_srgb(io.BytesIO(data), MAX_PIXELS, boxes=[(1200, 1200)])
     for box in (1200, 400, 100):
-        image = image.resize(fit_within(*full, box, box), Image.Resampling.LANCZOS)
+        image = downscale(image, fit_within(*full, box, box))
     assert image.size == (rendering.renditions[-1].width, rendering.renditions[-1].height)
     assert base64.b64decode(rendering.thumbhash) == thumbhash_encode(image)
     assert rendering.dominant_color == format_rgb_hex(dominant_colour(image))
