@@ -8,7 +8,15 @@ the four services), stops the renderer so only ingest works, then:
 - puts the same bytes with the `minio` SDK, S threads, straight into the same
   bucket of the same S3 server: what storing them costs with no pipeline at all.
 
-Both run twice, interleaved; the faster round of each counts. Then memory: 50 MiB
+- validates and hashes the same photos with nothing else running: the reduced decode
+  and perceptual hash that R3.2/R3.3 ask of every upload before it is stored, in one
+  worker process per core, files already on disk. Every upload does this work, so it
+  bounds what ingest can reach on this machine whatever the rest costs.
+
+Each runs twice, interleaved; the fastest round counts. The machine's busy CPU time
+per image (all cores, all processes: client, services, S3 server, database, broker)
+is printed beside each, because on one machine the raw put is CPU-bound too. Then
+memory: 50 MiB
 uploads (an uncompressed BMP scan just under the upload cap), 1, 2, 4 and 8 at once,
 while ingest's resident set is sampled; the growth per concurrent upload is what a
 streaming upload costs in RAM.
@@ -16,7 +24,7 @@ streaming upload costs in RAM.
     .venv/bin/python -m bench.upload [--count 50] [--streams 8]
 
 Last line: `summary: upload_mb_s=… raw_put_mb_s=… upload_ratio=… images_per_s=…
-rss_growth_mib_per_upload=…`.
+decode_alone_ratio=… rss_growth_mib_per_upload=… cpu_ms_upload=… cpu_ms_raw_put=…`.
 """
 
 from __future__ import annotations
@@ -24,12 +32,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import multiprocessing
+import os
 import secrets
 import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +51,7 @@ from bench.common import (
     LAG_BUCKETS,
     corpus_photos,
     lag_share,
+    machine_busy_seconds,
     print_summary,
     rss_mib,
     tenant_client,
@@ -48,6 +59,9 @@ from bench.common import (
 )
 from devstack import Stack, StackConfig, scrape_metric, unique_jpeg
 from imagepipe.client import AsyncClient
+from services.shared.imaging.decode import inspect_image
+from services.shared.sandbox import prepare_worker
+from services.shared.settings import Settings
 
 MIB = 1024 * 1024
 
@@ -109,6 +123,41 @@ def raw_put_all(stack: Stack, blobs: list[bytes], streams: int, tag: str) -> flo
     return time.perf_counter() - started
 
 
+def _inspect_file(path: str) -> None:
+    inspect_image(Path(path), Settings().max_pixels)
+
+
+def decode_alone(blobs: list[bytes], directory: Path) -> tuple[float, float]:
+    """(wall, busy CPU) seconds to validate and hash `blobs` as ingest does, one
+    worker per core.
+
+    The files are written first, so this is the image work alone: no network, no
+    storage, no catalog.
+    """
+    paths = []
+    for index, data in enumerate(blobs):
+        path = directory / f"decode-{index}"
+        path.write_bytes(data)
+        paths.append(str(path))
+    context = multiprocessing.get_context("spawn")
+    processes = os.cpu_count() or 1
+    with ProcessPoolExecutor(
+        processes, mp_context=context, initializer=prepare_worker, initargs=(0,)
+    ) as pool:
+        list(pool.map(_inspect_file, paths[: processes * 2]))  # start and warm the workers
+        busy = machine_busy_seconds()
+        started = time.perf_counter()
+        list(pool.map(_inspect_file, paths))
+        return time.perf_counter() - started, machine_busy_seconds() - busy
+
+
+async def timed_cpu(work: Awaitable[float]) -> tuple[float, float]:
+    """(wall seconds the work reports, busy CPU seconds of the whole machine meanwhile)."""
+    before = machine_busy_seconds()
+    seconds = await work
+    return seconds, machine_busy_seconds() - before
+
+
 class RssSampler:
     """Samples a process's resident set every 10 ms on a thread."""
 
@@ -142,33 +191,39 @@ async def memory_growth(client: AsyncClient, pid: int, concurrent: int, seed: in
     return max(sampler.samples) - baseline
 
 
+UPLOAD, RAW_PUT, DECODE_ALONE = "imagepipe upload", "raw minio put", "decode proof alone"
+
+
 @dataclass
 class Measured:
-    rounds: dict[str, list[float]]
+    rounds: dict[str, list[tuple[float, float]]]  # method -> (wall seconds, busy CPU seconds)
     total_bytes: int
     growth: dict[int, float]
     lag: dict[str, float]
     cpu_ms: tuple[float, float]  # per upload: ingest's own process, its decoder workers
 
 
-async def measure(stack: Stack, count: int, streams: int) -> Measured:
+async def measure(stack: Stack, count: int, streams: int, work: Path) -> Measured:
     client = await tenant_client(stack)
     ingest = stack.services["ingest"].process
     assert ingest is not None
     async with client:
         # Warm-up: connections, decoder workers, the bucket.
         await upload_all(client, distinct_photos(4, f"warm-{secrets.token_hex(4)}"), streams)
-        rounds: dict[str, list[float]] = {"imagepipe upload": [], "raw minio put": []}
+        rounds: dict[str, list[tuple[float, float]]] = {UPLOAD: [], RAW_PUT: [], DECODE_ALONE: []}
         total = 0
         cpu_ms = (0.0, 0.0)
         for round_number in range(2):
             blobs = distinct_photos(count, f"r{round_number}-{secrets.token_hex(4)}")
             total = sum(len(b) for b in blobs)
-            rounds["raw minio put"].append(
-                await asyncio.to_thread(raw_put_all, stack, blobs, streams, f"r{round_number}")
+            rounds[RAW_PUT].append(
+                await timed_cpu(
+                    asyncio.to_thread(raw_put_all, stack, blobs, streams, f"r{round_number}")
+                )
             )
+            rounds[DECODE_ALONE].append(await asyncio.to_thread(decode_alone, blobs, work))
             before = tree_cpu_seconds(ingest.pid)
-            rounds["imagepipe upload"].append(await upload_all(client, blobs, streams))
+            rounds[UPLOAD].append(await timed_cpu(upload_all(client, blobs, streams)))
             after = tree_cpu_seconds(ingest.pid)
             cpu_ms = (
                 (after[0] - before[0]) * 1000 / count,
@@ -188,27 +243,31 @@ def main(count: int, streams: int) -> None:
         stack = Stack(StackConfig.from_env(Path(work)))
         with stack.running():
             stack.services["renderer"].stop()  # ingest alone; render requests wait queued
-            measured = asyncio.run(measure(stack, count, streams))
-    rounds, total, growth, lag = (
-        measured.rounds,
-        measured.total_bytes,
-        measured.growth,
-        measured.lag,
+            measured = asyncio.run(measure(stack, count, streams, Path(work)))
+    total, growth, lag = measured.total_bytes, measured.growth, measured.lag
+    best = {label: min(runs) for label, runs in measured.rounds.items()}
+    table = Table(
+        title=f"{count} photos ({total / MIB:.0f} MiB), {streams} concurrent streams, "
+        f"{os.cpu_count()} cores"
     )
-    best = {label: min(seconds) for label, seconds in rounds.items()}
-    table = Table(title=f"{count} photos ({total / MIB:.0f} MiB), {streams} concurrent streams")
-    for column in ("method", "seconds", "MB/s", "images/s", "vs raw put"):
+    for column in ("method", "seconds", "MB/s", "images/s", "vs raw put", "CPU ms / image"):
         table.add_column(column, justify="right")
-    raw = best["raw minio put"]
-    for label, seconds in best.items():
+    raw = best[RAW_PUT][0]
+    for label, (seconds, busy) in best.items():
         table.add_row(
             label,
             f"{seconds:.2f}",
             f"{total / seconds / 1e6:.1f}",
             f"{count / seconds:.1f}",
             f"{raw / seconds:.0%}",
+            f"{busy * 1000 / count:.1f}",
         )
     console.print(table)
+    console.print(
+        "CPU ms / image: busy CPU time of the whole machine per image. The decode proof "
+        "alone is the validation every upload needs before it is stored, on every core "
+        "with nothing else running: no ingest can pass it on this machine."
+    )
 
     memory = Table(title="ingest resident set while 50 MiB uploads stream in")
     for column in ("concurrent uploads", "peak growth MiB", "per upload MiB"):
@@ -224,14 +283,17 @@ def main(count: int, streams: int) -> None:
     late = lag_share(lag, 0.05)
     console.print(f"ingest event loop: {late:.2%} of 50 ms timer ticks woke more than 50 ms late")
 
-    ours = best["imagepipe upload"]
+    ours, ours_busy = best[UPLOAD]
     print_summary(
         {
             "upload_mb_s": total / ours / 1e6,
             "raw_put_mb_s": total / raw / 1e6,
             "upload_ratio": raw / ours,
             "images_per_s": count / ours,
+            "decode_alone_ratio": raw / best[DECODE_ALONE][0],
             "rss_growth_mib_per_upload": max(mib / n for n, mib in growth.items()),
+            "cpu_ms_upload": ours_busy * 1000 / count,
+            "cpu_ms_raw_put": best[RAW_PUT][1] * 1000 / count,
             "loop_lag_over_50ms_pct": late * 100,
         }
     )
