@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any, TypeAlias, TypeVar
 
 import grpc
 import typer
@@ -227,6 +227,31 @@ def report_error(error: ImagepipeError, as_json: bool, **context: str) -> None:
         emit_json({**context, "error": error_json(error)})
     else:
         print_error(error, " ".join(context.values()))
+
+
+_Result = TypeVar("_Result")
+
+
+async def each_id(
+    ids: Sequence[str],
+    call: Callable[[str], Awaitable[_Result]],
+    show: Callable[[str, _Result], None],
+    *,
+    as_json: bool,
+    id_field: str,
+) -> int:
+    """Call the server once per id, in order; an error is reported and the rest still
+    run. Exit status 1 if any failed."""
+    failed = 0
+    for item in ids:
+        try:
+            result = await call(item)
+        except ImagepipeError as error:
+            failed += 1
+            report_error(error, as_json, **{id_field: item})
+            continue
+        show(item, result)
+    return 1 if failed else 0
 
 
 def _size(width: int, height: int) -> str:
@@ -770,20 +795,16 @@ def delete(
 ) -> None:
     """Soft-delete assets (their objects are reclaimed by `imagepipe purge --apply`)."""
 
+    def show(asset_id: str, asset: common_pb2.Asset) -> None:
+        if as_json:
+            emit_json(asset_json(asset))
+        else:
+            out.print(f"deleted {asset_id}")
+
     async def command(client: AsyncClient) -> int:
-        failed = 0
-        for asset_id in asset_ids:
-            try:
-                asset = await client.delete_asset(asset_id)
-            except ImagepipeError as error:
-                failed += 1
-                report_error(error, as_json, asset_id=asset_id)
-                continue
-            if as_json:
-                emit_json(asset_json(asset))
-            else:
-                out.print(f"deleted {asset_id}")
-        return 1 if failed else 0
+        return await each_id(
+            asset_ids, client.delete_asset, show, as_json=as_json, id_field="asset_id"
+        )
 
     _run(command, as_json=as_json)
 
@@ -1010,26 +1031,26 @@ def poison_retry(
 ) -> None:
     """Replay poison jobs: their renders are queued again with a fresh retry budget."""
 
+    def show(poison_job_id: str, replayed: catalog_pb2.RetryPoisonJobResponse) -> None:
+        row = {
+            "poison_job_id": poison_job_id,
+            "job_id": replayed.job.job_id,
+            "asset_id": replayed.job.asset_id,
+            "state": job_state_name(replayed.job.state),
+        }
+        if as_json:
+            emit_json(row)
+        else:
+            out.print(f"replayed {poison_job_id}: job {row['job_id']} is {row['state']}")
+
     async def command(client: AsyncClient) -> int:
-        failed = 0
-        for poison_job_id in poison_job_ids:
-            try:
-                replayed = await client.retry_poison_job(poison_job_id)
-            except ImagepipeError as error:
-                failed += 1
-                report_error(error, as_json, poison_job_id=poison_job_id)
-                continue
-            row = {
-                "poison_job_id": poison_job_id,
-                "job_id": replayed.job.job_id,
-                "asset_id": replayed.job.asset_id,
-                "state": job_state_name(replayed.job.state),
-            }
-            if as_json:
-                emit_json(row)
-            else:
-                out.print(f"replayed {poison_job_id}: job {row['job_id']} is {row['state']}")
-        return 1 if failed else 0
+        return await each_id(
+            poison_job_ids,
+            client.retry_poison_job,
+            show,
+            as_json=as_json,
+            id_field="poison_job_id",
+        )
 
     _run(command, as_json=as_json)
 
