@@ -303,6 +303,20 @@ class AsyncClient:
             )
         return (("authorization", f"Bearer {self._admin_key}"), ("x-request-id", request_id))
 
+    def _catalog(self) -> catalog_pb2_grpc.CatalogServiceAsyncStub:
+        return catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+
+    async def _tenant_call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[_Request, _Response],
+        request: _Request,
+        request_id: str | None,
+        timeout: float | None,
+    ) -> _Response:
+        """One unary call as the tenant; a new request id unless the caller gave one."""
+        rid = request_id or new_request_id()
+        return await self._unary(method, request, self._tenant_metadata(rid), rid, timeout)
+
     async def _unary(
         self,
         method: grpc.aio.UnaryUnaryMultiCallable[_Request, _Response],
@@ -405,13 +419,10 @@ class AsyncClient:
     async def get_asset(
         self, asset_id: str, *, request_id: str | None = None, timeout: float | None = None
     ) -> common_pb2.Asset:
-        rid = request_id or new_request_id()
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
-        response = await self._unary(
-            stub.GetAsset,
+        response = await self._tenant_call(
+            self._catalog().GetAsset,
             catalog_pb2.GetAssetRequest(asset_id=asset_id),
-            self._tenant_metadata(rid),
-            rid,
+            request_id,
             timeout,
         )
         return response.asset
@@ -427,7 +438,7 @@ class AsyncClient:
         """Every live asset (or those in `status`), newest first, page after page."""
         rid = request_id or new_request_id()
         metadata = self._tenant_metadata(rid)
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        stub = self._catalog()
         wanted = common_pb2.ASSET_STATUS_UNSPECIFIED if status is None else parse_status(status)
         token = ""
         while True:
@@ -462,7 +473,7 @@ class AsyncClient:
         metadata = self._tenant_metadata(rid)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        stub = self._catalog()
         watch = True
         last: common_pb2.Asset | None = None
         unreachable: ImagepipeError | None = None
@@ -542,18 +553,15 @@ class AsyncClient:
         `accept` lists formats by preference (``"webp"``, ``"jpeg"``, or enum values);
         empty accepts any, preferring JPEG.
         """
-        rid = request_id or new_request_id()
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
-        response = await self._unary(
-            stub.GetRendition,
+        response = await self._tenant_call(
+            self._catalog().GetRendition,
             catalog_pb2.GetRenditionRequest(
                 asset_id=asset_id,
                 preset=preset,
                 accept_formats=parse_formats(accept),
                 url_ttl_seconds=url_ttl_seconds,
             ),
-            self._tenant_metadata(rid),
-            rid,
+            request_id,
             timeout,
         )
         expire = (
@@ -572,7 +580,7 @@ class AsyncClient:
     ) -> RenditionContent:
         """A rendition's metadata and bytes, streamed through catalog."""
         rid = request_id or new_request_id()
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        stub = self._catalog()
         rendition: common_pb2.Rendition | None = None
         parts: list[bytes] = []
         try:
@@ -622,13 +630,10 @@ class AsyncClient:
     async def get_job(
         self, job_id: str, *, request_id: str | None = None, timeout: float | None = None
     ) -> common_pb2.Job:
-        rid = request_id or new_request_id()
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
-        response = await self._unary(
-            stub.GetJob,
+        response = await self._tenant_call(
+            self._catalog().GetJob,
             catalog_pb2.GetJobRequest(job_id=job_id),
-            self._tenant_metadata(rid),
-            rid,
+            request_id,
             timeout,
         )
         return response.job
@@ -638,7 +643,7 @@ class AsyncClient:
     ) -> AsyncIterator[common_pb2.Asset]:
         """The asset now, then each time its status changes, until ready/failed/deleted."""
         rid = request_id or new_request_id()
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        stub = self._catalog()
         call = stub.WatchAsset(
             catalog_pb2.WatchAssetRequest(asset_id=asset_id),
             timeout=timeout,
@@ -656,13 +661,10 @@ class AsyncClient:
         self, asset_id: str, *, request_id: str | None = None, timeout: float | None = None
     ) -> common_pb2.Asset:
         """Soft-delete an asset; Purge reclaims its objects later."""
-        rid = request_id or new_request_id()
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
-        response = await self._unary(
-            stub.DeleteAsset,
+        response = await self._tenant_call(
+            self._catalog().DeleteAsset,
             catalog_pb2.DeleteAssetRequest(asset_id=asset_id),
-            self._tenant_metadata(rid),
-            rid,
+            request_id,
             timeout,
         )
         return response.asset
@@ -678,15 +680,13 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> list[common_pb2.SimilarAsset]:
         """Near duplicates of an asset or of a 16-hex-digit hash, closest first."""
-        rid = request_id or new_request_id()
         request = catalog_pb2.FindSimilarRequest(max_distance=max_distance, limit=limit)
         if asset_id:
             request.asset_id = asset_id
         else:
             request.perceptual_hash = perceptual_hash
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
-        response = await self._unary(
-            stub.FindSimilar, request, self._tenant_metadata(rid), rid, timeout
+        response = await self._tenant_call(
+            self._catalog().FindSimilar, request, request_id, timeout
         )
         return list(response.assets)
 
@@ -694,13 +694,10 @@ class AsyncClient:
         self, *, request_id: str | None = None, timeout: float | None = None
     ) -> catalog_pb2.GetTenantMetricsResponse:
         """Counts and bytes of the calling tenant."""
-        rid = request_id or new_request_id()
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
-        return await self._unary(
-            stub.GetTenantMetrics,
+        return await self._tenant_call(
+            self._catalog().GetTenantMetrics,
             catalog_pb2.GetTenantMetricsRequest(),
-            self._tenant_metadata(rid),
-            rid,
+            request_id,
             timeout,
         )
 
@@ -713,14 +710,10 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> catalog_pb2.PurgeResponse:
         """List (the default) or delete unreferenced objects older than the cut-off."""
-        rid = request_id or new_request_id()
         request = catalog_pb2.PurgeRequest(dry_run=not apply)
         if older_than_days is not None:
             request.older_than_days = older_than_days
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
-        return await self._unary(
-            stub.Purge, request, self._tenant_metadata(rid), rid, timeout or 300.0
-        )
+        return await self._tenant_call(self._catalog().Purge, request, request_id, timeout or 300.0)
 
     async def list_poison_jobs(
         self,
@@ -733,7 +726,7 @@ class AsyncClient:
         """Jobs given up on, newest first (replayed ones too with include_replayed)."""
         rid = request_id or new_request_id()
         metadata = self._tenant_metadata(rid)
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
+        stub = self._catalog()
         token = ""
         while True:
             page = await self._unary(
@@ -755,13 +748,10 @@ class AsyncClient:
         self, poison_job_id: str, *, request_id: str | None = None, timeout: float | None = None
     ) -> catalog_pb2.RetryPoisonJobResponse:
         """Queue a poison job's render again with a fresh retry budget."""
-        rid = request_id or new_request_id()
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
-        return await self._unary(
-            stub.RetryPoisonJob,
+        return await self._tenant_call(
+            self._catalog().RetryPoisonJob,
             catalog_pb2.RetryPoisonJobRequest(poison_job_id=poison_job_id),
-            self._tenant_metadata(rid),
-            rid,
+            request_id,
             timeout,
         )
 
@@ -771,13 +761,10 @@ class AsyncClient:
         self, asset_id: str, *, request_id: str | None = None, timeout: float | None = None
     ) -> quality_pb2.CompareResponse:
         """PSNR, SSIM and hash distance of every rendition against the original."""
-        rid = request_id or new_request_id()
-        stub = quality_pb2_grpc.QualityServiceStub(self._channel("quality"))
-        return await self._unary(
-            stub.Compare,
+        return await self._tenant_call(
+            quality_pb2_grpc.QualityServiceStub(self._channel("quality")).Compare,
             quality_pb2.CompareRequest(asset_id=asset_id),
-            self._tenant_metadata(rid),
-            rid,
+            request_id,
             timeout,
         )
 
@@ -785,13 +772,10 @@ class AsyncClient:
         self, *, request_id: str | None = None, timeout: float | None = None
     ) -> list[renderer_pb2.Preset]:
         """The configured rendition presets, largest first."""
-        rid = request_id or new_request_id()
-        stub = renderer_pb2_grpc.RendererServiceStub(self._channel("renderer"))
-        response = await self._unary(
-            stub.ListPresets,
+        response = await self._tenant_call(
+            renderer_pb2_grpc.RendererServiceStub(self._channel("renderer")).ListPresets,
             renderer_pb2.ListPresetsRequest(),
-            self._tenant_metadata(rid),
-            rid,
+            request_id,
             timeout,
         )
         return list(response.presets)
