@@ -123,8 +123,8 @@ def raw_put_all(stack: Stack, blobs: list[bytes], streams: int, tag: str) -> flo
     return time.perf_counter() - started
 
 
-def _inspect_file(path: str) -> None:
-    inspect_image(Path(path), Settings().max_pixels)
+def _inspect_file(path: str, max_pixels: int) -> None:
+    inspect_image(Path(path), max_pixels)
 
 
 def decode_alone(blobs: list[bytes], directory: Path) -> tuple[float, float]:
@@ -144,10 +144,11 @@ def decode_alone(blobs: list[bytes], directory: Path) -> tuple[float, float]:
     with ProcessPoolExecutor(
         processes, mp_context=context, initializer=prepare_worker, initargs=(0,)
     ) as pool:
-        list(pool.map(_inspect_file, paths[: processes * 2]))  # start and warm the workers
+        limits = [Settings().max_pixels] * len(paths)  # ingest's pixel cap, read once
+        list(pool.map(_inspect_file, paths[: processes * 2], limits))  # start, warm the workers
         busy = machine_busy_seconds()
         started = time.perf_counter()
-        list(pool.map(_inspect_file, paths))
+        list(pool.map(_inspect_file, paths, limits))
         return time.perf_counter() - started, machine_busy_seconds() - busy
 
 
