@@ -1,9 +1,11 @@
 """Running one attempt of a render job, whoever delivered it (broker or catalog poll).
 
 An attempt: open it in the catalog (a finished job is skipped), read the original,
-render every preset in the worker pool, write the renditions to their fixed keys,
-then record them, job done and asset ready in one catalog transaction. Every step
-is idempotent, so an attempt that runs twice produces the same objects and rows.
+render every preset in the worker pool, write the renditions to keys named by their
+bytes, then record them, job done and asset ready in one catalog transaction. Every
+step is idempotent, so an attempt that runs twice produces the same objects and rows;
+and since a key names its bytes, an attempt that loses the fencing race (it finishes
+after a newer one committed) can never overwrite the objects the committed rows point at.
 """
 
 from __future__ import annotations
@@ -117,25 +119,29 @@ class JobRunner:
         attempt = started.attempt
         try:
             renditions, placeholder = await self._render(request)
-            await self._catalog.complete_job(
-                catalog_internal_pb2.CompleteJobRequest(
-                    job_id=request.job_id,
-                    attempt=attempt,
-                    renditions=renditions,
-                    placeholder=placeholder,
+            try:
+                await self._catalog.complete_job(
+                    catalog_internal_pb2.CompleteJobRequest(
+                        job_id=request.job_id,
+                        attempt=attempt,
+                        renditions=renditions,
+                        placeholder=placeholder,
+                    )
                 )
-            )
-        except FailedPrecondition:
-            # The job was given up on, or a newer attempt took it over, while this
-            # one ran: its result is discarded, nothing to record.
-            JOB_OUTCOMES.labels("skipped").inc()
-            return AttemptOutcome(Outcome.SKIPPED, attempt)
+            except FailedPrecondition:
+                # The job was given up on, or a newer attempt took it over, while this
+                # one ran: its result is discarded, nothing to record. Only the catalog's
+                # answer means that: a refusal while rendering is a failed attempt.
+                JOB_OUTCOMES.labels("skipped").inc()
+                return AttemptOutcome(Outcome.SKIPPED, attempt)
         except ImagepipeError as error:
             JOB_OUTCOMES.labels("failed").inc()
             message = _describe(error)
             log.warning(
                 "render attempt %d failed: %s", attempt, message, extra={"job_id": request.job_id}
             )
+            # Transient only when a dependency was down; a refusal a retry cannot change
+            # (a bad image, storage access denied) uses up the retry budget.
             return AttemptOutcome(Outcome.FAILED, attempt, message, isinstance(error, Unavailable))
         except Exception as error:
             # A bug, not the job's fault: still settle the attempt (retry, then poison)
@@ -162,7 +168,9 @@ class JobRunner:
         for image in rendering.renditions:
             RENDER_SECONDS.labels(image.preset).observe(image.seconds)
             RENDITION_BYTES.labels(image.format).inc(len(image.data))
-            key = rendition_key(request.tenant_id, request.asset_id, image.preset, image.extension)
+            key = rendition_key(
+                request.tenant_id, request.asset_id, image.preset, image.extension, image.data
+            )
             await self._store.put_bytes(key, image.data, image.content_type)
             rendition = common_pb2.Rendition(
                 asset_id=request.asset_id,

@@ -4,7 +4,16 @@ Keys are built here only, from server-side values (tenant id, content hash, asse
 id, preset) and never from anything a client sent:
 
     originals/<tenant>/<content_hash>
-    renditions/<tenant>/<asset_id>/<preset>.<ext>
+    renditions/<tenant>/<asset_id>/<preset>.<sha256 of the bytes, 16 hex>.<ext>
+
+Both name their bytes, so an object a committed row points at is never overwritten
+with other bytes: a stale render attempt that finishes after the winner writes its
+output to another key (an orphan for Purge), or the same bytes to the same key.
+
+S3 errors are either transient (the server is down, slow or overloaded: Unavailable,
+retried) or permanent (access denied, no such bucket, a malformed request: retrying
+cannot help, so they are StorageRefused and counted in
+`imagepipe_storage_refused_total`, which an alert watches).
 
 The `minio` SDK blocks, so the adapter runs it on a bounded thread pool; it is
 given the region so it never asks the server where a bucket lives.
@@ -14,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import io
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,16 +35,20 @@ from typing import Protocol, TypeVar
 import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
+from prometheus_client import Counter
 
-from services.shared.errors import NotFound, Unavailable
+from services.shared.errors import FailedPrecondition, NotFound, Unavailable
 from services.shared.settings import Settings
 
 __all__ = [
+    "STORAGE_REFUSED",
     "MemoryObjectStore",
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStore",
     "S3ObjectStore",
+    "StorageRefused",
+    "is_permanent_s3_error",
     "original_key",
     "rendition_key",
 ]
@@ -50,8 +64,64 @@ def original_key(tenant_id: str, content_hash: str) -> str:
     return f"originals/{tenant_id}/{content_hash}"
 
 
-def rendition_key(tenant_id: str, asset_id: str, preset: str, extension: str) -> str:
-    return f"renditions/{tenant_id}/{asset_id}/{preset}.{extension}"
+def rendition_key(tenant_id: str, asset_id: str, preset: str, extension: str, data: bytes) -> str:
+    """The key of one rendition's bytes: a different output never lands on the same key."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    return f"renditions/{tenant_id}/{asset_id}/{preset}.{digest}.{extension}"
+
+
+STORAGE_REFUSED = Counter(
+    "imagepipe_storage_refused_total",
+    "Object store errors that retrying cannot fix (access denied, no such bucket, ...), "
+    "by S3 error code or HTTP status.",
+    ["code"],
+)
+
+# Codes an S3 server answers while overloaded or restarting; anything else in 4xx
+# is about the request, the credentials or the bucket, and stays so on a retry.
+_TRANSIENT_S3_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "OperationAborted",
+        "XMinioServerNotInitialized",
+    }
+)
+_PERMANENT_S3_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "InvalidAccessKeyId",
+        "InvalidBucketName",
+        "NoSuchBucket",
+        "SignatureDoesNotMatch",
+        "InvalidArgument",
+        "InvalidRequest",
+        "MethodNotAllowed",
+        "EntityTooLarge",
+        "KeyTooLongError",
+    }
+)
+# HTTP statuses that mean "later may work" even when the body names no code.
+_TRANSIENT_STATUSES = frozenset({408, 429})
+
+
+def is_permanent_s3_error(code: str | None, status: int | None) -> bool:
+    """True when repeating the request cannot succeed (retries would spin forever)."""
+    if code in _TRANSIENT_S3_CODES:
+        return False
+    if code in _PERMANENT_S3_CODES:
+        return True
+    return status is not None and 400 <= status < 500 and status not in _TRANSIENT_STATUSES
+
+
+class StorageRefused(FailedPrecondition):
+    """The object store refused the request for a reason a retry will not change."""
+
+    default_reason = "STORAGE_REFUSED"
 
 
 @dataclass(frozen=True)
@@ -137,6 +207,9 @@ class S3ObjectStore:
         except S3Error as error:
             if error.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
                 raise ObjectNotFound(key) from None
+            status = getattr(error.response, "status", None)
+            if is_permanent_s3_error(error.code, status):
+                raise self._refused(str(error.code), f"{error.code}: {error.message}") from error
             raise Unavailable(
                 f"object store error: {error.code}", reason="STORAGE_ERROR"
             ) from error
@@ -146,6 +219,8 @@ class S3ObjectStore:
             status = getattr(error, "_code", None)
             if status == 404:
                 raise ObjectNotFound(key) from None
+            if is_permanent_s3_error(None, status):
+                raise self._refused(f"HTTP {status}", f"HTTP {status}") from error
             raise Unavailable(
                 f"object store answered HTTP {status}", reason="STORAGE_ERROR"
             ) from error
@@ -159,15 +234,26 @@ class S3ObjectStore:
                 reason="STORAGE_UNAVAILABLE",
             ) from error
 
+    def _refused(self, code: str, detail: str) -> StorageRefused:
+        STORAGE_REFUSED.labels(code).inc()
+        return StorageRefused(
+            f"object store {self._endpoint} bucket {self._bucket} refused the request "
+            f"({detail}); retrying will not help until its configuration is fixed",
+            metadata={"code": code, "bucket": self._bucket},
+        )
+
     async def check(self) -> None:
-        exists = await self._run(partial(self._client.bucket_exists, self._bucket))
-        if not exists:
+        def ensure_bucket() -> None:
+            if self._client.bucket_exists(self._bucket):
+                return
             try:
-                await self._run(partial(self._client.make_bucket, self._bucket))
-            except Unavailable as error:
+                self._client.make_bucket(self._bucket)
+            except S3Error as error:
                 # Another service created it between our two calls.
-                if "BucketAlreadyOwnedByYou" not in str(error):
+                if error.code != "BucketAlreadyOwnedByYou":
                     raise
+
+        await self._run(partial(ensure_bucket))
         self._bucket_ready = True
 
     async def put_file(self, key: str, path: Path, size: int, content_type: str) -> None:

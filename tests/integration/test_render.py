@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.request
 from pathlib import Path
@@ -73,11 +74,19 @@ def test_objects_live_at_the_documented_keys_and_download_identically(
         o.object_name or ""
         for o in client.list_objects(stack.bucket, prefix=prefix, recursive=True)
     )
-    assert keys == [f"{prefix}{p}.jpg" for p in ("card", "thumb", "zoom")]
+    # <preset>.<16 hex digits of the bytes' SHA-256>.<ext>: one object per committed row.
+    named = {re.fullmatch(rf"{re.escape(prefix)}(\w+)\.[0-9a-f]{{16}}\.jpg", k) for k in keys}
+    assert None not in named
+    by_preset = {m.group(1): m.group(0) for m in named if m is not None}
+    assert sorted(by_preset) == ["card", "thumb", "zoom"] and len(keys) == 3
 
     catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+    for rendition in asset.renditions:
+        # The committed row points at an object that exists, with the row's size.
+        stat = client.stat_object(stack.bucket, by_preset[rendition.preset])
+        assert stat.size == rendition.size_bytes
     for preset in ("thumb", "card", "zoom"):
-        stored = client.get_object(stack.bucket, f"{prefix}{preset}.jpg").read()
+        stored = client.get_object(stack.bucket, by_preset[preset]).read()
         got = catalog.GetRendition(
             catalog_pb2.GetRenditionRequest(
                 asset_id=asset.asset_id, preset=preset, url_ttl_seconds=60

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import io
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import urllib3
+from minio.error import S3Error
 
 from imagepipe.v1 import catalog_internal_pb2, common_pb2, events_pb2
-from services.renderer.jobs import JobRunner, Outcome
-from services.shared.errors import Unavailable
+from services.renderer.jobs import JobCatalog, JobRunner, Outcome
+from services.shared.errors import FailedPrecondition, Unavailable
 from services.shared.sandbox import DecodePool
 from services.shared.settings import Settings
-from services.shared.storage import MemoryObjectStore
+from services.shared.storage import (
+    STORAGE_REFUSED,
+    MemoryObjectStore,
+    ObjectStore,
+    S3ObjectStore,
+)
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus"
 TENANT, ASSET, JOB = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
@@ -54,7 +65,7 @@ def _request() -> events_pb2.RenderRequest:
     )
 
 
-def _runner(catalog: FakeCatalog, store: MemoryObjectStore, pool: DecodePool) -> JobRunner:
+def _runner(catalog: JobCatalog, store: ObjectStore, pool: DecodePool) -> JobRunner:
     return JobRunner(
         catalog=catalog,
         store=store,
@@ -73,7 +84,13 @@ async def test_a_successful_attempt_writes_every_rendition_then_completes(pool: 
     result = await _runner(catalog, store, pool).run(_request())
     assert result.outcome is Outcome.DONE
     keys = sorted(k for k in store.objects if k.startswith("renditions/"))
-    assert keys == [f"renditions/{TENANT}/{ASSET}/{p}.jpg" for p in ("card", "thumb", "zoom")]
+    assert [re.sub(r"\.[0-9a-f]{16}\.", ".", k) for k in keys] == [
+        f"renditions/{TENANT}/{ASSET}/{p}.jpg" for p in ("card", "thumb", "zoom")
+    ]
+    # Each key names its bytes.
+    for key in keys:
+        digest = key.rsplit(".", 2)[1]
+        assert hashlib.sha256(store.objects[key][0]).hexdigest().startswith(digest)
     (completed,) = catalog.completed
     assert {r.object_key for r in completed.renditions} == set(keys)
     assert all(
@@ -138,3 +155,121 @@ async def test_an_unreachable_object_store_is_a_transient_failure(pool: DecodePo
     store.available = False
     result = await _runner(FakeCatalog(), store, pool).run(_request())
     assert result.outcome is Outcome.FAILED and result.transient
+
+
+class FencingCatalog:
+    """Numbers attempts like the catalog and lets only the newest one complete."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.completed: list[catalog_internal_pb2.CompleteJobRequest] = []
+
+    async def start_job_attempt(
+        self, job_id: str, *, worker: str, lease_seconds: int
+    ) -> catalog_internal_pb2.StartJobAttemptResponse:
+        self.attempts += 1
+        return catalog_internal_pb2.StartJobAttemptResponse(
+            proceed=True,
+            attempt=self.attempts,
+            job=common_pb2.Job(job_id=job_id, state=common_pb2.JOB_STATE_RUNNING),
+        )
+
+    async def complete_job(self, request: catalog_internal_pb2.CompleteJobRequest) -> None:
+        if self.completed or request.attempt != self.attempts:
+            raise FailedPrecondition("a newer attempt owns the job", reason="JOB_NOT_RUNNABLE")
+        self.completed.append(request)
+
+
+class GatedStore(MemoryObjectStore):
+    """Shares another store's objects; holds every write until `release` is set."""
+
+    def __init__(self, shared: MemoryObjectStore) -> None:
+        super().__init__()
+        self.objects = shared.objects
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self.waiting.set()
+        await self.release.wait()
+        await super().put_bytes(key, data, content_type)
+
+
+async def test_a_stale_attempt_finishing_after_the_winner_leaves_its_objects_intact(
+    pool: DecodePool,
+) -> None:
+    catalog, store = FencingCatalog(), MemoryObjectStore()
+    await store.put_bytes(
+        f"originals/{TENANT}/abc", (CORPUS / "bmp_hopper_24bit.bmp").read_bytes(), "image/bmp"
+    )
+    stale_store = GatedStore(store)
+    # The stale attempt runs an older configuration (as during a rolling deploy), so its
+    # bytes differ from the winner's.
+    old_presets = [p.model_copy(update={"quality": 40}) for p in Settings().presets]
+    stale = JobRunner(
+        catalog=catalog,
+        store=stale_store,
+        pool=pool,
+        presets=old_presets,
+        max_pixels=50_000_000,
+        worker="stale:1",
+    )
+    stale_run = asyncio.create_task(stale.run(_request()))
+    await asyncio.wait_for(stale_store.waiting.wait(), 60)  # rendered, about to write
+
+    winner = await _runner(catalog, store, pool).run(_request())
+    assert winner.outcome is Outcome.DONE and winner.attempt == 2
+    (committed,) = catalog.completed
+    winner_bytes = {r.object_key: store.objects[r.object_key][0] for r in committed.renditions}
+
+    stale_store.release.set()
+    late = await asyncio.wait_for(stale_run, 60)
+    assert late.outcome is Outcome.SKIPPED and late.attempt == 1
+    for record in committed.renditions:
+        data = store.objects[record.object_key][0]
+        assert data == winner_bytes[record.object_key], f"{record.object_key} was overwritten"
+        assert len(data) == record.rendition.size_bytes
+    # The stale attempt's output went somewhere else (an orphan for Purge).
+    stale_keys = set(store.objects) - set(winner_bytes) - {f"originals/{TENANT}/abc"}
+    assert len(stale_keys) == len(winner_bytes)
+
+
+class _RefusingMinio:
+    """The parts of the minio client an attempt uses; every write is refused."""
+
+    def __init__(self, original: bytes, code: str, status: int) -> None:
+        self._original = original
+        self._code = code
+        self._status = status
+
+    def get_object(self, bucket: str, key: str) -> urllib3.HTTPResponse:
+        return urllib3.HTTPResponse(body=io.BytesIO(self._original), preload_content=False)
+
+    def put_object(self, bucket: str, key: str, *args: object, **kwargs: object) -> None:
+        raise S3Error(
+            urllib3.HTTPResponse(status=self._status),
+            self._code,
+            "refused",
+            f"/{bucket}/{key}",
+            "rid",
+            "hid",
+        )
+
+
+@pytest.mark.parametrize(("code", "status"), [("AccessDenied", 403), ("NoSuchBucket", 404)])
+async def test_a_refusing_object_store_uses_up_the_retry_budget(
+    pool: DecodePool, code: str, status: int
+) -> None:
+    store = S3ObjectStore(Settings())
+    store._client = _RefusingMinio(  # type: ignore[assignment]
+        (CORPUS / "bmp_hopper_24bit.bmp").read_bytes(), code, status
+    )
+    refused_before = STORAGE_REFUSED.labels(code)._value.get()
+    try:
+        result = await _runner(FakeCatalog(), store, pool).run(_request())
+    finally:
+        await store.close()
+    assert result.outcome is Outcome.FAILED and result.attempt == 1
+    assert not result.transient, "retrying a refusal every 8 s forever never ends"
+    assert result.error.startswith("STORAGE_REFUSED:") and code in result.error
+    assert STORAGE_REFUSED.labels(code)._value.get() == refused_before + 1
