@@ -1,9 +1,20 @@
-"""Quality's use cases: score an asset's renditions, or two uploaded images."""
+"""Quality's use cases: score an asset's renditions, or two uploaded images.
+
+Compare reads an original (up to the upload limit) and every rendition into memory
+before scoring them in the decoder pool, so the number of calls holding objects is
+bounded *before* anything is read: as many as the pool has workers run, a bounded
+number more wait (having read nothing), and beyond that a call is refused at once with
+RESOURCE_EXHAUSTED `QUALITY_BUSY`. Waiting rather than refusing at the first busy
+worker serves short bursts (a page of thumbnails checked at once); the bound keeps
+memory and waiting time finite under a flood, and tells the caller to back off.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from imagepipe.v1 import catalog_internal_pb2, common_pb2, quality_pb2
@@ -13,7 +24,7 @@ from services.quality.compare import (
     compare_images,
     compare_renditions,
 )
-from services.shared.errors import FailedPrecondition, InvalidArgument
+from services.shared.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from services.shared.imaging.formats import ACCEPTED
 from services.shared.imaging.hashing import format_hash
 from services.shared.imaging.metrics import GOOD_PSNR_DB
@@ -21,7 +32,10 @@ from services.shared.sandbox import DecodePool
 from services.shared.spool import Spool, receive_deadline
 from services.shared.storage import ObjectStore
 
-__all__ = ["Assessor"]
+__all__ = ["Assessor", "WorkLimit"]
+
+# Calls that may wait for a running one to finish, per call allowed to run.
+WAITING_PER_RUNNING = 4
 
 
 class AssetObjects(Protocol):
@@ -62,6 +76,33 @@ def _image_info(image: ComparedImage) -> quality_pb2.ImageInfo:
     )
 
 
+class WorkLimit:
+    """At most `running` holders at once and `waiting` more queued; beyond that, refuse."""
+
+    def __init__(self, running: int, waiting: int) -> None:
+        self._running = asyncio.Semaphore(max(running, 1))
+        self._max_waiting = max(waiting, 0)
+        self._waiting = 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._running.locked() and self._waiting >= self._max_waiting:
+            raise ResourceExhausted(
+                "the quality service is busy comparing other assets; retry with backoff",
+                reason="QUALITY_BUSY",
+                metadata={"waiting": self._waiting},
+            )
+        self._waiting += 1
+        try:
+            await self._running.acquire()  # a cancelled caller (deadline) stops waiting
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._running.release()
+
+
 @dataclass
 class Assessor:
     catalog: AssetObjects
@@ -71,6 +112,12 @@ class Assessor:
     max_upload_bytes: int
     upload_timeout: float = 300.0
     spool_dir: str = ""
+    # Compare calls holding objects in memory at once: the decoder pool's size.
+    max_in_flight: int = 1
+    limit: WorkLimit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limit = WorkLimit(self.max_in_flight, self.max_in_flight * WAITING_PER_RUNNING)
 
     async def compare_asset(self, tenant_id: str, asset_id: str) -> quality_pb2.CompareResponse:
         objects = await self.catalog.get_asset_objects(tenant_id, asset_id)
@@ -87,12 +134,16 @@ class Assessor:
         to_measure = [r for r in objects.renditions if not r.rendition.HasField("scores")]
         measured: dict[tuple[str, int], common_pb2.QualityScores] = {}
         if to_measure:
-            original = await self.store.get_bytes(objects.original_key)
-            renditions = [
-                RenditionBytes(r.rendition.preset, await self.store.get_bytes(r.object_key))
-                for r in to_measure
-            ]
-            scores = await self.pool.run(compare_renditions, original, renditions, self.max_pixels)
+            async with self.limit.slot():
+                original = await self.store.get_bytes(objects.original_key)
+                renditions = [
+                    RenditionBytes(r.rendition.preset, await self.store.get_bytes(r.object_key))
+                    for r in to_measure
+                ]
+                scores = await self.pool.run(
+                    compare_renditions, original, renditions, self.max_pixels
+                )
+                del original, renditions  # released before the slot is
             for record, result in zip(to_measure, scores, strict=True):
                 key = (record.rendition.preset, record.rendition.format)
                 measured[key] = result.message()

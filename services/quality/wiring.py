@@ -36,6 +36,7 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                 max_upload_bytes=settings.max_upload_bytes,
                 upload_timeout=settings.upload_timeout_seconds,
                 spool_dir=settings.spool_dir,
+                max_in_flight=settings.decode_workers,
             )
             yield ServiceSpec(
                 name="quality",
