@@ -7,6 +7,7 @@ Job state changes are guarded in the WHERE clause (a finished job never runs aga
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import inspect
@@ -20,7 +21,8 @@ from typing import ParamSpec, TypeAlias, TypeVar
 import asyncpg
 
 from services.catalog.similarity import probes
-from services.shared.errors import Unavailable
+from services.shared.deadlines import time_remaining
+from services.shared.errors import DeadlineExceeded, ImagepipeError, InvalidArgument, Unavailable
 from services.shared.logs import get_logger
 
 __all__ = [
@@ -195,6 +197,7 @@ async def _lock_content(connection: Connection, tenant_id: uuid.UUID, key: str) 
 # terminated (pg_terminate_backend, a restart), a closed socket, a server starting up.
 # InternalClientError is how asyncpg reports a connection the server killed in the
 # middle of an operation (MagicStack/asyncpg#784); the pool discards such connections.
+# Not a TimeoutError (an OSError too): a statement that ran out of time is not retried.
 _DISCONNECTED = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -202,42 +205,148 @@ _DISCONNECTED = (
     asyncpg.exceptions.OperatorInterventionError,
     ConnectionError,
     OSError,
-    TimeoutError,
+)
+
+# Methods whose whole effect may be repeated even when the first run committed: reads,
+# and writes that converge (guarded state changes, upserts, a registration keyed on its
+# request id). Any other method runs again only when its connection failed before
+# COMMIT was sent, the one case where nothing can have been written: resolve_duplicate
+# counts an upload, start_attempt opens an attempt, a claim takes leases, create_* inserts.
+_IDEMPOTENT = frozenset(
+    {
+        "ping",
+        "list_tenants",
+        "tenant_exists",
+        "list_api_keys",
+        "revoke_api_key",
+        "get_api_key",
+        "register_asset",
+        "get_asset",
+        "list_renditions",
+        "list_assets",
+        "near_duplicates",
+        "get_job",
+        "list_attempts",
+        "render_request_row",
+        "mark_job_published",
+        "failed_attempts",
+        "complete_job",
+        "fail_attempt",
+        "record_poison",
+        "delete_asset",
+        "list_jobs",
+        "tenant_metrics",
+        "deleted_assets",
+        "referenced_keys",
+        "list_poison_jobs",
+        "retry_poison",
+    }
 )
 
 
-def _reconnecting(method: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]:
-    """Run once more on a fresh connection when the first one turns out dead.
+class _Uncommitted(Exception):
+    """The connection failed before COMMIT was sent: the transaction had no effect."""
 
-    A transaction that lost its connection was rolled back, so repeating it is safe;
-    if the second try fails too, the caller gets Unavailable (retryable), never INTERNAL.
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _is_bad_input(error: BaseException) -> bool:
+    """A value the database cannot take, which no retry changes.
+
+    asyncpg's client-side DataError (an argument it cannot encode: an integer or a
+    timestamp out of range) is an InterfaceError and a ValueError; PostgreSQL's own
+    class 22 (a value it refuses, e.g. NUL in text) is asyncpg.DataError.
+    """
+    return isinstance(error, asyncpg.DataError) or (
+        isinstance(error, asyncpg.InterfaceError) and isinstance(error, ValueError)
+    )
+
+
+def _lost_connection(error: BaseException) -> bool:
+    return (
+        isinstance(error, _DISCONNECTED)
+        and not isinstance(error, TimeoutError)
+        and not _is_bad_input(error)
+    )
+
+
+def _unavailable(error: BaseException) -> Unavailable:
+    return Unavailable(
+        f"the database is unavailable ({type(error).__name__})", reason="DATABASE_UNAVAILABLE"
+    )
+
+
+def _database_call(
+    method: Callable[_P, Awaitable[_R]], *, retry: bool, idempotent: bool
+) -> Callable[_P, Awaitable[_R]]:
+    """Turn database failures into domain errors, running once more where that is safe.
+
+    A lost connection: one more run on a fresh connection when `retry` and either the
+    method is idempotent or the failure came before COMMIT; otherwise, or if that fails
+    too, Unavailable. Bad input: InvalidArgument. A statement timeout: Unavailable,
+    not retried. Both runs stay within the deadline of the RPC being served; past it,
+    DeadlineExceeded (the caller has given up: working on is wasted).
     """
 
     @functools.wraps(method)
     async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        budget = asyncio.timeout(time_remaining())
         try:
-            return await method(*args, **kwargs)
-        except _DISCONNECTED as first:
-            log.warning("database connection lost (%s); retrying once", type(first).__name__)
-        try:
-            return await method(*args, **kwargs)
-        except _DISCONNECTED as error:
+            async with budget:
+                try:
+                    return await method(*args, **kwargs)
+                except (_Uncommitted, *_DISCONNECTED) as first:
+                    safe = idempotent or isinstance(first, _Uncommitted)
+                    cause = first.cause if isinstance(first, _Uncommitted) else first
+                    if not (retry and safe and _lost_connection(cause)):
+                        raise
+                    log.warning(
+                        "database connection lost (%s); retrying once", type(cause).__name__
+                    )
+                return await method(*args, **kwargs)
+        except _Uncommitted as error:
+            raise _translated(error.cause) from error.cause
+        except TimeoutError as error:
+            if budget.expired():
+                raise DeadlineExceeded(
+                    "the caller's deadline passed while waiting for the database"
+                ) from None
             raise Unavailable(
-                f"the database is unavailable ({type(error).__name__})",
-                reason="DATABASE_UNAVAILABLE",
+                "the database did not answer in time", reason="DATABASE_TIMEOUT"
             ) from error
+        except (*_DISCONNECTED, asyncpg.DataError) as error:
+            raise _translated(error) from error
 
     return wrapper
 
 
-def _reconnecting_methods(cls: type[_C]) -> type[_C]:
+def _translated(error: BaseException) -> ImagepipeError:
+    if isinstance(error, TimeoutError):
+        return Unavailable("the database did not answer in time", reason="DATABASE_TIMEOUT")
+    if _is_bad_input(error):
+        return InvalidArgument(
+            f"a value was refused by the database: {error}", reason="INVALID_VALUE"
+        )
+    return _unavailable(error)
+
+
+def _database_methods(cls: type[_C], *, retry: bool = True) -> type[_C]:
+    """Wrap every public coroutine method of `cls` (see _database_call)."""
     for name, member in list(vars(cls).items()):
         if not name.startswith("_") and inspect.iscoroutinefunction(member):
-            setattr(cls, name, _reconnecting(member))
+            wrapped = _database_call(member, retry=retry, idempotent=name in _IDEMPOTENT)
+            setattr(cls, name, wrapped)
     return cls
 
 
-@_reconnecting_methods
+# A ContentLock runs inside its holder's transaction: a statement cannot be repeated
+# alone, so a lost connection is reported (Unavailable), never retried.
+_database_methods(ContentLock, retry=False)
+
+
+@_database_methods
 class CatalogRepository:
     def __init__(self, pool: asyncpg.Pool, *, tenant_max_in_flight: int = 0) -> None:
         self._pool = pool
@@ -246,8 +355,20 @@ class CatalogRepository:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Connection]:
-        async with self._pool.acquire() as connection, connection.transaction():
-            yield connection
+        """A connection in a transaction; tells a failure before COMMIT from one during it.
+
+        A connection lost before COMMIT was sent rolled the transaction back: that is
+        _Uncommitted, safe to run again. Lost during COMMIT, the outcome is unknown.
+        """
+        committing = False
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                yield connection
+                committing = True
+        except _DISCONNECTED as error:
+            if committing or not _lost_connection(error):
+                raise
+            raise _Uncommitted(error) from error
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
@@ -341,11 +462,25 @@ class CatalogRepository:
             return await self._asset_row(connection, tenant_id, asset_id)
 
     async def register_asset(self, new: NewAsset) -> AssetRegistration:
-        """Insert the asset and its pending job together; the unique index picks a winner."""
+        """Insert the asset and its pending job together; the unique index picks a winner.
+
+        Idempotent on the request id: a registration repeated after its commit's answer
+        was lost (a retry here, or the caller's) finds its own row and answers as the
+        first run did, `created`, instead of taking itself for a duplicate.
+        """
         tenant_id = uuid.UUID(new.tenant_id)
         async with self._transaction() as connection:
-            # Serialises with Purge deleting this original (see locked_content).
+            # Serialises with Purge deleting this original (see locked_content), and
+            # with a concurrent repeat of this same registration.
             await _lock_content(connection, tenant_id, new.original_key)
+            own = await self._registered_by(connection, tenant_id, new)
+            if own is not None:
+                return AssetRegistration(
+                    asset=await self._asset_row(connection, tenant_id, own["asset_id"]),
+                    created=True,
+                    job=own,
+                    deferred=await self._at_in_flight_limit(connection, tenant_id),
+                )
             asset_id = await connection.fetchval(
                 """
                 INSERT INTO assets (id, tenant_id, status, content_hash, perceptual_hash, filename,
@@ -393,16 +528,39 @@ class CatalogRepository:
                 new.request_id,
             )
             asset = await self._asset_row(connection, tenant_id, asset_id)
-            deferred = False
-            if self._tenant_max_in_flight:
-                # A soft limit: concurrent uploads may each see room and pass it by a few.
-                in_flight = await connection.fetchval(
-                    "SELECT count(*) FROM jobs WHERE tenant_id = $1 "
-                    "AND state IN ('queued', 'running', 'retrying')",
-                    tenant_id,
-                )
-                deferred = in_flight >= self._tenant_max_in_flight
+            deferred = await self._at_in_flight_limit(connection, tenant_id)
             return AssetRegistration(asset=asset, created=True, job=job, deferred=deferred)
+
+    @staticmethod
+    async def _registered_by(
+        connection: Connection, tenant_id: uuid.UUID, new: NewAsset
+    ) -> Record | None:
+        """The job a registration with this request id and these bytes already created."""
+        if not new.request_id:
+            return None
+        return await connection.fetchrow(
+            f"""
+            SELECT {_JOB_COLUMNS} FROM jobs j
+            JOIN assets a ON a.id = j.asset_id AND a.tenant_id = j.tenant_id
+            WHERE j.tenant_id = $1 AND j.request_id = $2 AND a.content_hash = $3
+              AND a.deleted_at IS NULL
+            ORDER BY j.created_at LIMIT 1
+            """,
+            tenant_id,
+            new.request_id,
+            new.content_hash,
+        )
+
+    async def _at_in_flight_limit(self, connection: Connection, tenant_id: uuid.UUID) -> bool:
+        if not self._tenant_max_in_flight:
+            return False
+        # A soft limit: concurrent uploads may each see room and pass it by a few.
+        in_flight = await connection.fetchval(
+            "SELECT count(*) FROM jobs WHERE tenant_id = $1 "
+            "AND state IN ('queued', 'running', 'retrying')",
+            tenant_id,
+        )
+        return bool(in_flight >= self._tenant_max_in_flight)
 
     @staticmethod
     async def _asset_row(
@@ -1014,9 +1172,14 @@ class CatalogRepository:
         While it is held no upload can register an asset on this key, so what the
         holder checks about the key's users stays true until it commits.
         """
-        async with self._transaction() as connection:
-            await _lock_content(connection, tenant_id, original_key)
-            yield ContentLock(connection, tenant_id, original_key)
+        try:
+            async with self._transaction() as connection:
+                await _lock_content(connection, tenant_id, original_key)
+                yield ContentLock(connection, tenant_id, original_key)
+        except _Uncommitted as error:
+            raise _translated(error.cause) from error.cause
+        except (*_DISCONNECTED, asyncpg.DataError) as error:
+            raise _translated(error) from error
 
     async def list_poison_jobs(
         self,

@@ -32,6 +32,7 @@ from services.shared.auth import (
     authorize,
     current_principal,
 )
+from services.shared.deadlines import reset_deadline, set_deadline
 from services.shared.errors import ImagepipeError, Unimplemented, to_grpc_status
 from services.shared.logs import get_logger, new_request_id, request_id_var
 from services.shared.reflection import add_reflection
@@ -108,6 +109,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         request_id = metadata.get(REQUEST_ID_KEY) or new_request_id()
         rid_token = request_id_var.set(request_id)
+        deadline_token = set_deadline(context.time_remaining())
         principal_token = current_principal.set(None)
         _, service_name, method_name = method.split("/")
         labels = (rpc_type, service_name, method_name)
@@ -159,6 +161,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 },
             )
             current_principal.reset(principal_token)
+            reset_deadline(deadline_token)
             request_id_var.reset(rid_token)
 
 

@@ -1,0 +1,22 @@
+"""The repository's retry policy is written down once: it must name real methods."""
+
+from __future__ import annotations
+
+import inspect
+
+from services.catalog import repository
+from services.catalog.repository import CatalogRepository
+
+
+def test_every_method_said_to_be_idempotent_exists() -> None:
+    public = {
+        name
+        for name, member in vars(CatalogRepository).items()
+        if not name.startswith("_") and inspect.iscoroutinefunction(member)
+    }
+    assert repository._IDEMPOTENT <= public, repository._IDEMPOTENT - public
+
+
+def test_counting_an_upload_or_opening_an_attempt_is_never_repeated_blindly() -> None:
+    for name in ("resolve_duplicate", "start_attempt", "claim_for_render", "create_tenant"):
+        assert name not in repository._IDEMPOTENT
