@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import pytest
 import urllib3
+import yaml
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from services.shared.errors import Unavailable
 from services.shared.settings import Settings
 from services.shared.storage import (
+    STORAGE_REFUSED,
     ObjectNotFound,
     S3ObjectStore,
     StorageRefused,
     is_permanent_s3_error,
     rendition_key,
 )
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(
@@ -85,3 +90,11 @@ def test_a_rendition_key_names_its_bytes() -> None:
     assert one != rendition_key("t", "a", "thumb", "jpg", b"two")
     assert one.startswith("renditions/t/a/thumb.") and one.endswith(".jpg")
     assert len(one.split("/")) == 4  # purge reads the asset id from the third part
+
+
+def test_the_storage_alert_watches_the_metric_the_adapter_counts() -> None:
+    rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yaml").read_text())
+    (rule,) = [
+        r for g in rules["groups"] for r in g["rules"] if r["alert"] == "ImagepipeStorageRefused"
+    ]
+    assert f"{STORAGE_REFUSED._name}_total" in rule["expr"]
