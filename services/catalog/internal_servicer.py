@@ -16,6 +16,7 @@ from services.catalog.tenants import KeyAuthenticator
 from services.shared.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.shared.imaging.formats import format_name
 from services.shared.imaging.hashing import parse_hash
+from services.shared.logs import request_id_var
 from services.shared.settings import Settings
 
 __all__ = ["CatalogInternalServicer"]
@@ -47,7 +48,10 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
         self, request: pb.ResolveDuplicateRequest, context: object
     ) -> pb.ResolveDuplicateResponse:
         tenant_id = parse_uuid(request.tenant_id, "tenant_id")
-        row = await self._repo.resolve_duplicate(tenant_id, request.content_hash)
+        # The upload's request id (forwarded by ingest): a retried upload is not its own duplicate.
+        row = await self._repo.resolve_duplicate(
+            tenant_id, request.content_hash, request_id=request_id_var.get()
+        )
         if row is None:
             return pb.ResolveDuplicateResponse(found=False)
         return pb.ResolveDuplicateResponse(

@@ -448,9 +448,26 @@ class CatalogRepository:
 
     # Assets -------------------------------------------------------------------------
 
-    async def resolve_duplicate(self, tenant_id: uuid.UUID, content_hash: str) -> Record | None:
-        """The live asset with these bytes, counting this upload against it."""
+    async def resolve_duplicate(
+        self, tenant_id: uuid.UUID, content_hash: str, request_id: str = ""
+    ) -> Record | None:
+        """The live asset with these bytes, counting this upload against it.
+
+        None also when that asset was registered by this same request: an upload
+        retried after its answer was lost is not a duplicate of itself, and its
+        RegisterAsset answers `created` as the first did (see register_asset).
+        """
         async with self._transaction() as connection:
+            if request_id and await connection.fetchval(
+                "SELECT 1 FROM assets a "
+                "JOIN jobs j ON j.asset_id = a.id AND j.tenant_id = a.tenant_id "
+                "WHERE a.tenant_id = $1 AND a.content_hash = $2 AND a.deleted_at IS NULL "
+                "AND j.request_id = $3",
+                tenant_id,
+                content_hash,
+                request_id,
+            ):
+                return None
             asset_id = await connection.fetchval(
                 "UPDATE assets SET upload_count = upload_count + 1 "
                 "WHERE tenant_id = $1 AND content_hash = $2 AND deleted_at IS NULL RETURNING id",

@@ -18,11 +18,17 @@ import asyncpg
 import pytest
 
 from devstack import Stack
-from imagepipe.v1 import catalog_internal_pb2, catalog_internal_pb2_grpc, common_pb2
+from imagepipe.v1 import (
+    catalog_internal_pb2,
+    catalog_internal_pb2_grpc,
+    common_pb2,
+    ingest_pb2_grpc,
+)
 from services.catalog.repository import CatalogRepository, NewAsset, create_pool
 from services.shared.deadlines import reset_deadline, set_deadline
 from services.shared.errors import DeadlineExceeded, InvalidArgument, Unavailable
-from tests.helpers import Services, Tenant
+from tests.faults.support import make_images
+from tests.helpers import Services, Tenant, upload_messages
 
 
 def _lost() -> asyncpg.ConnectionDoesNotExistError:
@@ -291,3 +297,22 @@ def test_register_asset_repeated_through_the_api_answers_created_both_times(
     assert answers[0].asset.asset_id == answers[1].asset.asset_id
     assert answers[0].job.job_id == answers[1].job.job_id
     assert answers[1].render_request.job_id == answers[0].job.job_id
+
+
+def test_an_upload_retried_with_its_request_id_answers_as_the_first_did(
+    services: Services, tenant: Tenant
+) -> None:
+    """The client repeats an upload whose answer it lost (same x-request-id)."""
+    stub = ingest_pb2_grpc.IngestServiceStub(services.ingest)
+    data = make_images(1, seed=uuid.uuid4().int % 2**32)[0]
+    metadata = (*tenant.metadata, ("x-request-id", f"req-{uuid.uuid4().hex}"))
+    first, again = (
+        stub.Upload(upload_messages(data), metadata=metadata, timeout=60) for _ in range(2)
+    )
+    assert not first.deduplicated
+    assert not again.deduplicated, "the retry took its own upload for a duplicate"
+    assert again.asset.asset_id == first.asset.asset_id
+    # Another request with the same bytes is a duplicate, counted once more.
+    other = stub.Upload(upload_messages(data), metadata=tenant.metadata, timeout=60)
+    assert other.deduplicated and other.asset.asset_id == first.asset.asset_id
+    assert other.asset.upload_count == 2
