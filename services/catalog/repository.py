@@ -264,12 +264,13 @@ def _is_bad_input(error: BaseException) -> bool:
     )
 
 
+def _timed_out(error: BaseException) -> bool:
+    """asyncpg's command timeout, or PostgreSQL cancelling the statement (57014)."""
+    return isinstance(error, (TimeoutError, asyncpg.QueryCanceledError))
+
+
 def _lost_connection(error: BaseException) -> bool:
-    return (
-        isinstance(error, _DISCONNECTED)
-        and not isinstance(error, TimeoutError)
-        and not _is_bad_input(error)
-    )
+    return isinstance(error, _DISCONNECTED) and not _timed_out(error) and not _is_bad_input(error)
 
 
 def _unavailable(error: BaseException) -> Unavailable:
@@ -323,7 +324,7 @@ def _database_call(
 
 
 def _translated(error: BaseException) -> ImagepipeError:
-    if isinstance(error, TimeoutError):
+    if _timed_out(error):
         return Unavailable("the database did not answer in time", reason="DATABASE_TIMEOUT")
     if _is_bad_input(error):
         return InvalidArgument(

@@ -77,7 +77,9 @@ class _Connection:
         if self._faults.take("before_statement"):
             raise _lost()
         if self._faults.take("statement_timeout"):
-            raise TimeoutError
+            raise TimeoutError  # asyncpg's command_timeout
+        if self._faults.take("statement_cancelled"):
+            raise asyncpg.QueryCanceledError("canceling statement due to statement timeout")
         if self._faults.take("hang"):
             await asyncio.Event().wait()
         return await getattr(self._inner, name)(*args, **kwargs)
@@ -215,9 +217,10 @@ async def test_a_connection_lost_before_commit_is_retried_even_when_not_idempote
         assert row is not None and row["upload_count"] == 2
 
 
-async def test_a_statement_timeout_is_not_retried(stack: Stack) -> None:
+@pytest.mark.parametrize("fault", ["statement_timeout", "statement_cancelled"])
+async def test_a_statement_timeout_is_not_retried(stack: Stack, fault: str) -> None:
     async with _repository(stack) as (repo, pool):
-        pool.faults.armed.append("statement_timeout")
+        pool.faults.armed.append(fault)
         before = pool.faults.statements
         with pytest.raises(Unavailable) as raised:
             await repo.ping()
