@@ -553,7 +553,11 @@ class CatalogRepository:
     async def _registered_by(
         connection: Connection, tenant_id: uuid.UUID, new: NewAsset
     ) -> Record | None:
-        """The job a registration with this request id and these bytes already created."""
+        """The job a registration with this request id and these bytes already created.
+
+        Found through the one live asset with these bytes (assets_tenant_content), then
+        its jobs (jobs_asset): no index on the request id is needed.
+        """
         if not new.request_id:
             return None
         return await connection.fetchrow(
