@@ -364,16 +364,19 @@ def _colour_key_as_alpha(image: Image.Image, data: bytes) -> Image.Image:
 
 
 def _rgb16_key(data: bytes, key: tuple[int, int, int], size: tuple[int, int]) -> NDArray[np.bool_]:
-    """Which pixels of a 16-bit RGB PNG equal `key`, compared on the 16-bit samples."""
+    """Which pixels of a 16-bit RGB PNG equal `key`, compared on the 16-bit samples
+    (Pillow has no 16-bit RGB mode), read by libvips."""
     loaded = vips().Image.pngload_buffer(bytes(data), access="sequential", fail=True)
-    if (loaded.width, loaded.height) != size or loaded.bands != 3 or loaded.format != "ushort":
-        # libvips applied the key itself (it reads tRNS into an alpha band)
-        if loaded.bands == 4 and (loaded.width, loaded.height) == size:
-            alpha = np.frombuffer((loaded[3] == 0).write_to_memory(), dtype=np.uint8)
-            return alpha.reshape(size[1], size[0]) > 0
-        raise ValueError(f"16-bit RGB PNG read as {loaded.bands} bands of {loaded.format}")
-    samples = np.frombuffer(loaded.write_to_memory(), dtype=np.uint16)
-    matched: NDArray[np.bool_] = (samples.reshape(size[1], size[0], 3) == np.array(key)).all(axis=2)
+    width, height = size
+    if (loaded.width, loaded.height) != size or loaded.format != "ushort":
+        raise ValueError(f"libvips read the PNG as {loaded.width}x{loaded.height} {loaded.format}")
+    if loaded.bands == 4:  # libvips applies the key itself: tRNS becomes an alpha band
+        alpha = np.frombuffer((loaded[3] == 0).write_to_memory(), dtype=np.uint8)
+        return alpha.reshape(height, width) > 0
+    if loaded.bands != 3:
+        raise ValueError(f"libvips read a 16-bit RGB PNG as {loaded.bands} bands")
+    samples = np.frombuffer(loaded.write_to_memory(), dtype=np.uint16).reshape(height, width, 3)
+    matched: NDArray[np.bool_] = (samples == np.array(key)).all(axis=2)
     return matched
 
 
@@ -415,11 +418,11 @@ def decode_untrusted(
         size = image.size
         frames = _count_frames(image, data)
         if boxes and pillow_format in _EXIF_AT_OPEN:
-            full = oriented_size(size, exif_orientation(image))
+            turned = exif_orientation(image) in (5, 6, 7, 8)
+            full = (size[1], size[0]) if turned else size
             fitted = [fit_within(*full, *box) for box in boxes]
             target = (max(w for w, _ in fitted), max(h for _, h in fitted))
-            swapped = full != size
-            image.draft(draft_mode, (target[1], target[0]) if swapped else target)
+            image.draft(draft_mode, (target[1], target[0]) if turned else target)
         image.load()
         orientation = exif_orientation(image)
         if is_cut(data):
