@@ -62,7 +62,8 @@ def png_header(data: bytes) -> PngHeader | None:
 
 
 def _gif_whole(data: bytes) -> bool:
-    """Walk a GIF's blocks (GIF89a, section 18-27) to its trailer."""
+    """Walk a GIF's blocks (GIF89a, sections 18-27) to its trailer: whole unless a block
+    runs past the end of the data."""
     if len(data) < 13:
         return False
     position = 13
@@ -95,7 +96,9 @@ def _gif_whole(data: bytes) -> bool:
             return True  # garbage after the last frame: nothing of the image is missing
         if position < 0:
             return False
-    return False
+    # Every block is complete and only the trailer is missing, which several encoders
+    # omit and every viewer accepts: nothing of the image is lost.
+    return position == len(data)
 
 
 def _riff_whole(data: bytes) -> bool:

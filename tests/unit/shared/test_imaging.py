@@ -191,13 +191,14 @@ def test_a_multi_frame_file_cut_anywhere_is_truncated(
     IMAGE_TRUNCATED, whether Pillow fails at open, counting frames (IndexError,
     struct.error, TypeError), decoding, or not at all (a GIF whose later frames are
     missing decodes its first frame fine). A TIFF's last 9 bytes are spared: Pillow's
-    TIFF writer pads up to 8 bytes that no directory refers to after its last value;
-    every other format also loses just its last byte (a GIF's trailer, a PNG's CRC)."""
+    TIFF writer pads up to 8 bytes that no directory refers to after its last value.
+    A PNG or WebP also loses just its last byte, a GIF its last two (the last frame's
+    block terminator and the trailer: a GIF missing only its trailer is whole)."""
     data = _multi_frame(pillow_format, **options)
     path = tmp_path / "cut"
     ends = list(np.linspace(40, len(data) - 9, 60).astype(int))
     if pillow_format != "TIFF":
-        ends.append(len(data) - 1)
+        ends.append(len(data) - (2 if pillow_format == "GIF" else 1))
     for end in ends:
         cut = data[:end]
         path.write_bytes(cut)
@@ -206,6 +207,13 @@ def test_a_multi_frame_file_cut_anywhere_is_truncated(
         refusal = _refusal(lambda: load_srgb(io.BytesIO(cut), MAX_PIXELS))  # noqa: B023
         assert refusal.reason == "IMAGE_TRUNCATED", (end, refusal.message)
     assert inspect_image(_written(tmp_path / "whole", data), MAX_PIXELS).frame_count == 4
+
+
+def test_a_gif_without_its_trailer_is_whole(tmp_path: Path) -> None:
+    data = _multi_frame("GIF")
+    assert data.endswith(b"\x00;")
+    facts = inspect_image(_written(tmp_path / "no-trailer.gif", data[:-1]), MAX_PIXELS)
+    assert facts.frame_count == 4
 
 
 def _written(path: Path, data: bytes) -> Path:
