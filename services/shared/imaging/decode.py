@@ -318,7 +318,7 @@ def _count_frames(image: Image.Image, data: bytes) -> int:
     return frames
 
 
-def _colour_key_as_alpha(image: Image.Image, data: bytes) -> Image.Image:
+def _colour_key_as_alpha(image: Image.Image, data: bytes, label: str) -> Image.Image:
     """A PNG colour key (tRNS on a grey or RGB image) as an alpha channel.
 
     Pixels equal to the key are transparent. The comparison is made at the file's own
@@ -350,7 +350,8 @@ def _colour_key_as_alpha(image: Image.Image, data: bytes) -> Image.Image:
         if depth == 8:
             transparent = (np.asarray(image) == np.array(key3)).all(axis=2)
         else:
-            transparent = _rgb16_key(data, key3, image.size)
+            with _untrusted(label, data):
+                transparent = _rgb16_key(data, key3, image.size)
     if transparent is None or not transparent.any():
         return image
     alpha = Image.fromarray(np.where(transparent, 0, 255).astype(np.uint8), mode="L")
@@ -427,7 +428,9 @@ def decode_untrusted(
         orientation = exif_orientation(image)
         if is_cut(data):
             raise EOFError("the container ends early")
-        decoded = _colour_key_as_alpha(image, data) if pillow_format == "PNG" else image
+    # Pixels in memory from here on: only a 16-bit RGB key reads the bytes again, in
+    # its own guard, so a mistake in this code is not taken for a corrupt file.
+    decoded = _colour_key_as_alpha(image, data, label) if pillow_format == "PNG" else image
     return Decoded(decoded, pillow_format, size, orientation, frames)
 
 
