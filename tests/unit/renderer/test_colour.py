@@ -6,6 +6,7 @@ import importlib
 import io
 import json
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +275,45 @@ def test_a_sixteen_bit_colour_key_is_compared_on_sixteen_bits() -> None:
     assert outside.sum() > 0, "the sample must hold pixels that only look like the key"
     assert (ours[outside] == reduced[outside]).all()
     assert (ours[keyed] == 255).all()
+
+
+def _grey_png(samples: NDArray[np.uint8], depth: int, key: int) -> bytes:
+    """A greyscale PNG of `samples` (values below 2**depth) at `depth` bits, packed
+    big-end first as the PNG spec packs them, with a tRNS colour key."""
+    per_byte = 8 // depth
+    height, width = samples.shape
+    padded = np.zeros((height, -(-width // per_byte) * per_byte), dtype=np.uint8)
+    padded[:, :width] = samples
+    groups = padded.reshape(height, -1, per_byte)
+    shifts = np.arange(per_byte - 1, -1, -1, dtype=np.uint8) * depth
+    packed = (groups << shifts).sum(axis=2).astype(np.uint8)
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload)
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    raw = b"".join(b"\x00" + row.tobytes() for row in packed)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0))
+        + chunk(b"tRNS", struct.pack(">H", key))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4, 8])
+def test_a_low_bit_depth_grey_key_is_compared_as_stored(depth: int) -> None:
+    """Pillow scales 1-4 bit grey samples to 8 bits but reports the key unscaled (and a
+    1-bit key scaled): the key must be matched against the stored values, as libvips
+    does, for every depth."""
+    top = (1 << depth) - 1
+    rng = np.random.default_rng(depth)
+    samples = rng.integers(0, top + 1, (24, 37), dtype=np.uint8)
+    key = top // 2 if depth > 1 else 0
+    data = _grey_png(samples, depth, key)
+    ours = np.asarray(load_srgb(io.BytesIO(data), MAX_PIXELS)[0])
+    reference = _libvips_reference(data)
+    assert (samples == key).any() and (samples != key).any()
+    assert (ours == reference).all()
+    assert (ours[samples == key] == 255).all()
