@@ -367,7 +367,8 @@ def _colour_key_as_alpha(image: Image.Image, data: bytes, label: str) -> Image.I
 def _rgb16_key(data: bytes, key: tuple[int, int, int], size: tuple[int, int]) -> NDArray[np.bool_]:
     """Which pixels of a 16-bit RGB PNG equal `key`, compared on the 16-bit samples
     (Pillow has no 16-bit RGB mode), read by libvips."""
-    loaded = vips().Image.pngload_buffer(bytes(data), access="sequential", fail=True)
+    # Pillow has already decoded these bytes whole: libvips need not be stricter.
+    loaded = vips().Image.pngload_buffer(bytes(data), access="sequential")
     width, height = size
     if (loaded.width, loaded.height) != size or loaded.format != "ushort":
         raise ValueError(f"libvips read the PNG as {loaded.width}x{loaded.height} {loaded.format}")
