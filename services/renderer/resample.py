@@ -14,11 +14,9 @@ thread: the renderer already runs one worker process per core.
 
 from __future__ import annotations
 
-import importlib
-from functools import cache
-from typing import Any
-
 from PIL import Image
+
+from services.shared.imaging.vips import vips as _vips
 
 __all__ = ["downscale"]
 
@@ -28,15 +26,6 @@ _BANDS = {"L": 1, "RGB": 3}
 # about 333); beyond this factor, rare and cheap (the output is tiny), Pillow's
 # resampler, the same kernel, does the work.
 _MAX_VIPS_FACTOR = 100.0
-
-
-@cache
-def _vips() -> Any:
-    # Deferred: importing loads libvips, which only the worker processes that render need.
-    pyvips = importlib.import_module("pyvips")  # untyped
-    pyvips.concurrency_set(1)
-    pyvips.cache_set_max(0)  # each call sees new pixels; caching would only hold memory
-    return pyvips
 
 
 def downscale(image: Image.Image, size: tuple[int, int]) -> Image.Image:

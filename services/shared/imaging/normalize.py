@@ -12,16 +12,16 @@ from functools import cache
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 from PIL import Image, ImageCms
 
 from services.shared.imaging.decode import (
     apply_orientation,
-    exif_orientation,
+    decode_untrusted,
+    fit_within,
     flatten_to_rgb,
-    open_untrusted,
-    oriented_size,
+    wide_grey_to_8bit,
 )
+from services.shared.imaging.vips import vips
 
 __all__ = ["fit_within", "load_srgb", "to_srgb"]
 
@@ -33,12 +33,35 @@ def _srgb() -> ImageCms.ImageCmsProfile:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
-def _to_8bit(image: Image.Image) -> Image.Image:
-    """16-bit and 32-bit greys: scale to 8 bits (Pillow's convert would clip)."""
-    pixels = np.asarray(image, dtype=np.float64)
-    top = 65535.0 if image.mode.startswith("I;16") or pixels.max(initial=0) > 255 else 255.0
-    scaled = np.clip(pixels * (255.0 / top), 0, 255).round().astype(np.uint8)
-    return Image.fromarray(scaled, mode="L")
+@cache
+def _default_cmyk() -> ImageCms.ImageCmsProfile:
+    """The CMYK profile libvips assumes for CMYK pixels that carry none.
+
+    It is libvips' built-in ``cmyk`` profile ("Chemical proof", made by Graeme W. Gill
+    with ArgyllCMS and released by him into the public domain), taken from the libvips
+    that pyvips-binary ships: the same bytes libvips, and so sharp, use, with the
+    version pinned in constraints.txt; no profile file is kept in this repository.
+    """
+    return ImageCms.ImageCmsProfile(
+        io.BytesIO(bytes(vips().Operation.call("profile_load", "cmyk")))
+    )
+
+
+def _untagged_cmyk_to_srgb(image: Image.Image) -> Image.Image:
+    """CMYK without a usable profile, through the standard one.
+
+    Relative colorimetric without black-point compensation, as libvips converts it
+    (its ``icc_transform`` default): the naive formula Pillow's convert uses is about
+    ΔE76 8 away on photos.
+    """
+    converted = ImageCms.profileToProfile(
+        image,
+        _default_cmyk(),
+        _srgb(),
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        outputMode="RGB",
+    )
+    return converted if converted is not None else image.convert("RGB")
 
 
 def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
@@ -71,25 +94,25 @@ def _apply_icc(image: Image.Image, icc: bytes) -> Image.Image:
 
 
 def to_srgb(image: Image.Image) -> Image.Image:
-    """8-bit sRGB RGB: ICC converted, CMYK/palette/16-bit converted, alpha onto white."""
+    """8-bit sRGB RGB: ICC converted, CMYK/palette/16-bit converted, alpha onto white.
+
+    CMYK without a profile goes through libvips' standard CMYK profile; a PNG colour
+    key has already become an alpha channel (``decode.decode_untrusted``).
+    """
     icc = image.info.get("icc_profile")
     if image.mode in _WIDE_MODES:
-        image = _to_8bit(image)
+        image = wide_grey_to_8bit(image)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode == "PA":
         image = image.convert("RGBA")
     if icc and image.mode in ("RGB", "RGBA", "L", "LA", "CMYK"):
         image = _apply_icc(image, icc)
+    if image.mode == "CMYK":  # no profile, or one that does not fit CMYK
+        image = _untagged_cmyk_to_srgb(image)
     if image.mode not in ("RGB", "RGBA", "L", "LA"):
         image = image.convert("RGB")  # CMYK without a profile, YCbCr, 1-bit, ...
     return flatten_to_rgb(image)
-
-
-def fit_within(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
-    """Size that fits the box, keeps the aspect ratio, never upscales, never hits 0 px."""
-    scale = min(max_width / width, max_height / height, 1.0)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def load_srgb(
@@ -102,12 +125,5 @@ def load_srgb(
     a 24 MP photo is never materialised at full size). Returns the image and the
     oriented size of the full original.
     """
-    image = open_untrusted(source, max_pixels)
-    orientation = exif_orientation(image)
-    full = oriented_size(image.size, orientation)
-    if boxes and image.format in ("JPEG", "MPO"):
-        fitted = [fit_within(*full, *box) for box in boxes]
-        target = (max(w for w, _ in fitted), max(h for _, h in fitted))
-        image.draft("RGB", target if orientation < 5 else (target[1], target[0]))
-    image.load()
-    return to_srgb(apply_orientation(image, orientation)), full
+    decoded = decode_untrusted(source, max_pixels, draft_mode="RGB", boxes=boxes)
+    return to_srgb(apply_orientation(decoded.image, decoded.orientation)), decoded.oriented_size
