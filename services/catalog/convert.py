@@ -126,6 +126,8 @@ def attempt_message(row: Record) -> common_pb2.JobAttempt:
         error=row["error"],
         worker=row["worker"],
         transient=row["transient"],
+        repeats=row.get("repeats", 1),
+        first_end_time=timestamp(row.get("first_finished_at")),
     )
 
 

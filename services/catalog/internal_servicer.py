@@ -37,6 +37,7 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
         self._repo = repo
         self._authenticator = authenticator
         self._threshold = settings.similarity_threshold
+        self._delivery_limit = settings.delivery_limit
 
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: object
@@ -124,18 +125,34 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
             lease=_lease(request.lease_seconds),
             min_age=dt.timedelta(seconds=request.min_age_seconds),
             owner=request.owner,
+            stuck_after=(
+                dt.timedelta(seconds=request.stuck_after_seconds)
+                if request.stuck_after_seconds
+                else None
+            ),
         )
         return pb.ClaimUnpublishedJobsResponse(render_requests=await self._with_attempts(rows))
 
     async def ClaimRenderJobs(
         self, request: pb.ClaimRenderJobsRequest, context: object
     ) -> pb.ClaimRenderJobsResponse:
-        rows = await self._repo.claim_for_render(
+        claimed = await self._repo.claim_for_render(
             limit=min(request.limit or 1, _MAX_CLAIM),
             lease=_lease(request.lease_seconds),
             owner=request.owner,
+            delivery_limit=self._delivery_limit,
         )
-        return pb.ClaimRenderJobsResponse(render_requests=await self._with_attempts(rows))
+        # Past the limit: poison, as the work queue dead-letters an over-delivered
+        # message. Should this fail, the next claim finds them again.
+        for over in await self._with_attempts(claimed.over_limit):
+            await self._repo.record_poison(
+                uuid.UUID(over.job_id),
+                "delivery_limit",
+                f"claimed {self._delivery_limit + 1} times without an attempt being settled "
+                "(the renderer crashed or was killed each time)",
+                over.SerializeToString(),
+            )
+        return pb.ClaimRenderJobsResponse(render_requests=await self._with_attempts(claimed.jobs))
 
     async def _with_attempts(self, rows: list[Record]) -> list[events_pb2.RenderRequest]:
         """Render requests carrying the failed attempts of their current budget."""
@@ -202,8 +219,9 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
     async def FailJobAttempt(
         self, request: pb.FailJobAttemptRequest, context: object
     ) -> pb.FailJobAttemptResponse:
+        job_id = parse_uuid(request.job_id, "job_id")
         row = await self._repo.fail_attempt(
-            parse_uuid(request.job_id, "job_id"),
+            job_id,
             request.attempt,
             request.error[:4000],
             transient=request.transient,
@@ -212,10 +230,23 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
                 if request.retry_after_seconds
                 else None
             ),
+            # Should this failure spend the budget, the catalog records the poison
+            # job itself; this is its replayable request.
+            poison_request=b""
+            if request.transient
+            else await self._poison_request(job_id, request),
         )
         if row is None:
             raise NotFound(f"no job {request.job_id}", reason="JOB_NOT_FOUND")
         return pb.FailJobAttemptResponse(job=convert.job_message(row))
+
+    async def _poison_request(self, job_id: uuid.UUID, failed: pb.FailJobAttemptRequest) -> bytes:
+        row = await self._repo.render_request_row(job_id)
+        if row is None:
+            return b""
+        (message,) = await self._with_attempts([row])
+        message.attempts.add(attempt=failed.attempt, error=failed.error[:2000])
+        return message.SerializeToString()
 
     async def RecordPoisonJob(
         self, request: pb.RecordPoisonJobRequest, context: object

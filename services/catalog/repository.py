@@ -20,15 +20,24 @@ from typing import ParamSpec, TypeAlias, TypeVar
 
 import asyncpg
 
+from services.catalog.lifecycle import (
+    CLAIMABLE,
+    IN_FLIGHT,
+    STUCK_CANDIDATES,
+    TERMINAL,
+    sql_list,
+)
 from services.catalog.similarity import probes
 from services.shared.deadlines import time_remaining
 from services.shared.errors import DeadlineExceeded, ImagepipeError, InvalidArgument, Unavailable
 from services.shared.logs import get_logger
+from services.shared.retry_policy import DEFAULT_POLICY, RetryPolicy
 
 __all__ = [
     "AssetRegistration",
     "AttemptStart",
     "CatalogRepository",
+    "Claimed",
     "ContentLock",
     "NewAsset",
     "RenditionRow",
@@ -50,12 +59,11 @@ _C = TypeVar("_C")
 Record = asyncpg.Record
 # A running job whose lease expired this long ago has lost its renderer.
 ABANDONED_AFTER = dt.timedelta(seconds=30)
-# The longest retry delay: a retrying job is due by then.
-LONGEST_BACKOFF = dt.timedelta(seconds=8)
 # What a pool hands out; it behaves as a Connection.
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
-# Terminal job states; nothing moves a job out of them except a poison replay.
+_TERMINAL = sql_list(TERMINAL)
+_IN_FLIGHT = sql_list(IN_FLIGHT)
 _ASSET_COLUMNS = """
     a.id, a.tenant_id, a.status, a.content_hash, a.perceptual_hash, a.filename,
     a.declared_content_type, a.content_type, a.format, a.width, a.height, a.size_bytes,
@@ -67,6 +75,10 @@ _ASSET_COLUMNS = """
 _JOB_COLUMNS = """
     j.id, j.tenant_id, j.asset_id, j.state, j.attempts, j.last_error, j.request_id,
     j.created_at, j.updated_at, j.published_at, j.finished_at
+"""
+_ATTEMPT_COLUMNS = """
+    t.job_id, t.attempt, t.worker, t.started_at, t.finished_at, t.error, t.transient,
+    t.repeats, t.first_finished_at
 """
 _RENDER_REQUEST_COLUMNS = """
     j.id AS job_id, j.tenant_id, j.asset_id, j.request_id, j.created_at,
@@ -116,6 +128,14 @@ class AssetRegistration:
     created: bool
     job: Record | None
     deferred: bool = False  # the tenant is at its in-flight limit: the relay publishes it
+
+
+@dataclass(frozen=True)
+class Claimed:
+    jobs: list[Record]  # leased to the caller (render request columns)
+    # Jobs past the delivery limit (render request columns): the caller records
+    # each as poison (delivery_limit) instead of running it.
+    over_limit: list[Record]
 
 
 @dataclass(frozen=True)
@@ -349,8 +369,15 @@ _database_methods(ContentLock, retry=False)
 
 @_database_methods
 class CatalogRepository:
-    def __init__(self, pool: asyncpg.Pool, *, tenant_max_in_flight: int = 0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        tenant_max_in_flight: int = 0,
+        policy: RetryPolicy = DEFAULT_POLICY,
+    ) -> None:
         self._pool = pool
+        self._policy = policy
         # Render jobs one tenant may have on the broker at once (0: no limit).
         self._tenant_max_in_flight = tenant_max_in_flight
 
@@ -705,9 +732,8 @@ class CatalogRepository:
         self, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]
     ) -> list[Record]:
         return await self._pool.fetch(
-            """
-            SELECT t.job_id, t.attempt, t.worker, t.started_at, t.finished_at, t.error,
-                   t.transient
+            f"""
+            SELECT {_ATTEMPT_COLUMNS}
             FROM job_attempts t JOIN jobs j ON j.id = t.job_id
             WHERE j.tenant_id = $1 AND t.job_id = ANY($2::uuid[])
             ORDER BY t.job_id, t.attempt
@@ -745,13 +771,23 @@ class CatalogRepository:
             )
 
     async def claim_unpublished(
-        self, *, limit: int, lease: dt.timedelta, min_age: dt.timedelta, owner: str
+        self,
+        *,
+        limit: int,
+        lease: dt.timedelta,
+        min_age: dt.timedelta,
+        owner: str,
+        stuck_after: dt.timedelta | None = None,
     ) -> list[Record]:
         """Lease jobs for a relay to publish (one relay per job at a time).
 
         Pending jobs the broker never confirmed (once their not-before time has come),
         and jobs whose attempt was abandoned: running, with a lease that expired
-        ABANDONED_AFTER ago, so no renderer holds them any more.
+        ABANDONED_AFTER ago, so no renderer holds them any more. With `stuck_after`
+        also queued or retrying jobs that made no progress for that long: their
+        message is presumed lost (a purged or re-declared work queue, a lost broker
+        volume, a retry whose delay-queue publish never happened). Publishing one
+        again is harmless: a finished job is skipped, and attempts are fenced.
         """
         async with self._transaction() as connection:
             # Fair share: a tenant with `tenant_max_in_flight` jobs already on the broker
@@ -759,10 +795,10 @@ class CatalogRepository:
             # oldest job, then every tenant's second, ...), so one tenant's backlog of
             # thousands waits here, not in the queue ahead of everyone else.
             candidates = await connection.fetch(
-                """
+                f"""
                 WITH in_flight AS (
                     SELECT tenant_id, count(*) AS n FROM jobs
-                    WHERE state IN ('queued', 'running', 'retrying')
+                    WHERE state IN ({_IN_FLIGHT})
                     GROUP BY tenant_id
                 ), ready AS (
                     SELECT id, tenant_id, coalesce(not_before, created_at) AS due,
@@ -783,11 +819,15 @@ class CatalogRepository:
                 limit,
                 self._tenant_max_in_flight,
             )
+            # Stuck jobs already count as in flight: republishing them takes no turn.
             ids = await connection.fetch(
-                """
+                f"""
                 SELECT id FROM jobs
                 WHERE (id = ANY($1::uuid[]) AND state = 'pending')
                    OR (state = 'running' AND lease_expires_at < clock_timestamp() - $3::interval)
+                   OR ($4::interval IS NOT NULL AND state IN ({sql_list(STUCK_CANDIDATES)})
+                       AND updated_at < clock_timestamp() - $4::interval
+                       AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp()))
                 ORDER BY coalesce(not_before, created_at)
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
@@ -795,6 +835,7 @@ class CatalogRepository:
                 [r["id"] for r in candidates],
                 limit,
                 ABANDONED_AFTER,
+                stuck_after,
             )
             job_ids = [r["id"] for r in ids]
             # An abandoned attempt goes back to the outbox, like a job never published.
@@ -806,14 +847,20 @@ class CatalogRepository:
             return await self._lease(connection, job_ids, lease, owner)
 
     async def claim_for_render(
-        self, *, limit: int, lease: dt.timedelta, owner: str
-    ) -> list[Record]:
-        """Lease runnable jobs for a renderer working without the broker."""
+        self, *, limit: int, lease: dt.timedelta, owner: str, delivery_limit: int
+    ) -> Claimed:
+        """Lease runnable jobs for a renderer working without the broker.
+
+        Each claim counts as a delivery until an attempt of the job is settled (its
+        failure recorded), as the work queue counts redeliveries: a job whose original
+        kills its renderer is claimed again after every lease expiry, and after
+        `delivery_limit` such claims it is over the limit and not claimed again.
+        """
         async with self._transaction() as connection:
-            ids = await connection.fetch(
-                """
-                SELECT id FROM jobs
-                WHERE state IN ('pending', 'queued', 'retrying', 'running')
+            rows = await connection.fetch(
+                f"""
+                SELECT id, deliveries > $3 AS over_limit FROM jobs
+                WHERE state IN ({sql_list(CLAIMABLE)})
                   AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
                   AND coalesce(not_before, '-infinity') <= clock_timestamp()
                   -- a retrying job's next attempt waits in a delay queue the broker
@@ -824,16 +871,26 @@ class CatalogRepository:
                 FOR UPDATE SKIP LOCKED
                 """,
                 limit,
-                LONGEST_BACKOFF,
+                self._policy.longest_backoff,
+                delivery_limit,
             )
-            return await self._lease(connection, [r["id"] for r in ids], lease, owner)
+            over = [r["id"] for r in rows if r["over_limit"]]
+            claimed = [r["id"] for r in rows if not r["over_limit"]]
+            if claimed:
+                await connection.execute(
+                    "UPDATE jobs SET deliveries = deliveries + 1 WHERE id = ANY($1::uuid[])",
+                    claimed,
+                )
+            return Claimed(
+                jobs=await self._lease(connection, claimed, lease, owner),
+                over_limit=await self._request_rows(connection, over),
+            )
 
     async def failed_attempts(self, job_ids: Sequence[uuid.UUID]) -> list[Record]:
-        """Failed attempts of these jobs that count towards their current budget."""
+        """Failed attempts of these jobs since their budget was last renewed."""
         return await self._pool.fetch(
-            """
-            SELECT t.job_id, t.attempt, t.worker, t.started_at, t.finished_at, t.error,
-                   t.transient
+            f"""
+            SELECT {_ATTEMPT_COLUMNS}
             FROM job_attempts t JOIN jobs j ON j.id = t.job_id
             WHERE t.job_id = ANY($1::uuid[]) AND t.outcome = 'failed'
               AND t.started_at >= j.budget_since
@@ -858,6 +915,12 @@ class CatalogRepository:
             owner,
             lease,
         )
+        return await CatalogRepository._request_rows(connection, job_ids)
+
+    @staticmethod
+    async def _request_rows(connection: Connection, job_ids: list[uuid.UUID]) -> list[Record]:
+        if not job_ids:
+            return []
         return await connection.fetch(
             f"SELECT {_RENDER_REQUEST_COLUMNS} FROM jobs j JOIN assets a "
             "ON a.id = j.asset_id AND a.tenant_id = j.tenant_id "
@@ -880,7 +943,7 @@ class CatalogRepository:
                 UPDATE jobs j SET state = 'running', attempts = attempts + 1,
                     updated_at = clock_timestamp(), lease_owner = $2,
                     lease_expires_at = clock_timestamp() + $3::interval, not_before = NULL
-                WHERE j.id = $1 AND j.state NOT IN ('done', 'dead')
+                WHERE j.id = $1 AND j.state NOT IN ({_TERMINAL})
                 RETURNING {_JOB_COLUMNS}
                 """,
                 job_id,
@@ -991,31 +1054,70 @@ class CatalogRepository:
         *,
         transient: bool,
         retry_after: dt.timedelta | None,
+        poison_request: bytes = b"",
     ) -> Record | None:
-        """Close a failed attempt. With `retry_after` the job goes back to the outbox."""
+        """Close a failed attempt. With `retry_after` the job goes back to the outbox.
+
+        The failure settles the job's deliveries. A transient failure right after
+        another is folded into that one's row (a count and the first end time), so
+        a long outage leaves one row, not one per retry. A failure that spends the
+        retry budget makes the job poison here, in the same transaction, with
+        `poison_request` as its replayable request: the job is given up whether or
+        not the renderer's own give-up call reaches the catalog afterwards.
+        """
         async with self._transaction() as connection:
+            previous = await connection.fetchrow(
+                "SELECT attempt, repeats, finished_at, first_finished_at FROM job_attempts "
+                "WHERE job_id = $1 AND attempt < $2 AND outcome = 'failed' AND transient "
+                "AND attempt = (SELECT max(attempt) FROM job_attempts "
+                "               WHERE job_id = $1 AND attempt < $2)",
+                job_id,
+                attempt,
+            )
+            folded = transient and previous is not None
             await connection.execute(
                 "UPDATE job_attempts SET finished_at = coalesce(finished_at, clock_timestamp()), "
-                "outcome = 'failed', error = $3, transient = $4 WHERE job_id = $1 AND attempt = $2",
+                "outcome = 'failed', error = $3, transient = $4, repeats = $5, "
+                "first_finished_at = $6 WHERE job_id = $1 AND attempt = $2",
                 job_id,
                 attempt,
                 error,
                 transient,
+                previous["repeats"] + 1 if folded and previous else 1,
+                (previous["first_finished_at"] or previous["finished_at"])
+                if folded and previous
+                else None,
             )
-            await connection.execute(
-                """
+            if folded and previous:
+                await connection.execute(
+                    "DELETE FROM job_attempts WHERE job_id = $1 AND attempt = $2",
+                    job_id,
+                    previous["attempt"],
+                )
+            job = await connection.fetchrow(
+                f"""
                 UPDATE jobs SET
                     state = CASE WHEN $3::interval IS NULL THEN 'retrying' ELSE 'pending' END,
                     not_before = clock_timestamp() + $3::interval,
                     last_error = $2, lease_owner = NULL, lease_expires_at = NULL,
-                    updated_at = clock_timestamp()
-                WHERE id = $1 AND state NOT IN ('done', 'dead') AND attempts = $4
+                    deliveries = 0, updated_at = clock_timestamp()
+                WHERE id = $1 AND state NOT IN ({_TERMINAL}) AND attempts = $4
+                RETURNING id, tenant_id, asset_id, state
                 """,
                 job_id,
                 error,
                 retry_after,
                 attempt,
             )
+            if job is not None and not transient:
+                failures = await connection.fetchval(
+                    "SELECT count(*) FROM job_attempts t JOIN jobs j ON j.id = t.job_id "
+                    "WHERE t.job_id = $1 AND t.outcome = 'failed' AND NOT t.transient "
+                    "AND t.started_at >= j.budget_since",
+                    job_id,
+                )
+                if self._policy.spent(int(failures or 0)):
+                    await self._poison(connection, job, "retries_exhausted", error, poison_request)
             return await connection.fetchrow(
                 f"SELECT {_JOB_COLUMNS} FROM jobs j WHERE j.id = $1", job_id
             )
@@ -1030,45 +1132,53 @@ class CatalogRepository:
             )
             if job is None:
                 return None
-            existing = await connection.fetchrow(
-                "SELECT * FROM poison_jobs WHERE job_id = $1 AND replayed_at IS NULL", job_id
-            )
-            if existing is not None:
-                return existing
-            if job["state"] == "done":
-                # A late dead letter of a job another delivery completed: nothing to record.
-                return None
-            await connection.execute(
-                "UPDATE jobs SET state = 'dead', last_error = $2, lease_owner = NULL, "
-                "lease_expires_at = NULL, updated_at = clock_timestamp(), "
-                "finished_at = clock_timestamp() WHERE id = $1",
-                job_id,
-                error,
-            )
-            await connection.execute(
-                "UPDATE job_attempts SET finished_at = clock_timestamp(), outcome = 'failed', "
-                "error = CASE WHEN error = '' THEN $2 ELSE error END "
-                "WHERE job_id = $1 AND finished_at IS NULL",
-                job_id,
-                error,
-            )
-            await connection.execute(
-                "UPDATE assets SET status = 'failed', updated_at = clock_timestamp() "
-                "WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
-                job["asset_id"],
-                job["tenant_id"],
-            )
-            return await connection.fetchrow(
-                "INSERT INTO poison_jobs (id, tenant_id, job_id, asset_id, reason, error, request) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
-                uuid.uuid4(),
-                job["tenant_id"],
-                job_id,
-                job["asset_id"],
-                reason,
-                error,
-                request,
-            )
+            return await self._poison(connection, job, reason, error, request)
+
+    @staticmethod
+    async def _poison(
+        connection: Connection, job: Record, reason: str, error: str, request: bytes
+    ) -> Record | None:
+        """Under the job's row lock: the open poison job, recorded once."""
+        job_id = job["id"]
+        existing = await connection.fetchrow(
+            "SELECT * FROM poison_jobs WHERE job_id = $1 AND replayed_at IS NULL", job_id
+        )
+        if existing is not None:
+            return existing
+        if job["state"] == "done":
+            # A late dead letter of a job another delivery completed: nothing to record.
+            return None
+        await connection.execute(
+            "UPDATE jobs SET state = 'dead', last_error = $2, lease_owner = NULL, "
+            "lease_expires_at = NULL, updated_at = clock_timestamp(), "
+            "finished_at = clock_timestamp() WHERE id = $1",
+            job_id,
+            error,
+        )
+        await connection.execute(
+            "UPDATE job_attempts SET finished_at = clock_timestamp(), outcome = 'failed', "
+            "error = CASE WHEN error = '' THEN $2 ELSE error END "
+            "WHERE job_id = $1 AND finished_at IS NULL",
+            job_id,
+            error,
+        )
+        await connection.execute(
+            "UPDATE assets SET status = 'failed', updated_at = clock_timestamp() "
+            "WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+            job["asset_id"],
+            job["tenant_id"],
+        )
+        return await connection.fetchrow(
+            "INSERT INTO poison_jobs (id, tenant_id, job_id, asset_id, reason, error, request) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            uuid.uuid4(),
+            job["tenant_id"],
+            job_id,
+            job["asset_id"],
+            reason,
+            error,
+            request,
+        )
 
     async def delete_asset(self, tenant_id: uuid.UUID, asset_id: uuid.UUID) -> Record | None:
         """Soft delete (idempotent). None when the tenant has no such asset."""
@@ -1249,7 +1359,8 @@ class CatalogRepository:
                 await connection.execute(
                     "UPDATE jobs SET state = 'pending', not_before = NULL, last_error = '', "
                     "lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL, "
-                    "budget_since = clock_timestamp(), updated_at = clock_timestamp() "
+                    "deliveries = 0, budget_since = clock_timestamp(), "
+                    "updated_at = clock_timestamp() "
                     "WHERE id = $1 AND tenant_id = $2 AND state = 'dead'",
                     poison["job_id"],
                     tenant_id,

@@ -5,6 +5,19 @@ down, timeout, crash between commit and publish) leaves its job `pending`; the
 relay leases such jobs from catalog (FOR UPDATE SKIP LOCKED, so any number of
 ingest replicas share the work), publishes them with confirms and marks them
 published. A job published twice is harmless: consumers are idempotent on job id.
+
+It is also the reconciler. Nothing else revisits a job once its message is on the
+broker, so a job `queued` or `retrying` whose message is gone (the work queue purged
+or re-declared, a lost broker volume, a retry whose delay-queue publish never
+happened) would wait forever, and with it, through the fair share, every later job of
+its tenant. Every RECONCILE_SECONDS, when the work queue holds no ready message, the
+relay also claims jobs that made no progress for longer than the longest retry delay
+plus STUCK_MARGIN_SECONDS, and publishes them again. Their messages cannot be waiting
+in the work queue (it is empty) nor in a delay queue (the longest delay has passed),
+and should one still be somewhere, the duplicate is harmless: a finished job is
+skipped and attempts are fenced. The empty-queue condition keeps a backlog that
+merely takes long to drain from being published twice. This lives here rather than
+in catalog because it needs the broker: to publish, and to see the queue's depth.
 """
 
 from __future__ import annotations
@@ -13,6 +26,8 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from prometheus_client import Counter
@@ -20,17 +35,31 @@ from prometheus_client import Counter
 from imagepipe.v1 import events_pb2
 from services.shared.errors import ImagepipeError
 from services.shared.logs import get_logger, request_id_var
+from services.shared.retry_policy import DEFAULT_POLICY
 
-__all__ = ["OutboxRelay"]
+__all__ = ["RECONCILE_SECONDS", "STUCK_AFTER_SECONDS", "OutboxRelay"]
 
 log = get_logger(__name__)
 
 RELAYED = Counter("imagepipe_outbox_relayed_total", "Render requests published by the relay.")
+REPUBLISHED_PASSES = Counter(
+    "imagepipe_reconciler_passes_total", "Relay passes that also republished stuck jobs."
+)
+
+RECONCILE_SECONDS = 10.0
+STUCK_MARGIN_SECONDS = 30
+STUCK_AFTER_SECONDS = int(DEFAULT_POLICY.longest_backoff.total_seconds()) + STUCK_MARGIN_SECONDS
 
 
 class RelayCatalog(Protocol):
     async def claim_unpublished_jobs(
-        self, *, limit: int, lease_seconds: int, min_age_seconds: int, owner: str
+        self,
+        *,
+        limit: int,
+        lease_seconds: int,
+        min_age_seconds: int,
+        owner: str,
+        stuck_after_seconds: int = 0,
     ) -> list[events_pb2.RenderRequest]: ...
 
     async def mark_job_published(self, job_id: str) -> None: ...
@@ -41,6 +70,8 @@ class RelayPublisher(Protocol):
     def connected(self) -> bool: ...
 
     async def publish(self, request: events_pb2.RenderRequest) -> None: ...
+
+    async def ready_messages(self) -> int | None: ...
 
 
 class OutboxRelay:
@@ -53,6 +84,9 @@ class OutboxRelay:
         batch: int = 100,
         min_age_seconds: int = 2,
         lease_seconds: int = 30,
+        stuck_after_seconds: int = STUCK_AFTER_SECONDS,
+        reconcile_seconds: float = RECONCILE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._catalog = catalog
         self._publisher = publisher
@@ -60,19 +94,39 @@ class OutboxRelay:
         self._batch = batch
         self._min_age = min_age_seconds
         self._lease = lease_seconds
+        self._stuck_after = stuck_after_seconds
+        self._reconcile_every = reconcile_seconds
+        self._clock = clock
+        self._next_reconcile = clock() + reconcile_seconds
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = asyncio.Event()
+
+    async def _stuck_after_now(self) -> int:
+        """The stuck age to claim with on this pass; 0: not a reconciling pass."""
+        now = self._clock()
+        if now < self._next_reconcile:
+            return 0
+        self._next_reconcile = now + self._reconcile_every
+        ready = await self._publisher.ready_messages()
+        if ready != 0:
+            # Unknown, or a backlog that may hold the jobs' messages: look again later.
+            return 0
+        return self._stuck_after
 
     async def run_once(self) -> int:
         """Publish one batch; returns how many were published."""
         if not self._publisher.connected:
             return 0
+        stuck_after = await self._stuck_after_now()
         requests = await self._catalog.claim_unpublished_jobs(
             limit=self._batch,
             lease_seconds=self._lease,
             min_age_seconds=self._min_age,
             owner=self._owner,
+            stuck_after_seconds=stuck_after,
         )
+        if stuck_after:
+            REPUBLISHED_PASSES.inc()
         published = 0
         for request in requests:
             token = request_id_var.set(request.request_id)

@@ -11,13 +11,16 @@ Per delivery: decode the RenderRequest, run one attempt, then settle the message
 A message that kills its renderer is redelivered by RabbitMQ; after
 IMAGEPIPE_DELIVERY_LIMIT deliveries the quorum queue dead-letters it. The poison
 recorder drains those dead letters: it records the poison job (idempotently) and
-parks the message in the dead-letter queue.
+parks the message in the dead-letter queue. Why a message died is read from the
+work queue's own entry in its `x-death` history: a message that went through a
+delay queue first died there (`expired`), which says nothing about why it died last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import aio_pika
@@ -29,19 +32,25 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from google.protobuf.message import DecodeError
-from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter, Gauge
 
-from imagepipe.v1 import catalog_pb2, common_pb2, events_pb2
+from imagepipe.v1 import catalog_pb2, events_pb2
 from services.renderer.jobs import AttemptOutcome, JobRunner, Outcome
-from services.renderer.retries import decide
+from services.renderer.retries import MessageAction, RetryPolicy, message_action, with_attempt
 from services.shared.broker import Declared, Topology, render_message
 from services.shared.clients import CatalogInternalClient
 from services.shared.errors import ImagepipeError
 from services.shared.logs import get_logger, request_id_var
 from services.shared.settings import Settings
 
-__all__ = ["PoisonRecorder", "RenderConsumer", "give_up", "record_failure", "with_attempt"]
+__all__ = [
+    "PoisonRecorder",
+    "RenderConsumer",
+    "death_reason",
+    "failed_history",
+    "give_up",
+    "record_failure",
+]
 
 log = get_logger(__name__)
 
@@ -53,27 +62,27 @@ QUEUE_DEPTH = Gauge(
 )
 
 
-def _now() -> Timestamp:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
-
-
-def with_attempt(
+def failed_history(
     request: events_pb2.RenderRequest, result: AttemptOutcome
 ) -> events_pb2.RenderRequest:
-    """A copy of the request with this failed attempt appended to its history."""
-    history = events_pb2.RenderRequest()
-    history.CopyFrom(request)
-    history.attempts.append(
-        common_pb2.JobAttempt(
-            attempt=result.attempt,
-            end_time=_now(),
-            error=result.error[:2000],
-            transient=result.transient,
-        )
-    )
-    return history
+    """The request with this failed attempt in its history (see retries.with_attempt)."""
+    return with_attempt(request, result.attempt, result.error, result.transient)
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def death_reason(headers: Mapping[str, object], work_queue: str) -> str:
+    """Why the work queue dead-lettered this message (`delivery_limit`, `rejected`,
+    ...), from the work queue's entry in `x-death`; `x-first-death-reason` only when
+    the message carries no such entry (it names the first queue it died in)."""
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list | tuple):
+        for death in deaths:
+            if isinstance(death, Mapping) and _text(death.get("queue", "")) == work_queue:
+                return _text(death.get("reason", ""))
+    return _text(headers.get("x-first-death-reason", ""))
 
 
 async def record_failure(
@@ -179,6 +188,7 @@ class RenderConsumer:
         self.concurrency = settings.effective_render_concurrency
         self._broker = _Connected(settings, topology, prefetch=self.concurrency)
         self._topology = topology
+        self._policy = RetryPolicy(topology.retry_delays)
         self._runner = runner
         self._catalog = catalog
         self._stopping = asyncio.Event()
@@ -257,10 +267,8 @@ class RenderConsumer:
         finally:
             request_id_var.reset(token)
 
-    async def _delay(
-        self, message: AbstractIncomingMessage, request: events_pb2.RenderRequest, delay: int
-    ) -> bool:
-        """Publish `request` to the delay queue (confirmed), then ack the original."""
+    async def _delay(self, request: events_pb2.RenderRequest, delay: int) -> bool:
+        """Publish `request` to the delay queue; whether the broker confirmed it."""
         try:
             assert self._broker.exchange is not None
             await asyncio.wait_for(
@@ -271,9 +279,7 @@ class RenderConsumer:
             )
         except (aio_pika.exceptions.AMQPError, TimeoutError, RuntimeError, AssertionError) as error:
             log.warning("could not schedule the next attempt: %s", error)
-            await _settle(lambda: message.nack(requeue=True), "nack")
             return False
-        await _settle(message.ack, "ack")
         return True
 
     async def _after_failure(
@@ -282,23 +288,30 @@ class RenderConsumer:
         request: events_pb2.RenderRequest,
         result: AttemptOutcome,
     ) -> None:
-        decision = decide(request.attempts, result.transient)
-        history = with_attempt(request, result)
+        decision = self._policy.decide(request.attempts, result.transient)
+        history = failed_history(request, result)
+        # A failure that spends the budget makes the job poison in the catalog already;
+        # the give-up below then finds it recorded.
         await record_failure(self._catalog, request.job_id, result, retry_after=0)
-        if not decision.give_up:
-            if await self._delay(message, history, decision.delay):
+        if decision.give_up:
+            recorded = await give_up(self._catalog, history, result.error)
+        else:
+            recorded = await self._delay(history, decision.delay)
+            if recorded:
                 RETRIES.inc()
                 log.info(
                     "next attempt in %d s",
                     decision.delay,
                     extra={"job_id": request.job_id, "failures": decision.failures},
                 )
-            return
-        if not await give_up(self._catalog, history, result.error):
+        action = message_action(decision, recorded)
+        if action is MessageAction.ACK:
+            await _settle(message.ack, "ack")
+        elif action is MessageAction.NACK:
             await _settle(lambda: message.nack(requeue=True), "nack")
-            return
-        # Dead-lettered to the inbox; the poison recorder parks it in the dead-letter queue.
-        await _settle(lambda: message.reject(requeue=False), "reject")
+        else:
+            # Dead-lettered to the inbox; the poison recorder parks it.
+            await _settle(lambda: message.reject(requeue=False), "reject")
 
     async def stop(self, grace: float) -> None:
         """Stop taking work; give in-flight jobs `grace` seconds, then hand them back."""
@@ -340,7 +353,7 @@ class PoisonRecorder:
         except DecodeError:
             request = events_pb2.RenderRequest()
         headers = message.headers or {}
-        death = str(headers.get("x-first-death-reason", ""))
+        death = death_reason(headers, self._topology.work_queue)
         if death == "delivery_limit":
             reason = catalog_pb2.POISON_REASON_DELIVERY_LIMIT
             error = (

@@ -1,36 +1,95 @@
-"""When a render attempt fails: retry after which delay, or give up.
+"""How a renderer settles a failed attempt, decided by pure functions.
 
-Three retries after the first attempt, 2, 4 and 8 seconds apart; the fourth failure
-makes the job poison. Failures caused by an unreachable dependency (the object store
-or the catalog down) are transient: they are retried after the longest delay and do
-not use up the budget, so an outage delays jobs rather than killing them. Content
-failures (a missing or undecodable original) use it up.
+The retry policy itself (2, 4, 8 s, then poison; transient failures free) lives in
+services/shared/retry_policy.py, shared with the catalog. Here: what the broker path
+does with the message, what the polling path asks of the outbox, and the attempt
+history a retried message carries (repeated transient failures collapsed into one
+entry, so a long outage does not grow the message without bound).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from imagepipe.v1 import common_pb2
-from services.shared.broker import RETRY_DELAYS
+from google.protobuf.timestamp_pb2 import Timestamp
 
-__all__ = ["MAX_RETRIES", "Decision", "decide"]
+from imagepipe.v1 import common_pb2, events_pb2
+from services.shared.retry_policy import DEFAULT_POLICY, Decision, RetryPolicy
 
-MAX_RETRIES = len(RETRY_DELAYS)
+__all__ = [
+    "MAX_RETRIES",
+    "Decision",
+    "MessageAction",
+    "RetryPolicy",
+    "decide",
+    "message_action",
+    "outbox_retry_after",
+    "with_attempt",
+]
 
-
-@dataclass(frozen=True)
-class Decision:
-    give_up: bool
-    delay: int  # seconds until the next attempt (when not giving up)
-    failures: int  # failures that count against the budget, this one included
+MAX_RETRIES = DEFAULT_POLICY.max_retries
 
 
 def decide(previous: Sequence[common_pb2.JobAttempt], transient: bool) -> Decision:
-    failures = sum(1 for a in previous if not a.transient) + (0 if transient else 1)
-    if transient:
-        return Decision(give_up=False, delay=RETRY_DELAYS[-1], failures=failures)
-    if failures <= MAX_RETRIES:
-        return Decision(give_up=False, delay=RETRY_DELAYS[failures - 1], failures=failures)
-    return Decision(give_up=True, delay=0, failures=failures)
+    """The default policy's decision (see RetryPolicy.decide)."""
+    return DEFAULT_POLICY.decide(previous, transient)
+
+
+class MessageAction(enum.Enum):
+    ACK = "ack"  # settled: done, skipped, or the next attempt is in a delay queue
+    NACK = "nack"  # back to the work queue: what had to be recorded first was not
+    REJECT = "reject"  # given up and recorded: dead-letter it (parked by the recorder)
+
+
+def message_action(decision: Decision, recorded: bool) -> MessageAction:
+    """After a failed attempt: `recorded` is whether the delay-queue publish (retry)
+    or the poison job (give up) was confirmed. Nothing unconfirmed is acked."""
+    if not recorded:
+        return MessageAction.NACK
+    return MessageAction.REJECT if decision.give_up else MessageAction.ACK
+
+
+def outbox_retry_after(decision: Decision) -> int:
+    """Seconds the polling path asks the outbox to hold the job; 0 when giving up
+    (the job waits as `retrying`, and the catalog makes it poison: its budget is
+    spent, so nothing depends on the give-up call that follows)."""
+    return 0 if decision.give_up else decision.delay
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def with_attempt(
+    request: events_pb2.RenderRequest,
+    attempt: int,
+    error: str,
+    transient: bool,
+    now: Timestamp | None = None,
+) -> events_pb2.RenderRequest:
+    """A copy of the request with this failed attempt added to its history.
+
+    A transient failure right after another transient failure does not add an
+    entry: the last one counts it (repeats) and keeps when the first ended.
+    """
+    end = now if now is not None else _now()
+    history = events_pb2.RenderRequest()
+    history.CopyFrom(request)
+    last = history.attempts[-1] if history.attempts else None
+    if transient and last is not None and last.transient:
+        if not last.HasField("first_end_time"):
+            last.first_end_time.CopyFrom(last.end_time)
+        last.repeats = max(last.repeats, 1) + 1
+        last.attempt = attempt
+        last.end_time.CopyFrom(end)
+        last.error = error[:2000]
+        return history
+    history.attempts.append(
+        common_pb2.JobAttempt(
+            attempt=attempt, end_time=end, error=error[:2000], transient=transient
+        )
+    )
+    return history

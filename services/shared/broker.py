@@ -38,6 +38,7 @@ from aio_pika.abc import (
 from imagepipe.v1 import events_pb2
 from services.shared.errors import Unavailable
 from services.shared.logs import get_logger
+from services.shared.retry_policy import RETRY_DELAYS
 from services.shared.settings import Settings
 
 __all__ = ["PROTOBUF", "Declared", "RenderPublisher", "Topology", "render_message"]
@@ -46,7 +47,6 @@ log = get_logger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 RENDER_REQUEST_TYPE = "imagepipe.v1.RenderRequest"
-RETRY_DELAYS = (2, 4, 8)
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class Declared:
 class Topology:
     prefix: str
     delivery_limit: int
+    # One delay queue per delay of the retry policy (services/shared/retry_policy.py).
     retry_delays: tuple[int, ...] = RETRY_DELAYS
 
     WORK_KEY = "work"
@@ -188,6 +189,7 @@ class RenderPublisher:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._work: AbstractQueue | None = None
         self._connector: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -198,7 +200,8 @@ class RenderPublisher:
             try:
                 connection = await aio_pika.connect_robust(self._url, timeout=5)
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                self._exchange = (await self._topology.declare(channel)).exchange
+                declared = await self._topology.declare(channel)
+                self._exchange, self._work = declared.exchange, declared.work
                 self._connection, self._channel = connection, channel
                 log.info("connected to RabbitMQ")
                 return
@@ -215,6 +218,19 @@ class RenderPublisher:
             and self._connection is not None
             and not self._connection.is_closed
         )
+
+    async def ready_messages(self) -> int | None:
+        """Messages waiting in the work queue, as the broker says; None if unknown."""
+        if not self.connected or self._work is None:
+            return None
+        try:
+            # Declaring the same queue again is idempotent and answers its depth.
+            declared = await asyncio.wait_for(self._work.declare(), self._timeout)
+        except (TimeoutError, aio_pika.exceptions.AMQPError, OSError, RuntimeError) as error:
+            log.warning("could not read the work queue's depth: %s", error)
+            return None
+        count = declared.message_count
+        return int(count) if count is not None else None
 
     async def check(self) -> None:
         if not self.connected:

@@ -148,7 +148,13 @@ class CatalogInternalClient:
         )
 
     async def claim_unpublished_jobs(
-        self, *, limit: int, lease_seconds: int, min_age_seconds: int, owner: str
+        self,
+        *,
+        limit: int,
+        lease_seconds: int,
+        min_age_seconds: int,
+        owner: str,
+        stuck_after_seconds: int = 0,
     ) -> list[events_pb2.RenderRequest]:
         response: internal_pb2.ClaimUnpublishedJobsResponse = await self._call(
             self._stub.ClaimUnpublishedJobs,
@@ -157,6 +163,7 @@ class CatalogInternalClient:
                 lease_seconds=lease_seconds,
                 min_age_seconds=min_age_seconds,
                 owner=owner,
+                stuck_after_seconds=stuck_after_seconds,
             ),
         )
         return list(response.render_requests)

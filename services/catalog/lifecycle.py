@@ -1,0 +1,77 @@
+"""The job lifecycle, written down once: its states and what each operation may do.
+
+    pending --publish--> queued --start--> running --complete--> done
+    running --fail--> retrying (delay queue) | pending (outbox) | dead (budget spent)
+    any unfinished state --poison--> dead;   dead --replay--> pending
+    queued/retrying with no progress: republished by the reconciler, state kept
+
+The repository's SQL takes its state lists from here (the terminal set, the in-flight
+set the fair share counts, what a renderer may claim), and the lifecycle property
+test checks every state change it observes against TRANSITIONS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+__all__ = [
+    "CLAIMABLE",
+    "IN_FLIGHT",
+    "NON_TERMINAL",
+    "STATES",
+    "STUCK_CANDIDATES",
+    "TERMINAL",
+    "TRANSITIONS",
+    "allowed",
+    "sql_list",
+]
+
+STATES = ("pending", "queued", "running", "retrying", "done", "dead")
+# Nothing moves a job out of these except a poison replay (dead -> pending).
+TERMINAL = ("done", "dead")
+NON_TERMINAL = tuple(s for s in STATES if s not in TERMINAL)
+# On the broker (or held by a renderer): what the per-tenant fair share counts.
+IN_FLIGHT = ("queued", "running", "retrying")
+# What a renderer working without the broker may claim (lease permitting).
+CLAIMABLE = ("pending", "queued", "retrying", "running")
+# Waiting for a message that may be gone: the reconciler republishes them.
+STUCK_CANDIDATES = ("queued", "retrying")
+
+# Operation -> the (from, to) state changes it may make. A state it does not list
+# is left as it is (the guarded UPDATE matches no row).
+TRANSITIONS: Mapping[str, frozenset[tuple[str, str]]] = {
+    # The broker confirmed the message (ingest or the relay).
+    "publish": frozenset({("pending", "queued")}),
+    # The relay leases jobs to publish: an abandoned attempt (running, its lease long
+    # expired) goes back to the outbox; pending and stuck jobs keep their state.
+    "claim_unpublished": frozenset({("running", "pending")}),
+    # A renderer without the broker leases jobs (state unchanged); past the delivery
+    # limit a job is poison instead, as the work queue would dead-letter it.
+    "claim_for_render": frozenset((s, "dead") for s in CLAIMABLE),
+    # A delivery opens an attempt (the attempt number fences older ones).
+    "start": frozenset((s, "running") for s in NON_TERMINAL),
+    # The newest attempt commits its renditions.
+    "complete": frozenset((s, "done") for s in NON_TERMINAL),
+    # A failed attempt: retried (retrying: a delay queue; pending: the outbox) or,
+    # once the budget is spent, poison.
+    "fail": frozenset(
+        (s, t) for s in NON_TERMINAL for t in ("retrying", "pending", "dead") if s != t
+    ),
+    # A poison job recorded (dead letter, give-up); a done job stays done.
+    "poison": frozenset((s, "dead") for s in NON_TERMINAL),
+    # RetryPoisonJob: back to the outbox with a fresh budget.
+    "replay": frozenset({("dead", "pending")}),
+}
+
+
+def allowed(operation: str, before: str, after: str) -> bool:
+    """Whether `operation` may take a job from `before` to `after` (or leave it)."""
+    return before == after or (before, after) in TRANSITIONS[operation]
+
+
+def sql_list(states: Iterable[str]) -> str:
+    """`'a', 'b'` for an SQL IN list. The states are the constants above, never
+    input; literals (not parameters) let the planner use the partial indexes whose
+    WHERE clauses name the same states."""
+    assert all(s in STATES for s in states)
+    return ", ".join(f"'{s}'" for s in states)

@@ -1,0 +1,73 @@
+"""A catalog database of a test's own on the shared PostgreSQL: created and migrated
+for the test, dropped after it, for tests that drive the repository directly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+from devstack import DEFAULT_PG, drop_database
+from services.catalog.migrate import apply_migrations, ensure_database
+from services.catalog.repository import CatalogRepository, NewAsset, create_pool
+
+__all__ = ["catalog_database", "new_job", "new_tenant"]
+
+
+def _admin_url() -> str:
+    return os.environ.get("IMAGEPIPE_TEST_PG_URL", DEFAULT_PG)
+
+
+@asynccontextmanager
+async def catalog_database(
+    prefix: str, *, tenant_max_in_flight: int = 0
+) -> AsyncIterator[CatalogRepository]:
+    admin = _admin_url()
+    name = f"imagepipe_{prefix}_{uuid.uuid4().hex[:10]}"
+    url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
+    await ensure_database(url)
+    try:
+        await apply_migrations(url)
+        pool = await create_pool(url, 4)
+        try:
+            yield CatalogRepository(pool, tenant_max_in_flight=tenant_max_in_flight)
+        finally:
+            await asyncio.wait_for(pool.close(), 30)
+    finally:
+        await drop_database(admin, name)
+
+
+async def new_job(repo: CatalogRepository, tenant_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    """A fresh asset and its pending job (ids), as RegisterAsset makes them."""
+    digest = uuid.uuid4().hex * 2
+    registration = await repo.register_asset(
+        NewAsset(
+            tenant_id=str(tenant_id),
+            content_hash=digest,
+            perceptual_hash=0,
+            filename="x.png",
+            declared_content_type="image/png",
+            content_type="image/png",
+            format="png",
+            width=10,
+            height=10,
+            size_bytes=100,
+            frame_count=1,
+            labels={},
+            original_key=f"originals/{tenant_id}/{digest}",
+            request_id="test",
+        )
+    )
+    assert registration.job is not None
+    return registration.asset["id"], registration.job["id"]
+
+
+async def new_tenant(repo: CatalogRepository) -> uuid.UUID:
+    created = await repo.create_tenant(
+        f"t-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:16], b"x", ""
+    )
+    assert created is not None
+    return uuid.UUID(str(created[0]["id"]))
