@@ -605,8 +605,7 @@ class CatalogRepository:
             return False
         # A soft limit: concurrent uploads may each see room and pass it by a few.
         in_flight = await connection.fetchval(
-            "SELECT count(*) FROM jobs WHERE tenant_id = $1 "
-            "AND state IN ('queued', 'running', 'retrying')",
+            f"SELECT count(*) FROM jobs WHERE tenant_id = $1 AND state IN ({_IN_FLIGHT})",
             tenant_id,
         )
         return bool(in_flight >= self._tenant_max_in_flight)
