@@ -287,6 +287,10 @@ class S3Server:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self._process
+
     def stop(self) -> None:
         if self._process is None:
             return
