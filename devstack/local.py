@@ -196,11 +196,10 @@ class LocalStack:
         settings = self.settings()
         require_servers(_admin_dsn(settings), settings.amqp_url.get_secret_value())
         self._start(down, settings)
-        stuck = self._wait_serving(settings, timeout=90)
-        if stuck:
-            self._stop_components(stuck)
-            self._start(stuck, settings)
-            down += stuck
+        # Once more for what died meanwhile or never became SERVING (stuck).
+        if failed := self._wait_serving(settings, timeout=90):
+            self._start(failed, settings)
+            down += [c for c in failed if c not in down]
             if still := self._wait_serving(settings, timeout=90):
                 names = ", ".join(c.name for c in still)
                 raise ServerMissing(f"{names} not SERVING after a restart; see var/log/")
@@ -237,9 +236,11 @@ class LocalStack:
             (self.run_dir / f"{name}.pid").write_text(str(process.process.pid))
 
     def _wait_serving(self, settings: Settings, timeout: float) -> list[Component]:
-        """Wait until every service answers SERVING; returns those that never did."""
+        """Wait until every service answers SERVING; returns those that exited or were
+        still not SERVING after `timeout`."""
         deadline = time.monotonic() + timeout
         waiting = [c for c in self.components if c.name in SERVICES]
+        exited: list[Component] = []
         while waiting and time.monotonic() < deadline:
             waiting = [
                 c
@@ -248,12 +249,11 @@ class LocalStack:
             ]
             # By pid alone: a process just started runs under our command line only
             # once it has executed Python.
-            dead = [c.name for c in waiting if (pid := c.pid()) is None or not _exists(pid)]
-            if dead:
-                raise ServerMissing(f"{', '.join(dead)} exited; see var/log/")
+            exited += [c for c in waiting if (pid := c.pid()) is None or not _exists(pid)]
+            waiting = [c for c in waiting if c not in exited]
             if waiting:
                 time.sleep(0.2)
-        return waiting
+        return exited + waiting
 
     def _check_ports_free(self, settings: Settings, names: set[str]) -> None:
         ports = [_port(settings, n) for n in SERVICES if n in names]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def local_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loc
         destroy(stack)
 
 
+def _wait_gone(session: int) -> None:
+    deadline = time.monotonic() + 60
+    while session_processes(session) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert session_processes(session) == []
+
+
 def _pids(stack: LocalStack) -> dict[str, int | None]:
     return {component.name: component.pid() for component in stack.components}
 
@@ -45,6 +53,7 @@ def test_run_starts_only_what_is_not_running_and_stop_leaves_nothing(
     renderer = before["renderer"]
     assert renderer is not None
     os.kill(renderer, signal.SIGKILL)
+    _wait_gone(renderer)
 
     how = local_stack.up()
 
