@@ -51,6 +51,8 @@ WORKERS_REPLACED = Counter(
 )
 # A worker is recycled after this many jobs, so slow leaks in codecs stay bounded.
 JOBS_PER_WORKER = 500
+# Longest a new worker may take to start (imports; slow on a busy machine).
+WORKER_START_SECONDS = 120.0
 
 
 # Freed image blocks Pillow keeps for the next image instead of handing them back to
@@ -107,15 +109,40 @@ def prepare_worker(max_bytes: int, parent_pid: int | None = None) -> None:
     register_decoders()
 
 
+def _ready() -> None:
+    """A first job that only makes the worker start."""
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a future's error as seen: its only reader may have gone."""
+    if not future.cancelled():
+        future.exception()
+
+
 class _Slot:
     """One worker process, replaced whole when it must die."""
 
     def __init__(self, memory_limit: int) -> None:
         self._memory_limit = memory_limit
+        self.ready: Future[None]
         self.executor = self._start()
 
+    async def started(self) -> None:
+        """Return once the worker runs; Unavailable if it cannot start."""
+        if not self.ready.done():
+            # asyncio.wait neither cancels what it waits for (a caller that gives up
+            # must not cancel the start for the next one) nor raises its error.
+            waiter = asyncio.wrap_future(self.ready)
+            waiter.add_done_callback(_retrieved)
+            await asyncio.wait({waiter}, timeout=WORKER_START_SECONDS)
+        if self.ready.cancelled():
+            raise Unavailable("the decoder pool is shutting down")
+        if not self.ready.done() or self.ready.exception() is not None:
+            self.replace("did not start")
+            raise Unavailable("a decoder worker could not start; try again")
+
     def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
+        executor = ProcessPoolExecutor(
             1,
             # spawn, not fork: the parent runs gRPC threads that must not be forked.
             mp_context=multiprocessing.get_context("spawn"),
@@ -123,13 +150,17 @@ class _Slot:
             initargs=(self._memory_limit, os.getpid()),
             max_tasks_per_child=JOBS_PER_WORKER,
         )
+        # Start the worker now rather than with the first job; jobs wait for this
+        # before their time limit starts, which is the job's, not the worker's start-up.
+        self.ready = executor.submit(_ready)
+        return executor
 
     def replace(self, why: str) -> None:
         WORKERS_REPLACED.labels(why).inc()
         log.warning("replacing a decoder worker: %s", why)
         broken = self.executor
         self.executor = self._start()
-        for process in list(getattr(broken, "_processes", {}).values()):
+        for process in list((getattr(broken, "_processes", None) or {}).values()):
             process.kill()
         broken.shutdown(wait=False, cancel_futures=True)
 
@@ -149,10 +180,10 @@ class DecodePool:
 
     async def run(self, fn: Callable[..., _R], *args: object) -> _R:
         slot = await self._free.get()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
         release = True
         try:
+            await slot.started()
+            deadline = asyncio.get_running_loop().time() + self._timeout
             job: Future[_R] = slot.executor.submit(fn, *args)
             try:
                 return await asyncio.wait_for(asyncio.wrap_future(job), self._timeout)

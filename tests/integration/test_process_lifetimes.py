@@ -14,7 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from devstack import kill_session, session_processes
+from devstack import Stack, kill_session, session_processes
 
 # A service in miniature: a decode pool whose workers have all started, then idle.
 POOL_OWNER = textwrap.dedent(
@@ -70,6 +70,31 @@ def test_decoder_workers_and_their_tracker_die_with_a_sigkilled_owner(tmp_path: 
         if owner.poll() is None:
             owner.kill()
             owner.wait()
+
+
+def test_a_sigkilled_renderer_leaves_no_process_behind(stack: Stack) -> None:
+    renderer = stack.start_service("renderer", instance="sigkilled")
+    assert renderer.process is not None
+    session = renderer.process.pid
+    try:
+        renderer.wait_serving()
+        # Its decoder workers start with it (one per job it runs at once).
+        deadline = time.monotonic() + 60
+        while len(_workers(session)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_workers(session)) >= 2
+
+        renderer.process.kill()
+        renderer.process.wait(30)
+
+        left = _wait_until_gone(session, timeout=60)
+        assert left == [], f"still running after the renderer was killed: {_describe(left)}"
+    finally:
+        renderer.stop()
+
+
+def _workers(session: int) -> list[str]:
+    return [line for line in _describe(session_processes(session)) if "spawn_main" in line]
 
 
 def _describe(pids: list[int]) -> list[str]:
