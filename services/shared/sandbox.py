@@ -74,10 +74,11 @@ def die_with_parent(parent_pid: int) -> None:
 
     On Linux the kernel sends SIGKILL at the parent's death (PR_SET_PDEATHSIG). It fires
     when the *thread* that forked this process ends, so workers must be started from a
-    thread that lives as long as the pool: the event loop's (`DecodePool.run` submits
-    from it) or the executor's manager thread (which refills the pool and lives until
-    it is shut down). A parent that died before the call is caught by the ppid check;
-    where prctl is missing, a daemon thread watches the parent pid instead.
+    thread that lives as long as the pool: the one that owns it (the service's event
+    loop builds the pool and replaces its workers) or the executor's manager thread
+    (which refills the pool and lives until it is shut down). A parent that died before
+    the call is caught by the ppid check; where prctl is missing, a daemon thread
+    watches the parent pid instead.
     """
     if sys.platform == "linux":
         libc = ctypes.CDLL(None, use_errno=True)
