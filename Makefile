@@ -68,7 +68,7 @@ run: $(STAMP_GEN) ## set up from nothing, start the stack, push sample images th
 	bash scripts/ensure-servers.sh
 	$(PY) -m devstack run
 
-stop: ## stop exactly the processes `make run` started
+stop: ## stop what `make run` started, and whatever those processes left behind
 	@if [ -x $(PY) ]; then $(PY) -m devstack stop; else echo "nothing was running"; fi
 
 status: ## which processes of the local stack are running

@@ -49,8 +49,10 @@ __all__ = [
     "delete_broker_names",
     "drop_database",
     "free_port",
+    "kill_session",
     "require_servers",
     "scrape_metric",
+    "session_processes",
     "unique_jpeg",
 ]
 
@@ -81,6 +83,42 @@ def unique_jpeg(jpeg: bytes, tag: str) -> bytes:
     """
     payload = tag.encode()
     return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+def session_processes(session: int) -> list[int]:
+    """Pids of the live processes of a session (Linux /proc; zombies are not counted).
+
+    Every process the stack starts leads a session of its own (start_new_session), and
+    whatever it starts in turn (decoder workers, multiprocessing's resource tracker)
+    stays in that session even when its parent dies and it is re-parented: the session
+    is how everything a service left behind is found. The kernel keeps a session's id
+    from being reused as a pid while any member lives.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+        state, _ppid, _pgrp, sid = stat.rpartition(")")[2].split()[:4]
+        if int(sid) == session and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def kill_session(session: int, timeout: float = 10) -> list[int]:
+    """SIGKILL every process of a session and wait until they are gone; returns those
+    still there after `timeout` (none unless one is stuck in the kernel)."""
+    deadline = time.monotonic() + timeout
+    while (left := session_processes(session)) and time.monotonic() < deadline:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    return session_processes(session)
 
 
 class ServerMissing(RuntimeError):
@@ -249,14 +287,21 @@ class S3Server:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self._process
+
     def stop(self) -> None:
-        if self._process and self._process.poll() is None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
             self._process.terminate()
             try:
                 self._process.wait(10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        kill_session(self._process.pid)
 
 
 @dataclass
@@ -296,6 +341,8 @@ class ServiceProcess:
             self.process.send_signal(sig)
 
     def stop(self, timeout: float = 15) -> int | None:
+        """SIGTERM (graceful), SIGKILL past `timeout`; then whatever the service left in
+        its session (it may have been SIGKILLed before) is killed too."""
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -305,6 +352,7 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        kill_session(self.process.pid)
         return self.process.returncode
 
     def tail(self, lines: int = 30) -> str:

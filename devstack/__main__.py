@@ -56,7 +56,7 @@ The stack keeps running; `make stop` stops it."""
 
 @app.command()
 def stop() -> None:
-    """Stop exactly the processes `run` started (by pid)."""
+    """Stop the processes `run` started (by pid) and what they left in their sessions."""
     stopped = LocalStack(ROOT).stop()
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 

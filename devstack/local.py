@@ -7,7 +7,9 @@ Unlike the per-test Stack, this one keeps its state between runs under `var/`:
     var/demo.env      IMAGEPIPE_API_KEY=... of the demo tenant
     var/s3/           the S3 server's data
     var/log/*.log     one log per process
-    var/run/*.pid     one pid per process we started; `stop` signals exactly these
+    var/run/*.pid     one pid per process we started, each the leader of its own session;
+                      `stop` signals exactly these, then kills whatever is left in their
+                      sessions (decoder workers of a service that was SIGKILLed, ...)
 
 It uses the default ports (gRPC 50051-50054, metrics 9101-9104, S3 9000), all
 overridable with the usual IMAGEPIPE_* variables.
@@ -35,7 +37,9 @@ from devstack import (
     ServiceProcess,
     delete_broker_names,
     drop_database,
+    kill_session,
     require_servers,
+    session_processes,
 )
 from services.shared.healthcheck import check as health_status
 from services.shared.settings import Settings
@@ -66,6 +70,15 @@ def _alive(pid: int, marker: str) -> bool:
     return marker in cmdline
 
 
+def _exists(pid: int) -> bool:
+    """True when `pid` is a live process (a zombie is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def _port_in_use(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -87,6 +100,16 @@ class Component:
         pid = self.pid()
         return pid is not None and _alive(pid, self.marker)
 
+    def processes(self) -> list[int]:
+        """Every live process of this component: the one we started and whatever it
+        started, found by its session, even when it outlived a killed leader."""
+        pid = self.pid()
+        if pid is None or (_exists(pid) and not _alive(pid, self.marker)):
+            # A live process under that pid that is not ours: the pid was reused, which
+            # the kernel allows only once nothing of our session is left.
+            return []
+        return session_processes(pid)
+
 
 class LocalStack:
     def __init__(self, root: Path) -> None:
@@ -100,6 +123,8 @@ class LocalStack:
             Component(S3_PROCESS, "serve s3", self.run_dir / "s3.pid"),
             *(Component(n, f"services.{n}", self.run_dir / f"{n}.pid") for n in SERVICES),
         ]
+        # Processes this object started (to reap them once they are stopped).
+        self._children: list[subprocess.Popen[bytes]] = []
 
     # Configuration ------------------------------------------------------------------
 
@@ -159,20 +184,46 @@ class LocalStack:
         )
 
     def up(self) -> str:
-        """Start (or reuse) the stack; returns 'reused' or 'started'."""
-        if len(self.running()) == len(self.components) and self.healthy():
+        """Start what is not running, reuse what is; returns what was done.
+
+        A component that is down is started alone: restarting the others would drop
+        their in-flight work for nothing. One that runs but never becomes SERVING
+        (stuck) is restarted too.
+        """
+        down = [c for c in self.components if not c.running()]
+        if not down and self.healthy():
             return "reused"
-        self.stop()
         settings = self.settings()
         require_servers(_admin_dsn(settings), settings.amqp_url.get_secret_value())
-        self._check_ports_free(settings)
+        self._start(down, settings)
+        # Once more for what died meanwhile or never became SERVING (stuck).
+        if failed := self._wait_serving(settings, timeout=90):
+            self._start(failed, settings)
+            down += [c for c in failed if c not in down]
+            if still := self._wait_serving(settings, timeout=90):
+                names = ", ".join(c.name for c in still)
+                raise ServerMissing(f"{names} not SERVING after a restart; see var/log/")
+        if len(down) == len(self.components):
+            return "started"
+        return "started " + ", ".join(c.name for c in down) + " (the rest was running)"
+
+    def _start(self, components: list[Component], settings: Settings) -> None:
+        if not components:
+            return
+        # What a dead component left behind (decoder workers, ...) goes first.
+        self._stop_components(components)
+        names = {c.name for c in components}
+        self._check_ports_free(settings, names)
         for directory in (self.log_dir, self.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
         env = self.env()
-        self._start_s3(settings)
-        self._migrate(env)
-        processes = []
+        if S3_PROCESS in names:
+            self._start_s3(settings)
+        if "catalog" in names:
+            self._migrate(env)
         for name in SERVICES:
+            if name not in names:
+                continue
             process = ServiceProcess(
                 name=name,
                 env=env,
@@ -181,15 +232,33 @@ class LocalStack:
             )
             process.start()
             assert process.process is not None
+            self._children.append(process.process)
             (self.run_dir / f"{name}.pid").write_text(str(process.process.pid))
-            processes.append(process)
-        for process in processes:
-            process.wait_serving(timeout=90)
-        return "started"
 
-    def _check_ports_free(self, settings: Settings) -> None:
-        port = settings.s3_endpoint.rpartition(":")[2]
-        ports = [int(port)] + [_port(settings, n) for n in SERVICES]
+    def _wait_serving(self, settings: Settings, timeout: float) -> list[Component]:
+        """Wait until every service answers SERVING; returns those that exited or were
+        still not SERVING after `timeout`."""
+        deadline = time.monotonic() + timeout
+        waiting = [c for c in self.components if c.name in SERVICES]
+        exited: list[Component] = []
+        while waiting and time.monotonic() < deadline:
+            waiting = [
+                c
+                for c in waiting
+                if health_status(f"127.0.0.1:{_port(settings, c.name)}", timeout=1) != "SERVING"
+            ]
+            # By pid alone: a process just started runs under our command line only
+            # once it has executed Python.
+            exited += [c for c in waiting if (pid := c.pid()) is None or not _exists(pid)]
+            waiting = [c for c in waiting if c not in exited]
+            if waiting:
+                time.sleep(0.2)
+        return exited + waiting
+
+    def _check_ports_free(self, settings: Settings, names: set[str]) -> None:
+        ports = [_port(settings, n) for n in SERVICES if n in names]
+        if S3_PROCESS in names:
+            ports.append(int(settings.s3_endpoint.rpartition(":")[2]))
         taken = [p for p in ports if _port_in_use(p)]
         if taken:
             raise ServerMissing(
@@ -208,6 +277,8 @@ class LocalStack:
         )
         server.start()
         assert server.pid is not None
+        if server.process is not None:
+            self._children.append(server.process)
         (self.run_dir / "s3.pid").write_text(str(server.pid))
 
     def _migrate(self, env: dict[str, str]) -> None:
@@ -223,24 +294,40 @@ class LocalStack:
             raise ServerMissing(f"migration failed:\n{result.stdout}{result.stderr}")
 
     def stop(self, timeout: float = 20) -> list[str]:
-        """Signal exactly the processes we started; returns the names stopped."""
-        stopped = []
-        for component in reversed(self.components):
+        """Stop everything the stack started; returns what was stopped."""
+        return self._stop_components(self.components, timeout)
+
+    def _stop_components(self, components: list[Component], timeout: float = 20) -> list[str]:
+        """SIGTERM the processes we started (a graceful shutdown), SIGKILL those that
+        outlast `timeout`, then kill whatever is left in their sessions: the workers and
+        resource tracker of a service that was SIGKILLed earlier, which no pid file
+        names. Returns a description of each component stopped."""
+        signalled = []
+        for component in reversed(components):
             pid = component.pid()
             if pid is not None and _alive(pid, component.marker):
                 os.kill(pid, signal.SIGTERM)
-                stopped.append((component, pid))
+                signalled.append((component, pid))
         deadline = time.monotonic() + timeout
-        for component, pid in stopped:
+        for component, pid in signalled:
             while _alive(pid, component.marker) and time.monotonic() < deadline:
                 time.sleep(0.1)
             if _alive(pid, component.marker):
                 os.kill(pid, signal.SIGKILL)
+        stopped = [component.name for component, _ in signalled]
+        for component in components:
+            pid = component.pid()
+            left = component.processes()
+            if pid is not None and left:
+                if component.name not in stopped:
+                    stopped.append(f"{component.name} (left behind: {len(left)} processes)")
+                if still := kill_session(pid):
+                    raise RuntimeError(f"{component.name}: processes {still} do not die")
             component.pid_file.unlink(missing_ok=True)
-        for component in self.components:
-            if not component.running():
-                component.pid_file.unlink(missing_ok=True)
-        return [component.name for component, _ in stopped]
+        for child in self._children:
+            child.poll()
+        self._children = [child for child in self._children if child.returncode is None]
+        return stopped
 
 
 def _port(settings: Settings, name: str) -> int:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
@@ -199,23 +199,35 @@ def _wrap_handler(handler: Handler, method: str, access: Access, scope: Scope) -
                 return await behaviour(requests, context)
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, **serde)
+    # Streamed responses are written from a coroutine, not yielded from a generator:
+    # grpc.aio leaves a handler's generator suspended when the call is cancelled while
+    # it sends, and the generator is then closed at garbage collection, in another task
+    # and context, where `scope` cannot reset its context variables ("Task exception
+    # was never retrieved ... created in a different Context"). Here the servicer's
+    # generator is closed inside the call's own task, however the call ends.
     if handler.unary_stream:
         behaviour = handler.unary_stream
 
-        async def unary_stream(request: Any, context: Context) -> Any:
+        async def unary_stream(request: Any, context: Context) -> None:
             async with scope(method, "server_stream", access, context):
-                async for response in behaviour(request, context):
-                    yield response
+                await _write_all(behaviour(request, context), context)
 
         return grpc.unary_stream_rpc_method_handler(unary_stream, **serde)
     behaviour = handler.stream_stream
 
-    async def stream_stream(requests: Any, context: Context) -> Any:
+    async def stream_stream(requests: Any, context: Context) -> None:
         async with scope(method, "bidi_stream", access, context):
-            async for response in behaviour(requests, context):
-                yield response
+            await _write_all(behaviour(requests, context), context)
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, **serde)
+
+
+async def _write_all(responses: AsyncGenerator[Any, None], context: Context) -> None:
+    try:
+        async for response in responses:
+            await context.write(response)
+    finally:
+        await responses.aclose()
 
 
 class HealthMonitor:
