@@ -22,16 +22,20 @@ as_root() {
 
 # tests/unit/test_deploy.py validates deploy/docker-compose.yml with `docker-compose config`,
 # which needs no Docker daemon: Debian's package (without its recommended docker.io) is enough.
-# A failed install is not fatal here; that test fails and names the missing binary.
-if ! command -v docker-compose >/dev/null; then
-  echo "ensure-servers: installing docker-compose"
+# jq is what the README's grpcurl examples pipe into, and their test runs them as written.
+# A failed install is not fatal here; the tests that need a tool fail and name it.
+missing=()
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v jq >/dev/null || missing+=(jq)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "ensure-servers: installing ${missing[*]}"
   apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   }
   # Try the package lists as they are first; refresh them only when that fails.
   apt_install 2>/dev/null || { as_root apt-get update -qq && apt_install; } \
-    || echo "ensure-servers: could not install docker-compose (apt-get install docker-compose)" >&2
+    || echo "ensure-servers: could not install ${missing[*]} (apt-get install ${missing[*]})" >&2
 fi
 
 if ! port_open 5432; then
