@@ -26,6 +26,11 @@ DEFAULT_SEED = 15
 
 
 def print_report(report: Report) -> None:
+    for case, outcome in sorted(report.answers, key=lambda answer: answer[0].index):
+        print(
+            f"case index={case.index} {case.label} ({case.detail[:300]}): "
+            f"{outcome.code} {outcome.reason} {outcome.details[:200]}"
+        )
     for failure in sorted(report.failures, key=lambda f: f.case.index):
         print(failure.line(report.seed))
     # Lines of no case (logged before a request id exists), one per distinct line.

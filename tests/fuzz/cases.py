@@ -204,15 +204,16 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def hostile_token(rng: random.Random, query: str, real: str) -> Text:
+def hostile_token(rng: random.Random, query: str, real: str) -> tuple[bool, Text]:
+    """A page token, and whether it is forged for `query` (so it passes the fingerprint)."""
     fingerprint = hashlib.sha256(query.encode()).hexdigest()[:12]
+    # Times that parse but leave PostgreSQL's range once made UTC come up most often.
     times: list[Any] = [
+        *["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"] * 3,
         "9999-12-31T23:59:59+00:00",
-        "9999-12-31T23:59:59-14:00",
-        "0001-01-01T00:00:00+14:00",
         "0001-01-01T00:00:00+00:00",
+        "2026-01-01T00:00:00",
         "2026-02-30T00:00:00",
-        "2026-01-01",
         "not a time",
         "",
         123,
@@ -220,23 +221,36 @@ def hostile_token(rng: random.Random, query: str, real: str) -> Text:
         [],
         {"t": 1},
     ]
-    ids: list[Any] = [str(uuid.uuid4()), "not-a-uuid", "", 123, None, [], {"a": 1}, "\x00"]
+    ids: list[Any] = ["not-a-uuid", "", 123, 1.5, None, [], {"a": 1}, "\x00", "0" * 32]
     kind = rng.choice(["forged", "forged", "forged", "json", "random", "mangled", "real", "text"])
     if kind == "forged":
-        payload = {"q": fingerprint, "t": rng.choice(times), "id": rng.choice(ids)}
-        if rng.random() < 0.2:
+        # One hostile part at a time; the others as a real token has them.
+        payload: dict[str, Any] = {
+            "q": fingerprint,
+            "t": "2026-01-01T00:00:00+00:00",
+            "id": str(uuid.UUID(int=rng.getrandbits(128))),
+        }
+        part = rng.choice(["t", "t", "id", "missing", "extra"])
+        if part == "t":
+            payload["t"] = rng.choice(times)
+        elif part == "id":
+            payload["id"] = rng.choice(ids)
+        elif part == "missing":
             del payload[rng.choice(["q", "t", "id"])]
-        return _b64(json.dumps(payload).encode())
+        else:
+            payload["x"] = "y" * rng.choice([1, 5000])
+        return True, _b64(json.dumps(payload).encode())
     if kind == "json":
-        return _b64(rng.choice([b"[]", b"null", b'"x"', b"1", b"{", b"\xff\xfe", b"{}"]))
+        return False, _b64(rng.choice([b"[]", b"null", b'"x"', b"1", b"{", b"\xff\xfe", b"{}"]))
     if kind == "random":
-        return _b64(rng.randbytes(rng.choice([1, 8, 64, 700])))
+        return False, _b64(rng.randbytes(rng.choice([1, 8, 64, 700])))
     if kind == "mangled" and real:
         at = rng.randrange(len(real))
-        return rng.choice([real[:at], real + "=", real + "==", real[:at] + "!" + real[at + 1 :]])
+        mangled = [real[:at], real + "=", real + "==", real[:at] + "!" + real[at + 1 :]]
+        return False, rng.choice(mangled)
     if kind == "real" and real:
-        return real
-    return hostile_text(rng)
+        return False, real
+    return False, hostile_text(rng)
 
 
 def build(cls: type[message.Message], fields: Mapping[str, Any]) -> bytes:
@@ -411,11 +425,13 @@ def _show(value: Any) -> str:
 FieldBuilder = Callable[[random.Random, Context], dict[str, Any]]
 
 
-def _page(rng: random.Random, query: str, real: str) -> dict[str, Any]:
-    fields: dict[str, Any] = {"page_token": hostile_token(rng, query, real)}
+def _page(rng: random.Random, query: str, real: str, filters: dict[str, Any]) -> dict[str, Any]:
+    """Paging fields; a token forged for the unfiltered listing goes without filters."""
+    forged, token = hostile_token(rng, query, real)
+    fields: dict[str, Any] = {"page_token": token}
     if rng.random() < 0.5:
         fields["page_size"] = rng.choice(INT32)
-    return fields
+    return fields if forged else {**fields, **filters}
 
 
 def _formats(rng: random.Random) -> list[int]:
@@ -427,19 +443,32 @@ FIELD_BUILDERS: dict[str, FieldBuilder] = {
     "WatchAsset": lambda r, c: {"asset_id": hostile_id(r, c.own_assets, c.other_assets)},
     "DeleteAsset": lambda r, c: {"asset_id": hostile_id(r, c.own_assets, c.other_assets)},
     "Compare": lambda r, c: {"asset_id": hostile_id(r, c.own_assets, c.other_assets)},
-    "ListAssets": lambda r, c: {
-        **_page(r, f"assets:{c.rpc_tenant_id}:None", c.tokens.get("ListAssets", "")),
-        **({"status": r.choice(ENUMS)} if r.random() < 0.5 else {}),
-    },
-    "ListJobs": lambda r, c: {
-        **_page(r, f"jobs:{c.rpc_tenant_id}:None:None", c.tokens.get("ListJobs", "")),
-        **({"state": r.choice(ENUMS)} if r.random() < 0.5 else {}),
-        **({"asset_id": hostile_id(r, c.own_assets, c.other_assets)} if r.random() < 0.3 else {}),
-    },
-    "ListPoisonJobs": lambda r, c: {
-        **_page(r, f"poison:{c.rpc_tenant_id}:False", ""),
-        "include_replayed": r.random() < 0.3,
-    },
+    # Forged tokens carry the fingerprint of the listing's query (services/catalog).
+    "ListAssets": lambda r, c: _page(
+        r,
+        f"assets:{c.rpc_tenant_id}:None",
+        c.tokens.get("ListAssets", ""),
+        {"status": r.choice(ENUMS)} if r.random() < 0.5 else {},
+    ),
+    "ListJobs": lambda r, c: _page(
+        r,
+        f"jobs:{c.rpc_tenant_id}:None:None",
+        c.tokens.get("ListJobs", ""),
+        {
+            **({"state": r.choice(ENUMS)} if r.random() < 0.5 else {}),
+            **(
+                {"asset_id": hostile_id(r, c.own_assets, c.other_assets)}
+                if r.random() < 0.3
+                else {}
+            ),
+        },
+    ),
+    "ListPoisonJobs": lambda r, c: _page(
+        r,
+        f"poison:{c.rpc_tenant_id}:False",
+        "",
+        {"include_replayed": True} if r.random() < 0.3 else {},
+    ),
     "ListTenants": lambda r, c: {
         "page_token": r.choice(
             [
@@ -576,6 +605,9 @@ def hostile_field(rng: random.Random, ctx: Context, index: int, m: dict[str, Met
     fields = FIELD_BUILDERS[name](rng, ctx)
     request = build(method.request, fields)
     detail = ", ".join(f"{k}={_show(v)}" for k, v in fields.items())
+    token = fields.get("page_token")
+    if isinstance(token, str) and token.startswith("eyJ"):  # a forged JSON token
+        detail += f" (token {base64.urlsafe_b64decode(token + '=' * (-len(token) % 4))[:160]!r})"
     credential = _credential_for(method)
     if rng.random() < 0.05:
         credential = rng.choice(CREDENTIALS)
@@ -585,8 +617,21 @@ def hostile_field(rng: random.Random, ctx: Context, index: int, m: dict[str, Met
 # Bytes that are not a valid message -------------------------------------------------
 
 
-def _string_fields(cls: type[message.Message]) -> list[int]:
-    return [f.number for f in cls.DESCRIPTOR.fields if f.type == f.TYPE_STRING]
+def _string_paths(desc: descriptor.Descriptor, depth: int = 3) -> list[tuple[int, ...]]:
+    """Field-number paths to every string field, nested messages and map entries included."""
+    paths: list[tuple[int, ...]] = []
+    for fd in desc.fields:
+        if fd.type == fd.TYPE_STRING:
+            paths.append((fd.number,))
+        elif fd.message_type is not None and depth > 1:
+            paths += [(fd.number, *p) for p in _string_paths(fd.message_type, depth - 1)]
+    return paths
+
+
+def _nested(path: tuple[int, ...], value: bytes) -> bytes:
+    for number in reversed(path):
+        value = wire.length_delimited(number, value)
+    return value
 
 
 RAW_SHAPES = (
@@ -604,7 +649,7 @@ RAW_SHAPES = (
 
 def invalid_bytes(rng: random.Random, cls: type[message.Message]) -> tuple[str, bytes]:
     """Bytes the protobuf runtime refuses as `cls` (tries shapes until one is refused)."""
-    strings = _string_fields(cls)
+    strings = _string_paths(cls.DESCRIPTOR)  # type: ignore[arg-type]
     for _ in range(50):
         shape = rng.choice(RAW_SHAPES)
         if shape == "garbage":
@@ -612,7 +657,7 @@ def invalid_bytes(rng: random.Random, cls: type[message.Message]) -> tuple[str, 
         elif shape == "invalid-utf8":
             if not strings:
                 continue
-            data = wire.length_delimited(rng.choice(strings), rng.choice(INVALID_UTF8))
+            data = _nested(rng.choice(strings), rng.choice(INVALID_UTF8))
         elif shape == "bad-wire-type":
             data = wire.key(rng.randrange(1, 20), rng.choice([6, 7])) + b"\x00" * 8
         elif shape == "field-zero":

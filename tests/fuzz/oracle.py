@@ -11,6 +11,7 @@ no object (the upload tenant's rows and objects are exactly its accepted uploads
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,16 @@ class LogFinding:
     exception: str  # last line of the traceback, when there is one
 
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Warning|Violation\w*|Exit)\b")
+
+
+def _exception_line(text: str) -> str:
+    """The `module.SomeError: message` line of a traceback (its last line may be a DETAIL)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    named = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    return (named or lines or [""])[-1][:200]
+
+
 def scan_logs(log_files: Iterable[Path]) -> list[LogFinding]:
     """Error-level lines and tracebacks in the services' JSON-lines logs.
 
@@ -108,7 +119,7 @@ def scan_logs(log_files: Iterable[Path]) -> list[LogFinding]:
                         "traceback" if "Traceback" in exception else "error",
                         str(entry.get("request_id", "")),
                         str(entry.get("event", ""))[:200],
-                        exception.strip().splitlines()[-1][:200] if exception.strip() else "",
+                        _exception_line(exception),
                     )
                 )
     return found

@@ -83,6 +83,8 @@ class Report:
     leftovers: list[str] = field(default_factory=list)
     leaks: list[str] = field(default_factory=list)
     altered: list[str] = field(default_factory=list)
+    # Every case's answer, kept for replays of a few cases (FUZZ_ONLY) only.
+    answers: list[tuple[Case, Outcome]] = field(default_factory=list)
     no_reason: int = 0
     unavailable: int = 0
     timeouts: int = 0
@@ -323,6 +325,8 @@ def fuzz(
             report.buckets[outcome.bucket] += 1
             report.families[case.family] += 1
             report.reasons[f"{outcome.code} {outcome.reason}".strip()] += 1
+            if only is not None:
+                report.answers.append((case, outcome))
             if outcome.code == "OK" and case.upload:
                 accepted.add(ingest_pb2.UploadResponse.FromString(outcome.response).asset.asset_id)
             elif case.upload:

@@ -22,13 +22,14 @@ import grpc
 import pytest
 
 from devstack import Stack, StackConfig
+from imagepipe.v1 import ingest_pb2
 from services.shared.errors import ImagepipeError, InvalidArgument, to_grpc_status
 from tests.fuzz import wire
 from tests.fuzz.__main__ import print_report
 from tests.fuzz.cases import Case, Context, Method, invalid_bytes, make_case, methods
 from tests.fuzz.mutate import SPLITTERS, mutate, seeds
 from tests.fuzz.oracle import scan_logs
-from tests.fuzz.run import call, fuzz
+from tests.fuzz.run import call, fuzz, open_session
 
 CASES = int(os.environ.get("FUZZ_TEST_CASES", "300"))
 SEED = int(os.environ.get("FUZZ_SEED", "15"))
@@ -192,3 +193,22 @@ def test_fuzz_finds_no_internal_error_restart_traceback_or_leftover(
     assert report.buckets["ok"] > 0 and report.buckets["invalid_argument"] > 0
     if not report.ok:
         pytest.fail("\n".join([*report.classes(), report.summary]), pytrace=False)
+
+
+@pytest.mark.stack
+def test_a_known_good_upload_counts_as_ok(fuzz_stack: Stack) -> None:
+    session = open_session(fuzz_stack, SEED)
+    try:
+        data = next(s.data for s in seeds() if s.name == "png_rgba_dice.png")
+        request = ingest_pb2.UploadRequest
+        messages = (
+            request(header=ingest_pb2.UploadHeader(filename="dice.png")).SerializeToString(),
+            request(chunk=data).SerializeToString(),
+        )
+        case = Case(0, "known-good", "", session.rpcs["Upload"], "tenant", messages, upload=True)
+        outcome = call(session.channels["ingest"], case, session.metadata(case))
+    finally:
+        for channel in session.channels.values():
+            channel.close()
+    assert (outcome.bucket, outcome.problem) == ("ok", ""), outcome
+    assert ingest_pb2.UploadResponse.FromString(outcome.response).asset.width == 300
