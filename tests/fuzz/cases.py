@@ -15,6 +15,7 @@ Families:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import random
@@ -606,8 +607,9 @@ def hostile_field(rng: random.Random, ctx: Context, index: int, m: dict[str, Met
     request = build(method.request, fields)
     detail = ", ".join(f"{k}={_show(v)}" for k, v in fields.items())
     token = fields.get("page_token")
-    if isinstance(token, str) and token.startswith("eyJ"):  # a forged JSON token
-        detail += f" (token {base64.urlsafe_b64decode(token + '=' * (-len(token) % 4))[:160]!r})"
+    if isinstance(token, str) and token.startswith("eyJ"):  # JSON: show what was forged
+        with contextlib.suppress(ValueError):  # binascii.Error: a mangled real token
+            detail += f" (token {base64.urlsafe_b64decode(token + '=' * (-len(token) % 4))!r})"
     credential = _credential_for(method)
     if rng.random() < 0.05:
         credential = rng.choice(CREDENTIALS)

@@ -125,8 +125,10 @@ def test_log_scan_finds_error_lines_and_tracebacks(tmp_path: Path) -> None:
 
 
 def _context() -> Context:
-    ids = [str(uuid.UUID(int=i)) for i in range(1, 6)]
-    return Context(ids[0], ids[1], [ids[2]], [ids[3]], [ids[4]], ["thumb"], {"ListAssets": "x"})
+    """Shaped like a real session's: three assets and jobs of the rpc tenant."""
+    ids = [str(uuid.UUID(int=i)) for i in range(1, 10)]
+    tokens = {"ListAssets": "eyJx", "ListJobs": "eyJ4", "ListTenants": "Zg=="}
+    return Context(ids[0], ids[1], ids[2:5], ids[5:8], ids[8:], ["thumb", "web"], tokens)
 
 
 def test_raw_cases_are_refused_by_the_protobuf_runtime_for_every_rpc() -> None:
@@ -137,6 +139,13 @@ def test_raw_cases_are_refused_by_the_protobuf_runtime_for_every_rpc() -> None:
         for _ in range(30):
             _, data = invalid_bytes(rng, method.request)
             assert not wire.is_valid(method.request, data), (method.name, data)
+
+
+@pytest.mark.parametrize("seed", [SEED, 1])
+def test_every_case_of_a_full_run_can_be_built(seed: int) -> None:
+    rpcs, context = methods(), _context()
+    cases = [make_case(seed, i, context, rpcs) for i in range(5000)]
+    assert {case.method.name for case in cases} == set(rpcs)
 
 
 def test_cases_replay_exactly_from_seed_and_index() -> None:
