@@ -41,13 +41,21 @@ class Outcome:
         return "other"
 
     @property
+    def transport_refusal(self) -> bool:
+        """gRPC's own refusal of metadata over its size limit: it answers before any
+        service code runs, so it cannot carry an ErrorInfo (counted, not a failure)."""
+        return self.code == "RESOURCE_EXHAUSTED" and self.details.startswith(
+            "received metadata size exceeds"
+        )
+
+    @property
     def problem(self) -> str:
         """Why this answer breaks the oracle ('' when it does not)."""
         if self.timed_out:
             return "no answer before the deadline"
         if self.code in FAILING_CODES:
             return self.code
-        if self.code != "OK" and not self.reason:
+        if self.code != "OK" and not self.reason and not self.transport_refusal:
             return f"{self.code} without an ErrorInfo reason"
         return ""
 

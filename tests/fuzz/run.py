@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import io
 import re
+import secrets
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -86,6 +87,7 @@ class Report:
     # Every case's answer, kept for replays of a few cases (FUZZ_ONLY) only.
     answers: list[tuple[Case, Outcome]] = field(default_factory=list)
     no_reason: int = 0
+    transport_refusals: int = 0
     unavailable: int = 0
     timeouts: int = 0
     seconds: float = 0.0
@@ -112,6 +114,7 @@ class Report:
             f"restarts={len(self.restarts)} tracebacks={self.tracebacks} "
             f"error_lines={self.error_lines} no_reason={self.no_reason} "
             f"unavailable={self.unavailable} hangs={self.timeouts} "
+            f"metadata_too_large={self.transport_refusals} "
             f"leftovers={len(self.leftovers)} leaks={len(self.leaks)} "
             f"altered={len(self.altered)} seed={self.seed} "
             f"seconds={self.seconds:.0f} cases_per_s={rate:.1f}"
@@ -212,8 +215,9 @@ def _small_png(shade: int) -> bytes:
 def open_session(stack: Stack, seed: int) -> Session:
     """Two tenants; the rpc tenant gets three assets (and their jobs) and page tokens."""
     channels = {name: grpc.insecure_channel(stack.address(name)) for name in SERVICES}
-    uploader = _tenant(stack, channels["catalog"], f"fuzz-upload-{seed}")
-    target = _tenant(stack, channels["catalog"], f"fuzz-rpc-{seed}")
+    run = secrets.token_hex(4)  # several sessions may share a stack
+    uploader = _tenant(stack, channels["catalog"], f"fuzz-upload-{seed}-{run}")
+    target = _tenant(stack, channels["catalog"], f"fuzz-rpc-{seed}-{run}")
     ingest = ingest_pb2_grpc.IngestServiceStub(channels["ingest"])
     own = [
         ingest.Upload(
@@ -327,6 +331,7 @@ def fuzz(
             report.reasons[f"{outcome.code} {outcome.reason}".strip()] += 1
             if only is not None:
                 report.answers.append((case, outcome))
+            report.transport_refusals += outcome.transport_refusal
             if outcome.code == "OK" and case.upload:
                 accepted.add(ingest_pb2.UploadResponse.FromString(outcome.response).asset.asset_id)
             elif case.upload:

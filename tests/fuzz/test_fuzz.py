@@ -97,6 +97,14 @@ def test_the_oracle_classifies_real_answers(
         assert outcome.reason == "SOME_REASON"
 
 
+def test_grpc_refusing_oversized_metadata_is_counted_not_failed(
+    oracle_channel: grpc.Channel,
+) -> None:
+    outcome = call(oracle_channel, _case(b"ok"), (("authorization", "x" * 20_000),))
+    assert outcome.code == "RESOURCE_EXHAUSTED" and outcome.transport_refusal, outcome
+    assert (outcome.bucket, outcome.problem) == ("other", "")
+
+
 def test_log_scan_finds_error_lines_and_tracebacks(tmp_path: Path) -> None:
     lines = [
         {"level": "info", "event": "rpc GetAsset OK", "request_id": "fuzz-1-1"},
