@@ -11,7 +11,7 @@ GEN    := imagepipe/v1
 STAMP_PY  := $(VENV)/.installed
 STAMP_GEN := $(GEN)/.generated
 
-.PHONY: help install proto lint test test-unit test-contract test-integration test-faults \
+.PHONY: help install proto lint test test-unit test-contract test-integration test-faults fuzz \
         run stop status bench migrate breaking clean
 
 help: ## list the targets
@@ -63,6 +63,9 @@ test-integration: $(STAMP_GEN) ## end-to-end tests on the real servers
 
 test-faults: $(STAMP_GEN) ## fault-injection tests alone
 	$(PY) -m pytest tests/faults
+
+fuzz: $(STAMP_GEN) ## fuzz every RPC of a fresh stack (FUZZ_CASES=5000 FUZZ_SEED=15 FUZZ_ONLY=i,j)
+	$(PY) -m tests.fuzz
 
 run: $(STAMP_GEN) ## set up from nothing, start the stack, push sample images through, print the result
 	bash scripts/ensure-servers.sh
