@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -205,6 +206,16 @@ async def _accepted_stream(requests: AsyncIterator[Any], method: str) -> AsyncIt
         yield _accepted(request, method)
 
 
+async def _responses(produced: Any) -> AsyncIterator[Any]:
+    """What a streaming behaviour yields; nothing for one that writes with
+    `context.write` and returns (grpc's own health Watch does)."""
+    if inspect.isawaitable(produced):
+        await produced
+        return
+    async for response in produced:
+        yield response
+
+
 def _wrap_handler(handler: Handler, method: str, scope: Scope) -> Handler:
     """Return a handler of the same kind whose behaviour runs inside `scope`, and
     whose requests are checked before the behaviour sees them (see wire.py)."""
@@ -238,7 +249,7 @@ def _wrap_handler(handler: Handler, method: str, scope: Scope) -> Handler:
 
         async def unary_stream(request: Any, context: Context) -> Any:
             async with scope(method, "server_stream", context):
-                async for response in behaviour(_accepted(request, method), context):
+                async for response in _responses(behaviour(_accepted(request, method), context)):
                     yield response
 
         return grpc.unary_stream_rpc_method_handler(unary_stream, **serde)
@@ -246,7 +257,8 @@ def _wrap_handler(handler: Handler, method: str, scope: Scope) -> Handler:
 
     async def stream_stream(requests: Any, context: Context) -> Any:
         async with scope(method, "bidi_stream", context):
-            async for response in behaviour(_accepted_stream(requests, method), context):
+            produced = behaviour(_accepted_stream(requests, method), context)
+            async for response in _responses(produced):
                 yield response
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, **serde)

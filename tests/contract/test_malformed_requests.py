@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
 from devstack import Stack
@@ -200,3 +200,20 @@ def test_malformed_requests_are_invalid_argument_everywhere(
     warnings = [line for line in lines if "refused request to" in line]
     assert len(warnings) == refused, "one warning line per refused request"
     assert all('"level": "warning"' in line for line in warnings)
+
+
+@pytest.mark.parametrize("service", sorted(SERVED_BY))
+def test_health_check_and_watch_still_answer_while_wrapped(
+    services: Services, service: str
+) -> None:
+    """Health's Watch writes with context.write instead of yielding; the wrapper that
+    checks requests must pass its answers through."""
+    stub = health_pb2_grpc.HealthStub(services.channel(service))
+    request = health_pb2.HealthCheckRequest(service="")
+    assert stub.Check(request, timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+    watch = stub.Watch(request, timeout=10)
+    try:
+        first = next(iter(watch))
+    finally:
+        watch.cancel()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
