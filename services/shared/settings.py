@@ -142,7 +142,7 @@ class Settings(BaseSettings):
         "for longer is refused (UPLOAD_IDLE).",
     )
     tenant_max_uploads: int = Field(
-        default=16,
+        default=64,
         ge=0,
         description="Upload streams one tenant may have open at once on one ingest process; "
         "more are refused (TOO_MANY_UPLOADS; 0: no limit).",
