@@ -178,11 +178,16 @@ async def _abort(context: Context, error: ImagepipeError, request_id: str) -> No
 
 @contextlib.asynccontextmanager
 async def _plain_scope(method: str, rpc_type: str, context: Context) -> AsyncIterator[None]:
-    """Domain errors to status, for the RPCs that are not imagepipe's own."""
+    """Request id and domain errors to status, for the RPCs that are not imagepipe's own."""
+    metadata = dict(context.invocation_metadata() or ())
+    request_id = str(metadata.get(REQUEST_ID_KEY) or new_request_id())
+    token = request_id_var.set(request_id)
     try:
         yield
     except ImagepipeError as error:
-        await _abort(context, error, request_id_var.get())
+        await _abort(context, error, request_id)
+    finally:
+        request_id_var.reset(token)
 
 
 Scope = Callable[[str, str, Context], contextlib.AbstractAsyncContextManager[None]]
