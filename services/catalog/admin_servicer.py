@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from imagepipe.v1 import tenant_admin_pb2 as pb
 from imagepipe.v1 import tenant_admin_pb2_grpc as pb_grpc
 from services.catalog import convert, tenants
 from services.catalog.assets import parse_uuid
-from services.catalog.paging import page_size
+from services.catalog.paging import decode_name_token, encode_name_token, page_size
 from services.catalog.repository import CatalogRepository
-from services.shared.errors import InvalidArgument, NotFound
+from services.shared.errors import NotFound
 from services.shared.settings import Settings
 
 __all__ = ["TenantAdminServicer"]
+
+_TENANTS_QUERY = "tenants"
 
 
 class TenantAdminServicer(pb_grpc.TenantAdminServiceServicer):
@@ -36,15 +35,10 @@ class TenantAdminServicer(pb_grpc.TenantAdminServiceServicer):
         self, request: pb.ListTenantsRequest, context: object
     ) -> pb.ListTenantsResponse:
         size = page_size(request.page_size)
-        try:
-            after = base64.urlsafe_b64decode(request.page_token.encode()).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise InvalidArgument("page_token is not valid", reason="INVALID_PAGE_TOKEN") from None
+        after = decode_name_token(request.page_token, _TENANTS_QUERY) or ""
         rows = await self._repo.list_tenants(after, size + 1)
         page = rows[:size]
-        token = (
-            base64.urlsafe_b64encode(page[-1]["name"].encode()).decode() if len(rows) > size else ""
-        )
+        token = encode_name_token(_TENANTS_QUERY, page[-1]["name"]) if len(rows) > size else ""
         return pb.ListTenantsResponse(
             tenants=[convert.tenant_message(r) for r in page], next_page_token=token
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
 
@@ -47,6 +49,21 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
         ) from None
 
 
+def _filter_name(names: Mapping[Any, str], value: int, field: str) -> str | None:
+    """The stored name an enum filter selects; None when unset. An unknown value is
+    refused: read as "no filter", it would answer rows the caller did not ask for."""
+    if not value:
+        return None
+    name = names.get(value)
+    if name is None:
+        raise InvalidArgument(
+            f"{field} {value} is not one this server knows; leave it unset for no filter",
+            reason="INVALID_FILTER",
+            metadata={"field": field},
+        )
+    return name
+
+
 async def asset_with_renditions(repo: CatalogRepository, row: asyncpg.Record) -> common_pb2.Asset:
     renditions = await repo.list_renditions(row["tenant_id"], [row["id"]])
     return convert.asset_message(row, renditions)
@@ -68,9 +85,9 @@ async def list_assets(
     requested_size: int,
     token: str,
 ) -> tuple[list[common_pb2.Asset], str]:
-    status_name = ASSET_NAMES.get(status) if status else None
     if status == common_pb2.ASSET_STATUS_DELETED:
         raise InvalidArgument("deleted assets are not listed", reason="INVALID_FILTER")
+    status_name = _filter_name(ASSET_NAMES, status, "status")
     query = f"assets:{tenant_id}:{status_name}"
     size = page_size(requested_size)
     rows = await repo.list_assets(tenant_id, status_name, decode_token(token, query), size + 1)
@@ -129,7 +146,7 @@ async def list_jobs(
     requested_size: int,
     token: str,
 ) -> tuple[list[common_pb2.Job], str]:
-    state_name = JOB_NAMES.get(state) if state else None
+    state_name = _filter_name(JOB_NAMES, state, "state")
     asset = parse_uuid(asset_id, "asset_id") if asset_id else None
     if asset is not None and await repo.get_asset(tenant_id, asset, include_deleted=True) is None:
         raise NotFound(f"no asset {asset_id}", reason="ASSET_NOT_FOUND")

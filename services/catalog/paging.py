@@ -1,4 +1,11 @@
-"""Opaque keyset page tokens (AIP-158): never OFFSET, stable while rows arrive."""
+"""Opaque keyset page tokens (AIP-158): never OFFSET, stable while rows arrive.
+
+One token format for every listing: URL-safe base64 of a JSON object holding a
+fingerprint of the listing and its filters (``q``) and the position of the last row
+returned, either ``t`` + ``id`` (created_at, row id) or ``name``. A token is checked
+in full here — its type, the fingerprint, a time within range, a real UUID, a name a
+text column can hold — so nothing malformed reaches the repository.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +15,31 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+from typing import Any
 
 from services.shared.errors import InvalidArgument
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "decode_token", "encode_token", "page_size"]
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "decode_name_token",
+    "decode_token",
+    "encode_name_token",
+    "encode_token",
+    "page_size",
+]
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+# Rows are created now; a token position outside these years was not made by us
+# (and years near 1 or 9999 overflow when converted to UTC for the query).
+_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+_MAX_NAME = 255
+
+
+class _BadToken(ValueError):
+    pass
 
 
 def page_size(requested: int) -> int:
@@ -28,24 +53,68 @@ def _fingerprint(query: str) -> str:
     return hashlib.sha256(query.encode()).hexdigest()[:12]
 
 
-def encode_token(query: str, created_at: dt.datetime, row_id: uuid.UUID) -> str:
-    payload = {"q": _fingerprint(query), "t": created_at.isoformat(), "id": str(row_id)}
+def _pack(query: str, position: dict[str, str]) -> str:
+    payload = {"q": _fingerprint(query), **position}
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+def _refused() -> InvalidArgument:
+    return InvalidArgument(
+        "page_token is not a token of this listing with these filters; "
+        "start again with an empty page_token",
+        reason="INVALID_PAGE_TOKEN",
+    )
+
+
+def _unpack(token: str, query: str) -> dict[str, Any]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error) as error:  # UnicodeError and JSON errors included
+        raise _refused() from error
+    if not isinstance(payload, dict) or payload.get("q") != _fingerprint(query):
+        raise _refused()
+    return payload
+
+
+def _text(payload: dict[str, Any], key: str) -> str:
+    value = payload.get(key)
+    if not isinstance(value, str) or "\x00" in value:
+        raise _BadToken(key)
+    return value
+
+
+def encode_token(query: str, created_at: dt.datetime, row_id: uuid.UUID) -> str:
+    return _pack(query, {"t": created_at.isoformat(), "id": str(row_id)})
 
 
 def decode_token(token: str, query: str) -> tuple[dt.datetime, uuid.UUID] | None:
     """None for the first page; InvalidArgument for a token from elsewhere."""
     if not token:
         return None
+    payload = _unpack(token, query)
     try:
-        padded = token + "=" * (-len(token) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded))
-        if payload["q"] != _fingerprint(query):
-            raise ValueError("token of another query")
-        return dt.datetime.fromisoformat(payload["t"]), uuid.UUID(payload["id"])
-    except (ValueError, KeyError, TypeError, binascii.Error) as error:
-        raise InvalidArgument(
-            "page_token is not a token of this listing with these filters; "
-            "start again with an empty page_token",
-            reason="INVALID_PAGE_TOKEN",
-        ) from error
+        when = dt.datetime.fromisoformat(_text(payload, "t"))
+        if when.tzinfo is None or not _EARLIEST <= when <= _LATEST:
+            raise _BadToken("t")
+        return when.astimezone(dt.UTC), uuid.UUID(_text(payload, "id"))
+    except ValueError as error:
+        raise _refused() from error
+
+
+def encode_name_token(query: str, name: str) -> str:
+    return _pack(query, {"name": name})
+
+
+def decode_name_token(token: str, query: str) -> str | None:
+    """The name after which the page starts; None for the first page."""
+    if not token:
+        return None
+    payload = _unpack(token, query)
+    try:
+        name = _text(payload, "name")
+        if not name or len(name) > _MAX_NAME:
+            raise _BadToken("name")
+        return name
+    except ValueError as error:
+        raise _refused() from error

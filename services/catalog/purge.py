@@ -26,6 +26,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagepipe.v1 import catalog_pb2
 from services.catalog.repository import CatalogRepository
+from services.shared.errors import InvalidArgument
 from services.shared.logs import get_logger
 from services.shared.storage import ObjectInfo, ObjectStore
 
@@ -34,6 +35,8 @@ __all__ = ["run_purge"]
 log = get_logger(__name__)
 
 KIND = catalog_pb2.PurgeItemKind
+# A century: anything older is everything; a larger cut-off would overflow the date.
+MAX_PURGE_DAYS = 36_500
 
 
 @dataclass
@@ -77,6 +80,12 @@ async def run_purge(
     dry_run: bool,
     older_than_days: int,
 ) -> catalog_pb2.PurgeResponse:
+    if older_than_days > MAX_PURGE_DAYS:
+        raise InvalidArgument(
+            f"older_than_days is at most {MAX_PURGE_DAYS} (100 years)",
+            reason="AGE_TOO_LARGE",
+            metadata={"max_supported": MAX_PURGE_DAYS},
+        )
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days)
     listed: dict[str, ObjectInfo] = {}
     for prefix in (f"originals/{tenant_id}/", f"renditions/{tenant_id}/"):

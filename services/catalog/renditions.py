@@ -10,17 +10,24 @@ from imagepipe.v1 import common_pb2
 from services.catalog import convert
 from services.catalog.assets import parse_uuid
 from services.catalog.repository import CatalogRepository
-from services.shared.errors import FailedPrecondition, NotFound
+from services.shared.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.shared.imaging.formats import format_name
 
 __all__ = ["ChosenRendition", "choose_rendition"]
 
 # Without an accept list, JPEG is preferred: every client decodes it.
-_DEFAULT_PREFERENCE = (
-    common_pb2.IMAGE_FORMAT_JPEG,
-    common_pb2.IMAGE_FORMAT_WEBP,
-    common_pb2.IMAGE_FORMAT_AVIF,
-)
+_DEFAULT_PREFERENCE = ("jpeg", "webp", "avif")
+
+
+def _format(value: int) -> str:
+    """The stored name of an accepted format; refuses values this server does not know."""
+    if value not in common_pb2.ImageFormat.values() or value == common_pb2.IMAGE_FORMAT_UNSPECIFIED:
+        raise InvalidArgument(
+            f"accept_formats holds {value}, which is not an image format this server knows",
+            reason="INVALID_FORMAT",
+            metadata={"field": "accept_formats"},
+        )
+    return format_name(value)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ async def choose_rendition(
     preset: str,
     accept: Sequence[common_pb2.ImageFormat.ValueType],
 ) -> ChosenRendition:
+    wanted = [_format(f) for f in accept] or list(_DEFAULT_PREFERENCE)
     asset = await repo.get_asset(tenant_id, parse_uuid(asset_id, "asset_id"))
     if asset is None:
         raise NotFound(f"no asset {asset_id}", reason="ASSET_NOT_FOUND")
@@ -54,9 +62,8 @@ async def choose_rendition(
             f"asset {asset_id} has no {preset!r} rendition", reason="RENDITION_NOT_FOUND"
         )
     by_format = {r["format"]: r for r in rows}
-    wanted = list(accept) or _DEFAULT_PREFERENCE
     for image_format in wanted:
-        row = by_format.get(format_name(image_format))
+        row = by_format.get(image_format)
         if row is not None:
             return ChosenRendition(convert.rendition_message(row), row["object_key"])
     raise NotFound(

@@ -20,7 +20,8 @@ from services.shared.errors import AlreadyExists, InvalidArgument, NotFound, Una
 
 __all__ = ["KeyAuthenticator", "create_tenant", "issue_api_key"]
 
-_TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# fullmatch: `$` would also accept a trailing newline, which the database's CHECK refuses.
+_TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _LABEL_MAX = 200
 
 
@@ -35,7 +36,7 @@ async def create_tenant(
     repo: CatalogRepository, name: str, pepper: str
 ) -> tuple[asyncpg.Record, asyncpg.Record, str]:
     """Create a tenant and its first key; returns (tenant, key, full key)."""
-    if not _TENANT_NAME.match(name):
+    if not _TENANT_NAME.fullmatch(name):
         raise InvalidArgument(
             "tenant name must be 1-63 characters of a-z, 0-9, '-' and '_', "
             "starting with a letter or digit",

@@ -9,8 +9,9 @@ orphan object that Purge reclaims.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -18,15 +19,24 @@ from typing import Protocol
 from prometheus_client import Counter
 
 from imagepipe.v1 import catalog_internal_pb2, common_pb2, events_pb2, ingest_pb2
-from services.shared.errors import InvalidArgument, Unavailable
+from services.shared.errors import InvalidArgument, ResourceExhausted, Unavailable
 from services.shared.imaging.decode import ImageFacts, inspect_image
 from services.shared.imaging.hashing import format_hash
 from services.shared.logs import get_logger
 from services.shared.sandbox import DecodePool
-from services.shared.spool import Spool, receive_deadline
+from services.shared.spool import Spool, idle_bounded, receive_deadline
 from services.shared.storage import ObjectNotFound, ObjectStore, original_key
 
-__all__ = ["CatalogPort", "Decoder", "Publisher", "SandboxDecoder", "UploadResult", "Uploads"]
+__all__ = [
+    "CatalogPort",
+    "Decoder",
+    "Publisher",
+    "SandboxDecoder",
+    "UploadResult",
+    "UploadSlots",
+    "Uploads",
+    "check_header",
+]
 
 log = get_logger(__name__)
 
@@ -36,11 +46,15 @@ DEDUPE_HITS = Counter(
     "imagepipe_dedupe_hits_total", "Uploads answered with an existing asset of the same bytes."
 )
 
+# Header limits (docs/input.md): refused when exceeded, never silently cut, so the
+# catalog stores exactly what the caller sent.
 MAX_LABELS = 32
 MAX_LABEL_KEY = 63
 MAX_LABEL_VALUE = 255
 MAX_FILENAME = 255
-_LABEL_KEY = re.compile(r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$")
+MAX_CONTENT_TYPE = 255
+# fullmatch: `$` would also accept a trailing newline, which the database refuses.
+_LABEL_KEY = re.compile(r"[a-z0-9]([a-z0-9_.-]*[a-z0-9])?")
 
 
 class CatalogPort(Protocol):
@@ -70,11 +84,28 @@ class UploadResult:
     near_duplicates: list[common_pb2.SimilarAsset] = field(default_factory=list)
 
 
-def _check_header(header: ingest_pb2.UploadHeader) -> None:
+def _check_length(field: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidArgument(
+            f"{field} is {len(value)} characters long; at most {limit} are allowed",
+            reason="FIELD_TOO_LONG",
+            metadata={"field": field, "limit": limit, "length": len(value)},
+        )
+
+
+def check_header(header: ingest_pb2.UploadHeader) -> None:
+    """Refuse a header the catalog could not store as sent (NUL characters are
+    refused for every request before it reaches a handler: services/shared/wire.py)."""
+    _check_length("filename", header.filename, MAX_FILENAME)
+    _check_length("content_type", header.content_type, MAX_CONTENT_TYPE)
     if len(header.labels) > MAX_LABELS:
-        raise InvalidArgument(f"at most {MAX_LABELS} labels are allowed", reason="INVALID_LABELS")
+        raise InvalidArgument(
+            f"at most {MAX_LABELS} labels are allowed, got {len(header.labels)}",
+            reason="INVALID_LABELS",
+            metadata={"limit": MAX_LABELS},
+        )
     for key, value in header.labels.items():
-        if len(key) > MAX_LABEL_KEY or not _LABEL_KEY.match(key):
+        if len(key) > MAX_LABEL_KEY or not _LABEL_KEY.fullmatch(key):
             raise InvalidArgument(
                 f"label key {key[:80]!r} must be 1-{MAX_LABEL_KEY} characters of a-z, 0-9, "
                 "'_', '.', '-' (starting and ending with a letter or digit)",
@@ -82,14 +113,50 @@ def _check_header(header: ingest_pb2.UploadHeader) -> None:
             )
         if len(value) > MAX_LABEL_VALUE:
             raise InvalidArgument(
-                f"label {key!r} is longer than {MAX_LABEL_VALUE} characters",
+                f"label {key!r} is {len(value)} characters long; at most {MAX_LABEL_VALUE} "
+                "are allowed",
                 reason="INVALID_LABELS",
+                metadata={"limit": MAX_LABEL_VALUE},
             )
 
 
 def _clean_filename(name: str) -> str:
-    # Informational only (never a storage key): keep it printable and bounded.
-    return "".join(c for c in name if c.isprintable())[:MAX_FILENAME]
+    # Informational only (never a storage key): keep it printable.
+    return "".join(c for c in name if c.isprintable())
+
+
+class UploadSlots:
+    """How many Upload streams each tenant has open; refuses one past the limit.
+
+    Per process: with N ingest replicas a tenant may hold N times the limit.
+    """
+
+    def __init__(self, per_tenant: int) -> None:
+        self._limit = per_tenant
+        self._open: dict[str, int] = {}
+
+    def open_count(self, tenant_id: str) -> int:
+        return self._open.get(tenant_id, 0)
+
+    @contextlib.contextmanager
+    def hold(self, tenant_id: str) -> Iterator[None]:
+        held = self._open.get(tenant_id, 0)
+        if self._limit and held >= self._limit:
+            raise ResourceExhausted(
+                f"this tenant already has {held} uploads in progress, the most allowed "
+                "(IMAGEPIPE_TENANT_MAX_UPLOADS); wait for one to finish",
+                reason="TOO_MANY_UPLOADS",
+                metadata={"limit": self._limit},
+            )
+        self._open[tenant_id] = held + 1
+        try:
+            yield
+        finally:
+            remaining = self._open[tenant_id] - 1
+            if remaining:
+                self._open[tenant_id] = remaining
+            else:
+                del self._open[tenant_id]
 
 
 class Uploads:
@@ -104,6 +171,8 @@ class Uploads:
         decoder: Decoder,
         max_upload_bytes: int,
         upload_timeout: float = 300.0,
+        idle_timeout: float = 30.0,
+        max_uploads_per_tenant: int = 0,
         spool_dir: str = "",
     ) -> None:
         self._catalog = catalog
@@ -112,6 +181,8 @@ class Uploads:
         self._decoder = decoder
         self._max_bytes = max_upload_bytes
         self._timeout = upload_timeout
+        self._idle = idle_timeout
+        self.slots = UploadSlots(max_uploads_per_tenant)
         self._spool_dir = spool_dir
 
     async def receive(
@@ -121,21 +192,26 @@ class Uploads:
         tenant_id: str,
         request_id: str,
     ) -> UploadResult:
-        spool = Spool(max_bytes=self._max_bytes, directory=self._spool_dir)
         try:
-            async with receive_deadline(self._timeout, "upload"):
-                header = await self._receive(messages, spool)
-            content_hash = await spool.finish()
-            result = await self._store_upload(header, spool, content_hash, tenant_id, request_id)
-            UPLOADS.labels("deduplicated" if result.deduplicated else "stored").inc()
-            if result.deduplicated:
-                DEDUPE_HITS.inc()
-            return result
+            with self.slots.hold(tenant_id):
+                spool = Spool(max_bytes=self._max_bytes, directory=self._spool_dir)
+                try:
+                    async with receive_deadline(self._timeout, "upload"):
+                        stream = idle_bounded(messages, self._idle, "upload")
+                        header = await self._receive(stream, spool)
+                    content_hash = await spool.finish()
+                    result = await self._store_upload(
+                        header, spool, content_hash, tenant_id, request_id
+                    )
+                finally:
+                    spool.discard()
         except Exception:
             UPLOADS.labels("refused").inc()
             raise
-        finally:
-            spool.discard()
+        UPLOADS.labels("deduplicated" if result.deduplicated else "stored").inc()
+        if result.deduplicated:
+            DEDUPE_HITS.inc()
+        return result
 
     @staticmethod
     async def _receive(
@@ -151,7 +227,7 @@ class Uploads:
                         reason="MALFORMED_STREAM",
                     )
                 header = message.header
-                _check_header(header)
+                check_header(header)
             elif part == "chunk":
                 if header is None:
                     raise InvalidArgument(
@@ -189,7 +265,7 @@ class Uploads:
                 content_hash=content_hash,
                 perceptual_hash=format_hash(facts.perceptual_hash),
                 filename=_clean_filename(header.filename),
-                declared_content_type=header.content_type[:255],
+                declared_content_type=header.content_type,
                 content_type=facts.content_type,
                 format=facts.wire_format,  # type: ignore[arg-type]
                 width=facts.width,

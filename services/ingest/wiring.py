@@ -48,6 +48,8 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                 decoder=SandboxDecoder(pool, settings.max_pixels),
                 max_upload_bytes=settings.max_upload_bytes,
                 upload_timeout=settings.upload_timeout_seconds,
+                idle_timeout=settings.upload_idle_seconds,
+                max_uploads_per_tenant=settings.tenant_max_uploads,
                 spool_dir=settings.spool_dir,
             )
             yield ServiceSpec(

@@ -206,7 +206,7 @@ class CatalogInternalClient:
             internal_pb2.FailJobAttemptRequest(
                 job_id=job_id,
                 attempt=attempt,
-                error=error,
+                error=_storable(error),
                 transient=transient,
                 retry_after_seconds=retry_after_seconds,
             ),
@@ -220,7 +220,9 @@ class CatalogInternalClient:
     ) -> None:
         await self._call(
             self._stub.RecordPoisonJob,
-            internal_pb2.RecordPoisonJobRequest(request=request, error=error, reason=reason),
+            internal_pb2.RecordPoisonJobRequest(
+                request=request, error=_storable(error), reason=reason
+            ),
         )
 
     async def get_asset_objects(
@@ -249,3 +251,9 @@ async def common_adapters(settings: Settings) -> AsyncIterator[CommonAdapters]:
     finally:
         await store.close()
         await channel.close()
+
+
+def _storable(text: str) -> str:
+    """An error text the catalog accepts: it refuses NUL (PostgreSQL cannot store it),
+    and a decoder's message may quote bytes of a hostile file."""
+    return text.replace("\x00", "\\x00")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import signal
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -37,6 +39,7 @@ from services.shared.errors import ImagepipeError, Unimplemented, to_grpc_status
 from services.shared.logs import get_logger, new_request_id, request_id_var
 from services.shared.reflection import add_reflection
 from services.shared.settings import Settings
+from services.shared.wire import RefusedRequest, checked_deserializer
 
 __all__ = ["Check", "GrpcService", "ServiceSpec", "Worker", "serve"]
 
@@ -97,14 +100,18 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> Handler | None:
         handler = await continuation(details)
+        if handler is None:
+            return None
         access = self._policies.get(details.method)
-        if handler is None or access is None:
-            return handler
-        return _wrap_handler(handler, details.method, access, self._scope)
+        if access is None:
+            # Health and reflection: no credentials, but malformed requests are
+            # refused the same way as on every imagepipe RPC.
+            return _wrap_handler(handler, details.method, _plain_scope)
+        return _wrap_handler(handler, details.method, functools.partial(self._scope, access))
 
     @contextlib.asynccontextmanager
     async def _scope(
-        self, method: str, rpc_type: str, access: Access, context: Context
+        self, access: Access, method: str, rpc_type: str, context: Context
     ) -> AsyncIterator[None]:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         request_id = metadata.get(REQUEST_ID_KEY) or new_request_id()
@@ -172,13 +179,49 @@ async def _abort(context: Context, error: ImagepipeError, request_id: str) -> No
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-Scope = Callable[[str, str, Access, Context], Any]
+@contextlib.asynccontextmanager
+async def _plain_scope(method: str, rpc_type: str, context: Context) -> AsyncIterator[None]:
+    """Request id and domain errors to status, for the RPCs that are not imagepipe's own."""
+    metadata = dict(context.invocation_metadata() or ())
+    request_id = str(metadata.get(REQUEST_ID_KEY) or new_request_id())
+    token = request_id_var.set(request_id)
+    try:
+        yield
+    except ImagepipeError as error:
+        await _abort(context, error, request_id)
+    finally:
+        request_id_var.reset(token)
 
 
-def _wrap_handler(handler: Handler, method: str, access: Access, scope: Scope) -> Handler:
-    """Return a handler of the same kind whose behaviour runs inside `scope`."""
+Scope = Callable[[str, str, Context], contextlib.AbstractAsyncContextManager[None]]
+
+
+def _accepted(request: Any, method: str) -> Any:
+    """The request itself, or the error of one the deserializer refused."""
+    if isinstance(request, RefusedRequest):
+        log.warning(
+            "refused request to %s: %s",
+            method,
+            request.error.message,
+            extra={"reason": request.error.reason},
+        )
+        raise request.error
+    return request
+
+
+async def _accepted_stream(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _accepted(request, method)
+
+
+def _wrap_handler(handler: Handler, method: str, scope: Scope) -> Handler:
+    """Return a handler of the same kind whose behaviour runs inside `scope`, and
+    whose requests are checked before the behaviour sees them (see wire.py)."""
+    deserializer = handler.request_deserializer
+    owner = getattr(deserializer, "__self__", None)
+    type_name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", method)
     serde = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": checked_deserializer(deserializer, type_name),
         "response_serializer": handler.response_serializer,
     }
     # The behaviours are coroutine functions or async generators on an aio server.
@@ -187,16 +230,16 @@ def _wrap_handler(handler: Handler, method: str, access: Access, scope: Scope) -
         behaviour = handler.unary_unary
 
         async def unary_unary(request: Any, context: Context) -> Any:
-            async with scope(method, "unary", access, context):
-                return await behaviour(request, context)
+            async with scope(method, "unary", context):
+                return await behaviour(_accepted(request, method), context)
 
         return grpc.unary_unary_rpc_method_handler(unary_unary, **serde)
     if handler.stream_unary:
         behaviour = handler.stream_unary
 
         async def stream_unary(requests: Any, context: Context) -> Any:
-            async with scope(method, "client_stream", access, context):
-                return await behaviour(requests, context)
+            async with scope(method, "client_stream", context):
+                return await behaviour(_accepted_stream(requests, method), context)
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, **serde)
     # Streamed responses are written from a coroutine, not yielded from a generator:
@@ -209,20 +252,29 @@ def _wrap_handler(handler: Handler, method: str, access: Access, scope: Scope) -
         behaviour = handler.unary_stream
 
         async def unary_stream(request: Any, context: Context) -> None:
-            async with scope(method, "server_stream", access, context):
-                await _write_all(behaviour(request, context), context)
+            async with scope(method, "server_stream", context):
+                await _write_all(behaviour(_accepted(request, method), context), context)
 
         return grpc.unary_stream_rpc_method_handler(unary_stream, **serde)
     behaviour = handler.stream_stream
 
     async def stream_stream(requests: Any, context: Context) -> None:
-        async with scope(method, "bidi_stream", access, context):
-            await _write_all(behaviour(requests, context), context)
+        async with scope(method, "bidi_stream", context):
+            await _write_all(behaviour(_accepted_stream(requests, method), context), context)
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, **serde)
 
 
-async def _write_all(responses: AsyncGenerator[Any, None], context: Context) -> None:
+async def _write_all(produced: Any, context: Context) -> None:
+    """Write what a streaming behaviour yields, closing its generator in this task.
+
+    A behaviour that writes with `context.write` itself and returns (grpc's own
+    health Watch does) is simply awaited.
+    """
+    if inspect.isawaitable(produced):
+        await produced
+        return
+    responses: AsyncGenerator[Any, None] = produced
     try:
         async for response in responses:
             await context.write(response)

@@ -135,6 +135,18 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest an Upload or CompareImages stream may take, however slow the client.",
     )
+    upload_idle_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait for the next message of an Upload stream; a stream silent "
+        "for longer is refused (UPLOAD_IDLE).",
+    )
+    tenant_max_uploads: int = Field(
+        default=64,
+        ge=0,
+        description="Upload streams one tenant may have open at once on one ingest process; "
+        "more are refused (TOO_MANY_UPLOADS; 0: no limit).",
+    )
     decode_workers: int = Field(
         default=2, ge=1, description="Processes decoding untrusted uploads in ingest."
     )

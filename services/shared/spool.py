@@ -12,14 +12,17 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
+from typing import TypeVar
 
 from services.shared.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 
-__all__ = ["MAX_CHUNK_BYTES", "Spool", "receive_deadline"]
+__all__ = ["MAX_CHUNK_BYTES", "Spool", "idle_bounded", "receive_deadline"]
 
 MAX_CHUNK_BYTES = 1024 * 1024
+
+T = TypeVar("T")
 
 
 class Spool:
@@ -80,6 +83,29 @@ async def receive_deadline(seconds: float, what: str) -> AsyncIterator[None]:
             f"the {what} stream took longer than {seconds:g} s (IMAGEPIPE_UPLOAD_TIMEOUT_SECONDS)",
             reason="UPLOAD_TIMEOUT",
         ) from None
+
+
+async def idle_bounded(messages: AsyncIterable[T], seconds: float, what: str) -> AsyncIterator[T]:
+    """`messages`, refused when the client sends nothing for `seconds`.
+
+    The whole-stream deadline alone lets a client that sent its header and then
+    nothing hold a spool file and a descriptor for all of it.
+    """
+    iterator = aiter(messages)
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                message = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the {what} stream sent nothing for {seconds:g} s "
+                "(IMAGEPIPE_UPLOAD_IDLE_SECONDS); send the next chunk sooner",
+                reason="UPLOAD_IDLE",
+                metadata={"idle_seconds": seconds},
+            ) from None
+        yield message
 
 
 def _human(size: int) -> str:
