@@ -52,6 +52,9 @@ class StalledContext:
     def code(self) -> grpc.StatusCode | None:
         return None
 
+    def time_remaining(self) -> float | None:
+        return None
+
 
 async def _dispatch(handler: Any, context: StalledContext) -> None:
     """What grpc.aio does with a unary-stream handler (its
