@@ -85,6 +85,7 @@ bench: $(STAMP_GEN) ## every benchmark (prints tables and `summary:` lines; slow
 	$(PY) -m bench.scale
 	$(PY) -m bench.quality_target
 	$(PY) -m bench.similar
+	$(PY) -m bench.timings
 
 migrate: $(STAMP_GEN) ## apply catalog migrations to IMAGEPIPE_DATABASE_URL
 	$(PY) -m services.catalog migrate

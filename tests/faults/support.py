@@ -8,27 +8,34 @@ then classifies each accepted upload from the catalog's own tables:
 - poisoned:   given up on, with a poison job saying why;
 - lost:       accepted, but neither ready nor poisoned;
 - duplicated: a job whose renditions were committed by more than one completed
-              attempt (job_attempts with outcome 'succeeded').
+              attempt (job_attempts with outcome 'succeeded');
+- bad renditions: a ready asset without exactly three rendition rows, or whose
+              rendition rows point at an object that is missing from S3 or whose size
+              differs from the row's (every committed object is stat'ed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import io
 import os
 import random
 import signal
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import asyncpg
 import grpc
 import numpy as np
+from minio.error import S3Error
 from PIL import Image
 
 from devstack import ServiceProcess, Stack
@@ -36,14 +43,19 @@ from imagepipe.v1 import ingest_pb2_grpc
 from tests.helpers import Services, Tenant, upload_messages
 
 __all__ = [
+    "Answer",
     "Outcome",
     "Uploader",
     "classify",
+    "during_a_job",
+    "interrupted_attempts",
+    "kill_during_a_job",
     "make_images",
     "query",
     "rabbitmq_stopped",
     "replace_service",
     "wait_settled",
+    "worker_of",
 ]
 
 
@@ -75,25 +87,43 @@ def query(stack: Stack, sql: str, *args: object) -> list[asyncpg.Record]:
     return asyncio.run(run())
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One Upload call as the client saw it (monotonic clock)."""
+
+    started: float
+    answered: float
+    code: str  # a grpc.StatusCode name, "OK" for an accepted upload
+
+
 @dataclass
 class Uploader:
-    """Uploads a batch from a few threads, retrying what a client would retry."""
+    """Uploads a batch from a few threads, retrying what a client would retry.
+
+    Every call is recorded in `answers`, retried ones included, so a test can say
+    how many uploads a fault made the client retry and which were accepted while
+    the fault lasted, instead of taking "eventually accepted" for "accepted".
+    """
 
     services: Services
     tenant: Tenant
     accepted: list[str] = field(default_factory=list)  # asset ids answered OK
     refused: list[str] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: int = 0
 
     def upload_one(self, data: bytes, retries: int = 60) -> None:
         stub = ingest_pb2_grpc.IngestServiceStub(self.services.ingest)
         for _ in range(retries):
+            started = time.monotonic()
             try:
                 response = stub.Upload(
                     upload_messages(data), metadata=self.tenant.metadata, timeout=30
                 )
             except grpc.RpcError as error:
+                with self.lock:
+                    self.answers.append(Answer(started, time.monotonic(), error.code().name))
                 if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     time.sleep(0.5)  # a dependency is down: retry, as AsyncClient does
                     continue
@@ -102,12 +132,24 @@ class Uploader:
                     self.done += 1
                 return
             with self.lock:
+                self.answers.append(Answer(started, time.monotonic(), "OK"))
                 self.accepted.append(response.asset.asset_id)
                 self.done += 1
             return
         with self.lock:
             self.refused.append("gave up retrying")
             self.done += 1
+
+    @property
+    def retried(self) -> list[Answer]:
+        """Calls answered UNAVAILABLE or DEADLINE_EXCEEDED, which the client retried."""
+        with self.lock:
+            return [a for a in self.answers if a.code != "OK" and a.code in _RETRIED]
+
+    def between(self, start: float, end: float) -> list[Answer]:
+        """Calls made and answered entirely within [start, end]."""
+        with self.lock:
+            return [a for a in self.answers if start <= a.started and a.answered <= end]
 
     def at_least(self, count: int) -> bool:
         return self.done >= count
@@ -120,6 +162,9 @@ class Uploader:
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         return thread
+
+
+_RETRIED = {grpc.StatusCode.UNAVAILABLE.name, grpc.StatusCode.DEADLINE_EXCEEDED.name}
 
 
 def wait_settled(stack: Stack, tenant: Tenant, timeout: float) -> None:
@@ -145,13 +190,17 @@ class Outcome:
     poisoned: int
     lost: int
     duplicated: int
-    bad_renditions: int  # ready assets without exactly three rendition rows
+    # Ready assets without exactly three rendition rows, or with a rendition row whose
+    # object is missing from S3 or has another size than the row says.
+    bad_renditions: int
+    objects_checked: int  # rendition objects stat'ed in S3
 
     def line(self) -> str:
         return (
             f"uploads={self.uploads} rendered={self.rendered} recovered={self.recovered} "
             f"lost={self.lost} duplicated={self.duplicated}"
             + (f" poisoned={self.poisoned}" if self.poisoned else "")
+            + f" bad_renditions={self.bad_renditions} objects_checked={self.objects_checked}"
         )
 
 
@@ -172,6 +221,12 @@ def classify(stack: Stack, asset_ids: Iterable[str]) -> Outcome:
         wanted,
     )
     ready = [r for r in rows if r["status"] == "ready"]
+    objects = query(
+        stack,
+        "SELECT asset_id, object_key, size_bytes FROM renditions WHERE asset_id = ANY($1::uuid[])",
+        [r["id"] for r in ready],
+    )
+    wrong_objects = {r["asset_id"] for r in objects if not _stored(stack, r)}
     return Outcome(
         uploads=len(wanted),
         rendered=sum(1 for r in ready if r["attempts"] == 1),
@@ -181,8 +236,20 @@ def classify(stack: Stack, asset_ids: Iterable[str]) -> Outcome:
         - len(ready)
         - sum(1 for r in rows if r["status"] == "failed" and r["poison"]),
         duplicated=sum(1 for r in rows if r["succeeded"] > 1),
-        bad_renditions=sum(1 for r in ready if r["renditions"] != 3),
+        bad_renditions=sum(1 for r in ready if r["renditions"] != 3 or r["id"] in wrong_objects),
+        objects_checked=len(objects),
     )
+
+
+def _stored(stack: Stack, rendition: asyncpg.Record) -> bool:
+    """Whether the rendition's object is in S3 with the size its row records."""
+    try:
+        stat = stack.s3.client().stat_object(stack.bucket, rendition["object_key"])
+    except S3Error as error:
+        if error.code in ("NoSuchKey", "NoSuchObject"):
+            return False
+        raise
+    return bool(stat.size == rendition["size_bytes"])
 
 
 def kill_hard(service: ServiceProcess) -> None:
@@ -191,6 +258,70 @@ def kill_hard(service: ServiceProcess) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(os.getpgid(service.process.pid), signal.SIGKILL)
     service.process.wait(timeout=30)
+
+
+def worker_of(service: ServiceProcess) -> str:
+    """The name a renderer process records on the attempts it starts (host:pid)."""
+    assert service.process is not None
+    return f"{socket.gethostname()}:{service.process.pid}"
+
+
+def kill_during_a_job(
+    stack: Stack, service: ServiceProcess, timeout: float
+) -> tuple[str, datetime.datetime]:
+    """SIGKILL the renderer `service` (and its workers) while it holds an open attempt;
+    its worker name and the database time just after the kill, for
+    `interrupted_attempts`."""
+    worker = worker_of(service)
+    return worker, during_a_job(stack, worker, partial(kill_hard, service), timeout)
+
+
+def during_a_job(
+    stack: Stack, worker: str, act: Callable[[], None], timeout: float
+) -> datetime.datetime:
+    """Run `act` the moment `worker` holds an open attempt; the database time just after.
+
+    Watches job_attempts on one connection (a few ms per look), so a signal lands while
+    a job is in progress rather than between jobs. Whether it really did is for the
+    caller to check from the attempts afterwards (`interrupted_attempts`, or attempts
+    that finished after the returned time).
+    """
+
+    async def watch() -> datetime.datetime | None:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if await connection.fetchval(
+                    "SELECT 1 FROM job_attempts WHERE worker = $1 AND finished_at IS NULL",
+                    worker,
+                ):
+                    act()
+                    moment: datetime.datetime = await connection.fetchval(
+                        "SELECT clock_timestamp()"
+                    )
+                    return moment
+                await asyncio.sleep(0.002)
+            return None
+        finally:
+            await connection.close()
+
+    moment = asyncio.run(watch())
+    assert moment is not None, f"{worker} started no job within {timeout:g} s"
+    return moment
+
+
+def interrupted_attempts(stack: Stack, worker: str, killed_at: datetime.datetime) -> list[str]:
+    """Jobs whose attempt by `worker` had not finished when it was killed at `killed_at`
+    (still open, or closed later by someone else): the work a dead process left behind."""
+    rows = query(
+        stack,
+        "SELECT job_id::text AS job_id FROM job_attempts WHERE worker = $1 "
+        "AND (finished_at IS NULL OR finished_at > $2)",
+        worker,
+        killed_at,
+    )
+    return [r["job_id"] for r in rows]
 
 
 def replace_service(stack: Stack, name: str, **env: str) -> ServiceProcess:

@@ -49,31 +49,53 @@ def test_rabbitmq_stopped_for_15_seconds_mid_batch(
     services: Services, stack: Stack, make_tenant: Callable[[str], Tenant]
 ) -> None:
     tenant = make_tenant("broker")
-    uploader = Uploader(services, tenant)
-    thread = uploader.start(make_images(120, seed=5), threads=3)
-    assert wait_until(lambda: uploader.done >= 25, 60)
+    images = make_images(120, seed=5)
+    # Half the batch before the outage (still uploading when it starts), the other half
+    # uploaded while the broker is stopped: the outage lasts until those are all
+    # answered, so "accepted during the outage" is about calls that really were.
+    before = Uploader(services, tenant)
+    thread = before.start(images[:60], threads=3)
+    assert wait_until(lambda: before.done >= 25, 60)
+    during = Uploader(services, tenant)
     renderer = renderer_pb2_grpc.RendererServiceStub(services.renderer)
     modes = set()
     with rabbitmq_stopped():
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        outage_began = time.monotonic()
+        uploading = during.start(images[60:], threads=3)
+        while time.monotonic() < outage_began + 15 or uploading.is_alive():
+            assert time.monotonic() < outage_began + 150, "uploads during the outage hang"
             status = renderer.GetRendererStatus(
                 renderer_pb2.GetRendererStatusRequest(), metadata=services.admin_metadata, timeout=5
             )
             modes.add(renderer_pb2.ConsumeMode.Name(status.mode))
             time.sleep(0.5)
-        uploaded_during_outage = uploader.done
+        outage_ended = time.monotonic()
     thread.join(timeout=120)
+    accepted = before.accepted + during.accepted
     wait_settled(stack, tenant, timeout=150)
-    outcome = classify(stack, uploader.accepted)
+    outcome = classify(stack, accepted)
+    # Every Upload call of the second half, as the client saw it: all inside the outage.
+    calls = during.between(outage_began, outage_ended)
+    seconds = sorted(a.answered - a.started for a in calls) or [float("nan")]
     print(
-        f"\nRabbitMQ stopped 15 s: {outcome.line()}; renderer modes seen {sorted(modes)}; "
-        f"{uploaded_during_outage} uploads done by the end of the outage"
+        f"\nRabbitMQ stopped {outage_ended - outage_began:.0f} s: {outcome.line()}; "
+        f"renderer modes seen {sorted(modes)}; "
+        f"{len(calls)} upload calls made and answered during the outage, "
+        f"codes {sorted({a.code for a in calls})}, "
+        f"answered in {seconds[len(seconds) // 2]:.2f} s (median), {seconds[-1]:.2f} s at most; "
+        f"{len(before.retried) + len(during.retried)} calls retried by the client"
     )
-    assert uploader.refused == [], uploader.refused[:3]
+    # Accepted during the outage means answered OK at the first call: a client that
+    # retried UNAVAILABLE until the broker was back would also end with every upload
+    # accepted, and prove nothing about the outbox.
+    assert len(calls) == len(during.answers) == 60, (len(calls), len(during.answers))
+    assert {a.code for a in calls} == {"OK"}, calls
+    assert before.retried == [] and during.retried == [], (before.retried + during.retried)[:3]
+    assert before.refused == [] and during.refused == [], (before.refused + during.refused)[:3]
     assert outcome.uploads == 120
     assert outcome.rendered + outcome.recovered == 120
     assert (outcome.lost, outcome.duplicated, outcome.bad_renditions) == (0, 0, 0)
+    assert outcome.objects_checked == 3 * 120
     assert "CONSUME_MODE_CATALOG_POLLING" in modes, "the renderer worked from the catalog meanwhile"
 
     def back_on_the_queue() -> bool:
@@ -98,6 +120,7 @@ def test_rabbitmq_stopped_for_15_seconds_mid_batch(
     )[0]["n"]
     print(f"after the outage: {again.line()}, {published} published through the broker")
     assert again.rendered == 20 and published == 20
+    assert again.bad_renditions == 0 and again.objects_checked == 3 * 20
 
 
 @pytest.mark.timeout(300)
@@ -120,11 +143,15 @@ def test_postgres_backends_terminated_mid_batch(
     thread.join(timeout=120)
     wait_settled(stack, tenant, timeout=150)
     outcome = classify(stack, uploader.accepted)
-    print(f"\nPostgreSQL: {terminated} backends terminated in 3 rounds; {outcome.line()}")
+    print(
+        f"\nPostgreSQL: {terminated} backends terminated in 3 rounds; {outcome.line()}; "
+        f"{len(uploader.retried)} upload calls retried by the client"
+    )
     assert terminated > 0
     assert uploader.refused == [], uploader.refused[:3]
     assert outcome.uploads == 100 and outcome.rendered + outcome.recovered == 100
     assert (outcome.lost, outcome.duplicated, outcome.bad_renditions) == (0, 0, 0)
+    assert outcome.objects_checked == 3 * 100
     _no_orphans(stack, tenant)
     assert wait_until(lambda: health_status(stack.address("catalog")) == "SERVING", 30)
 
@@ -150,10 +177,18 @@ def test_s3_server_stopped_for_10_seconds_mid_batch(
     thread.join(timeout=180)
     wait_settled(stack, tenant, timeout=150)
     outcome = classify(stack, uploader.accepted)
-    print(f"\nS3 stopped 10 s: {outcome.line()}")
+    print(
+        f"\nS3 stopped 10 s: {outcome.line()}; "
+        f"{len(uploader.retried)} upload calls answered UNAVAILABLE and retried by the client"
+    )
+    # The outage was felt by the client (else the retry path was not exercised) ...
+    assert uploader.retried, "no upload was refused while S3 was stopped"
+    assert {a.code for a in uploader.retried} == {"UNAVAILABLE"}, uploader.retried[:3]
+    # ... and every upload still ended accepted and rendered.
     assert uploader.refused == [], uploader.refused[:3]
     assert outcome.uploads == 100 and outcome.rendered + outcome.recovered == 100
     assert (outcome.lost, outcome.duplicated, outcome.bad_renditions) == (0, 0, 0)
+    assert outcome.objects_checked == 3 * 100
     # No upload was answered OK without its original stored.
     client = stack.s3.client()
     keys = query(

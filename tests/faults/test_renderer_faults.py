@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import io
 import itertools
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -23,19 +24,25 @@ from imagepipe.v1 import (
     common_pb2,
 )
 from services.shared.broker import Topology, render_message
+from services.shared.settings import Settings
 from tests.faults.support import (
     Uploader,
     classify,
+    during_a_job,
+    interrupted_attempts,
+    kill_during_a_job,
     kill_hard,
     make_images,
     query,
     replace_service,
     wait_settled,
     wait_until,
+    worker_of,
 )
 from tests.helpers import Services, Tenant, register_directly, wait_for_status
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+DEFAULT_DELIVERY_LIMIT = Settings.model_fields["delivery_limit"].default
 
 
 def _publish(stack: Stack, request: object) -> None:
@@ -103,8 +110,10 @@ def test_unreadable_original_backs_off_then_poisons_then_replays(
     assert len(starts) == 4, job.attempt_history
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     print(f"\nunreadable original: attempts at gaps {[round(g, 2) for g in gaps]} s")
+    # Each retry waits at least its delay (the delay queues' TTLs); how much longer it
+    # takes depends on the machine and is bench/timings.py's to report, not a test's.
     for gap, delay in zip(gaps, (2, 4, 8), strict=True):
-        assert delay <= gap < delay + 1, gaps
+        assert gap >= delay, gaps
     assert all("missing from the object store" in a.error for a in job.attempt_history)
 
     (poison,) = catalog.ListPoisonJobs(
@@ -135,25 +144,40 @@ def test_renderer_killed_twice_mid_batch_loses_nothing(
     tenant = make_tenant("sigkill")
     uploader = Uploader(services, tenant)
     thread = uploader.start(make_images(120, seed=1))
+    killed = []
     for ready_before_kill in (20, 60):
         assert wait_until(partial(_at_least_ready, stack, tenant, ready_before_kill), 120), (
             "renders did not progress"
         )
-        kill_hard(stack.services["renderer"])
+        killed.append(kill_during_a_job(stack, stack.services["renderer"], timeout=60))
         replace_service(stack, "renderer")
     thread.join(timeout=120)
     wait_settled(stack, tenant, timeout=120)
     outcome = classify(stack, uploader.accepted)
-    print(f"\nrenderer SIGKILL x2: {outcome.line()}")
+    # Attempts the killed processes never finished: the jobs each kill interrupted.
+    interrupted = [interrupted_attempts(stack, worker, at) for worker, at in killed]
+    print(f"\nrenderer SIGKILL x2: {outcome.line()}; jobs interrupted by each kill {interrupted}")
+    assert all(interrupted), "a kill landed while no job was in progress: nothing was proved"
     assert uploader.refused == []
     assert outcome.uploads == 120
     assert outcome.rendered + outcome.recovered == 120
+    assert outcome.recovered >= len({job for jobs in interrupted for job in jobs})
     assert (outcome.lost, outcome.duplicated, outcome.poisoned, outcome.bad_renditions) == (
         0,
         0,
         0,
         0,
     )
+    assert outcome.objects_checked == 3 * 120
+    # Each interrupted job was finished by a later attempt.
+    for jobs in interrupted:
+        finished = query(
+            stack,
+            "SELECT count(*) AS n FROM jobs WHERE id = ANY($1::uuid[]) "
+            "AND state = 'done' AND attempts > 1",
+            jobs,
+        )[0]["n"]
+        assert finished == len(jobs), jobs
 
 
 def _at_least_ready(stack: Stack, tenant: Tenant, count: int) -> bool:
@@ -199,6 +223,7 @@ def test_an_image_that_kills_the_renderer_every_time_ends_as_poison(
         try:
             kills, seen = 0, 0
             stack.services["renderer"] = stack.start_service("renderer", **one_at_a_time)
+            killed.append(worker_of(stack.services["renderer"]))
             deadline = time.monotonic() + 150
             while kills < 12 and time.monotonic() < deadline:
                 started = await connection.fetchval(
@@ -210,6 +235,7 @@ def test_an_image_that_kills_the_renderer_every_time_ends_as_poison(
                     kills += 1
                     # The next renderer starts at once; the watch goes on meanwhile.
                     stack.services["renderer"] = stack.start_service("renderer", **one_at_a_time)
+                    killed.append(worker_of(stack.services["renderer"]))
                 elif await connection.fetchval(
                     "SELECT 1 FROM poison_jobs WHERE job_id = $1", doomed_job
                 ):
@@ -219,6 +245,7 @@ def test_an_image_that_kills_the_renderer_every_time_ends_as_poison(
         finally:
             await connection.close()
 
+    killed: list[str] = []  # worker names of the renderers started, in order
     kills = asyncio.run(crash_whenever_it_starts_the_doomed_image())
     assert wait_until(poisoned, 60), f"no poison job after {kills} crashes"
     wait_settled(stack, tenant, timeout=120)
@@ -227,15 +254,33 @@ def test_an_image_that_kills_the_renderer_every_time_ends_as_poison(
     assert poison["reason"] == "delivery_limit"
     outcome = classify(stack, uploader.accepted)
     others = classify(stack, [a for a in uploader.accepted if a != doomed_asset])
-    print(f"\ncrash loop: {kills} crashes; {outcome.line()}")
+    workers = [
+        r["worker"]
+        for r in query(
+            stack,
+            "SELECT worker FROM job_attempts WHERE job_id = $1 ORDER BY attempt",
+            doomed_job,
+        )
+    ]
+    limit = int(stack.env().get("IMAGEPIPE_DELIVERY_LIMIT", DEFAULT_DELIVERY_LIMIT))
+    print(
+        f"\ncrash loop: {kills} crashes, {len(workers)} attempts of the doomed job "
+        f"(delivery limit {limit}); {outcome.line()}"
+    )
+    # RabbitMQ dead-letters a message returned more than `limit` times: the doomed
+    # image is delivered, and its renderer killed, exactly limit + 1 times.
+    assert kills == limit + 1, f"{kills} crashes before poison, delivery limit {limit}"
+    # Each delivery was started by a fresh renderer, the one killed for it.
+    assert workers == killed[:kills], (workers, killed)
     assert outcome.poisoned == 1 and outcome.lost == 0 and outcome.duplicated == 0
     assert others.rendered == 20, "the rest of the batch is unaffected"
+    assert others.bad_renditions == 0 and others.objects_checked == 3 * 20
     stack.services["renderer"].stop()
     replace_service(stack, "renderer")  # back to the usual concurrency
 
 
 @pytest.mark.timeout(240)
-def test_sigterm_mid_batch_exits_within_grace_and_loses_nothing(
+def test_sigterm_mid_batch_finishes_its_jobs_and_loses_nothing(
     services: Services, stack: Stack, make_tenant: Callable[[str], Tenant]
 ) -> None:
     tenant = make_tenant("sigterm")
@@ -244,16 +289,40 @@ def test_sigterm_mid_batch_exits_within_grace_and_loses_nothing(
     assert wait_until(lambda: _ready(stack, tenant) >= 15, 60)
     renderer = stack.services["renderer"]
     assert renderer.process is not None
-    started = time.monotonic()
-    renderer.signal(signal.SIGTERM)
-    code = renderer.process.wait(timeout=30)
-    exited_after = time.monotonic() - started
+    worker = worker_of(renderer)
+    signalled_at = during_a_job(stack, worker, partial(renderer.signal, signal.SIGTERM), 60)
+    # A hang guard, not a timing claim: the grace period is 10 s.
+    code = renderer.process.wait(timeout=60)
+    events = _events(renderer.log_file)  # before a new renderer appends to the same file
     replace_service(stack, "renderer")
     thread.join(timeout=120)
     wait_settled(stack, tenant, timeout=120)
     outcome = classify(stack, uploader.accepted)
-    print(f"\nrenderer SIGTERM: exited with {code} after {exited_after:.1f} s; {outcome.line()}")
+    # Attempts of the terminated renderer that were running when SIGTERM landed.
+    in_flight = query(
+        stack,
+        "SELECT job_id, outcome FROM job_attempts WHERE worker = $1 "
+        "AND started_at <= $2 AND (finished_at IS NULL OR finished_at >= $2)",
+        worker,
+        signalled_at,
+    )
+    print(
+        f"\nrenderer SIGTERM: exited with {code}; {len(in_flight)} jobs in flight at the "
+        f"signal, outcomes {sorted(str(r['outcome']) for r in in_flight)}; {outcome.line()}"
+    )
     assert code == 0
-    assert exited_after < 10 + 2  # IMAGEPIPE_SHUTDOWN_GRACE_SECONDS + slack
+    assert in_flight, "no job was in progress when SIGTERM landed: nothing was proved"
+    # Graceful: what it had started, it finished (within the grace period) itself.
+    assert all(r["outcome"] == "succeeded" for r in in_flight), in_flight
+    assert events[-1] == "renderer stopped", events[-5:]
     assert outcome.uploads == 80 and outcome.rendered + outcome.recovered == 80
     assert (outcome.lost, outcome.duplicated, outcome.bad_renditions) == (0, 0, 0)
+    assert outcome.objects_checked == 3 * 80
+
+
+def _events(log_file: Path) -> list[str]:
+    return [
+        str(json.loads(line).get("event"))
+        for line in log_file.read_text(errors="replace").splitlines()
+        if line.startswith("{")
+    ]

@@ -185,6 +185,32 @@ def test_another_tenants_things_are_not_found(
     # The owner still reaches it: the NOT_FOUND was about B, not about the asset.
     if method in OWNER_SAFE:
         TARGETED[method](services, owned, owned.alice.metadata)
+    # And B's call changed nothing of A's (DeleteAsset, RetryPoisonJob, ... included):
+    # a status code alone would not show a delete or a replay that happened anyway.
+    _untouched(services, owned)
+
+
+def _untouched(services: Services, owned: Owned) -> None:
+    """A's asset is still live and ready, its poison job still unreplayed and dead."""
+    catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+    asset = catalog.GetAsset(
+        catalog_pb2.GetAssetRequest(asset_id=owned.asset_id), metadata=owned.alice.metadata
+    ).asset
+    assert asset.status == common_pb2.ASSET_STATUS_READY, asset
+    assert len(asset.renditions) == 3
+    (poison,) = [
+        p
+        for p in catalog.ListPoisonJobs(
+            catalog_pb2.ListPoisonJobsRequest(include_replayed=True),
+            metadata=owned.alice.metadata,
+        ).poison_jobs
+        if p.poison_job_id == owned.poison_job_id
+    ]
+    assert not poison.HasField("replay_time"), poison
+    job = catalog.GetJob(
+        catalog_pb2.GetJobRequest(job_id=poison.job_id), metadata=owned.alice.metadata
+    ).job
+    assert job.state == common_pb2.JOB_STATE_DEAD, job
 
 
 @pytest.mark.parametrize("method", sorted(LISTINGS))

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from skimage.color import deltaE_cie76, rgb2lab
 
-from devstack import Stack
+from devstack import Stack, unique_jpeg
 from imagepipe.v1 import common_pb2
 from services.shared.broker import Topology
 from services.shared.imaging.decode import register_decoders
@@ -152,10 +152,23 @@ def refusals(
                     seen[entry["file"]] = Refusal(
                         error.code(), error_info(error).reason, error.details() or ""
                     )
-            await asyncio.sleep(1)
-            messages = []
-            while (message := await tap.get(fail=False, no_ack=True)) is not None:
-                messages.append(message)
+            # A sentinel: another tenant's accepted upload, published after every refusal
+            # was answered. Once the tap holds its message, the tap demonstrably works and
+            # anything a refused upload had published is in it too.
+            sentinel = await asyncio.to_thread(
+                upload,
+                services,
+                make_tenant("sentinel"),
+                unique_jpeg((CORPUS / "orient_Landscape_1.jpg").read_bytes(), "sentinel"),
+            )
+            messages: list[aio_pika.abc.AbstractIncomingMessage] = []
+            async with asyncio.timeout(60):
+                while not any(m.message_id == sentinel.asset.job_id for m in messages):
+                    message = await tap.get(fail=False, no_ack=True)
+                    if message is None:
+                        await asyncio.sleep(0.05)  # polling the tap, not waiting for time
+                    else:
+                        messages.append(message)
             return seen, messages
 
     seen, messages = asyncio.run(run())

@@ -101,6 +101,7 @@ class FuzzRun:
     pid: int
     codes: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
+    accepted: set[str] = field(default_factory=set)  # asset ids of the cases answered OK
     start_rss: float = 0.0
     max_rss: float = 0.0
     stop: threading.Event = field(default_factory=threading.Event)
@@ -138,10 +139,11 @@ def fuzz(
 @given(data=payloads())
 def test_no_input_gets_an_internal_error(fuzz: FuzzRun, data: bytes) -> None:
     try:
-        fuzz.stub.Upload(
+        response = fuzz.stub.Upload(
             upload_messages(data, "fuzz.bin"), metadata=fuzz.tenant.metadata, timeout=60
         )
         code, reason = grpc.StatusCode.OK, "ACCEPTED"
+        fuzz.accepted.add(response.asset.asset_id)
     except grpc.RpcError as error:
         code, reason = error.code(), error_info(error).reason
     fuzz.codes[code.name] += 1
@@ -165,15 +167,17 @@ def test_ingest_survived_the_fuzz_with_bounded_memory(fuzz: FuzzRun, stack: Stac
 
 
 def test_every_accepted_fuzz_case_renders(fuzz: FuzzRun, stack: Stack) -> None:
-    """What ingest accepts, the renderer can render: no asset ends failed."""
+    """What ingest accepts, the renderer can render: every accepted case ends ready."""
+    # Bit flips in entropy-coded data decode: a run of this size always accepts some.
+    assert fuzz.accepted, f"no fuzz case was accepted (codes {dict(fuzz.codes)}): nothing to check"
     deadline = time.monotonic() + 120
     while True:
         statuses = _statuses(stack, fuzz.tenant.tenant_id)
         if not statuses.keys() & {"pending", "processing"} or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    print(f"\nfuzz: accepted assets by status {statuses}")
-    assert set(statuses) <= {"ready"}, statuses
+    print(f"\nfuzz: {len(fuzz.accepted)} accepted assets, by status {statuses}")
+    assert statuses == {"ready": len(fuzz.accepted)}, statuses
 
 
 def _statuses(stack: Stack, tenant_id: str) -> dict[str, int]:

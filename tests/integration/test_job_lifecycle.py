@@ -3,9 +3,11 @@ and the fresh retry budget of a replayed poison job."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
+import aio_pika
 import grpc
 import pytest
 
@@ -16,7 +18,9 @@ from imagepipe.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
     common_pb2,
+    events_pb2,
 )
+from services.shared.broker import Topology
 from tests.faults.support import query
 from tests.helpers import Services, Tenant, register_directly
 
@@ -145,7 +149,7 @@ def test_an_abandoned_attempt_goes_back_to_the_outbox(
 
 
 def test_a_replayed_poison_job_gets_a_fresh_budget(
-    internal: Callable[..., object], services: Services, tenant: Tenant
+    internal: Callable[..., object], services: Services, tenant: Tenant, stack: Stack
 ) -> None:
     registered = _register(services, tenant)
     job_id = registered.job.job_id
@@ -167,28 +171,59 @@ def test_a_replayed_poison_job_gets_a_fresh_budget(
         ),
     ).poison_job  # type: ignore[attr-defined]
     catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
-    replayed = catalog.RetryPoisonJob(
-        catalog_pb2.RetryPoisonJobRequest(poison_job_id=poison.poison_job_id),
-        metadata=tenant.metadata,
-    )
+
+    def replay() -> catalog_pb2.RetryPoisonJobResponse:
+        response: catalog_pb2.RetryPoisonJobResponse = catalog.RetryPoisonJob(
+            catalog_pb2.RetryPoisonJobRequest(poison_job_id=poison.poison_job_id),
+            metadata=tenant.metadata,
+        )
+        return response
+
+    def claim() -> list[events_pb2.RenderRequest]:
+        claimed = internal(
+            "ClaimUnpublishedJobs",
+            catalog_internal_pb2.ClaimUnpublishedJobsRequest(
+                limit=500, lease_seconds=1, min_age_seconds=0, owner="t"
+            ),
+        )
+        return [r for r in claimed.render_requests if r.job_id == job_id]  # type: ignore[attr-defined]
+
+    async def replay_and_catch_the_request() -> tuple[
+        catalog_pb2.RetryPoisonJobResponse, list[events_pb2.RenderRequest]
+    ]:
+        """Replay, then take the replayed job's render request from whoever gets it
+        first: this test's claim or ingest's relay (seen on a queue tapping the work
+        exchange), so there is always a request to check."""
+        connection = await aio_pika.connect(stack.config.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            topology = Topology(prefix=stack.prefix, delivery_limit=1)
+            tap = await channel.declare_queue(exclusive=True)
+            await tap.bind(await channel.get_exchange(topology.exchange), Topology.WORK_KEY)
+            replayed = await asyncio.to_thread(replay)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                mine = await asyncio.to_thread(claim)
+                while (message := await tap.get(fail=False, no_ack=True)) is not None:
+                    if message.message_id == job_id:
+                        mine.append(events_pb2.RenderRequest.FromString(message.body))
+                if mine:
+                    return replayed, mine
+                await asyncio.sleep(0.1)
+            raise AssertionError("nobody built a render request for the replayed job")
+
+    replayed, requests = asyncio.run(replay_and_catch_the_request())
     assert replayed.job.state in (
         common_pb2.JOB_STATE_PENDING,
         common_pb2.JOB_STATE_QUEUED,
         common_pb2.JOB_STATE_RUNNING,
     )
-    again = catalog.RetryPoisonJob(
-        catalog_pb2.RetryPoisonJobRequest(poison_job_id=poison.poison_job_id),
-        metadata=tenant.metadata,
-    )
+    again = replay()
     assert again.poison_job.replay_time == replayed.poison_job.replay_time, (
         "replaying twice changes nothing"
     )
-    claimed = internal(
-        "ClaimUnpublishedJobs",
-        catalog_internal_pb2.ClaimUnpublishedJobsRequest(
-            limit=500, lease_seconds=1, min_age_seconds=0, owner="t"
-        ),
-    )
-    mine = [r for r in claimed.render_requests if r.job_id == job_id]  # type: ignore[attr-defined]
-    # The relay may have published it already; if we got it, its budget is fresh.
-    assert all(len(r.attempts) == 0 for r in mine)
+    # Its budget is fresh: the four failed attempts before the replay do not travel
+    # with the request (a renderer would poison it at its first failure otherwise).
+    assert requests
+    for request in requests:
+        assert len(request.attempts) == 0, request.attempts

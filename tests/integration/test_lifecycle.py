@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pytest
 
@@ -16,15 +15,13 @@ def test_sigterm_stops_a_service_gracefully(name: str, stack: Stack) -> None:
     extra = stack.start_service(name, instance="sigterm")
     try:
         extra.wait_serving()
-        started = time.monotonic()
         extra.signal(signal.SIGTERM)
         assert extra.process is not None
-        code = extra.process.wait(timeout=30)
-        elapsed = time.monotonic() - started
+        # A hang guard, not a timing claim: bench/timings.py reports how long it takes.
+        code = extra.process.wait(timeout=60)
     finally:
         extra.stop()
     assert code == 0, extra.tail()
-    assert elapsed < 15
     events = [
         json.loads(line)["event"]
         for line in extra.log_file.read_text().splitlines()

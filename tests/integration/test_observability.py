@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from tests.helpers import (
     upload_messages,
     wait_for_status,
 )
+
+DONE = '{outcome="done"}'
 
 
 def _log_entries(path: Path, request_id: str) -> list[dict[str, object]]:
@@ -74,9 +77,48 @@ def test_service_logs_hold_no_secrets_after_traffic(
     assert secrets_in_logs(stack.log_dir, secrets) == []
 
 
+Scrape = dict[str, dict[str, dict[str, float]]]  # service -> metric -> labels -> value
+WATCHED = {
+    "catalog": ("grpc_server_handled_total", "grpc_server_handling_seconds_count"),
+    "quality": ("grpc_server_handled_total", "grpc_server_handling_seconds_count"),
+    "ingest": (
+        "grpc_server_handled_total",
+        "grpc_server_handling_seconds_count",
+        "imagepipe_upload_bytes_total",
+        "imagepipe_dedupe_hits_total",
+    ),
+    "renderer": (
+        "grpc_server_handled_total",
+        "grpc_server_handling_seconds_count",
+        "imagepipe_render_seconds_count",
+        "imagepipe_rendition_bytes_total",
+        "imagepipe_render_attempts_total",
+        "imagepipe_event_loop_lag_seconds_count",
+    ),
+}
+
+
+def _scrape(stack: Stack) -> Scrape:
+    return {
+        name: {metric: scrape_metric(stack.metrics_ports[name], metric) for metric in metrics}
+        for name, metrics in WATCHED.items()
+    }
+
+
+def _grown(before: Scrape, after: Scrape, service: str, metric: str, labels: str = "") -> float:
+    """How much one sample grew between two scrapes (what this test's traffic added)."""
+    return after[service][metric].get(labels, 0.0) - before[service][metric].get(labels, 0.0)
+
+
+def _total_grown(before: Scrape, after: Scrape, service: str, metric: str) -> float:
+    return sum(after[service][metric].values()) - sum(before[service][metric].values())
+
+
 def test_every_service_exports_its_metrics_with_counts(
     stack: Stack, services: Services, tenant: Tenant, corpus: Path
 ) -> None:
+    """Counters grow by what this test's own calls did: deltas, not the session's totals."""
+    before = _scrape(stack)
     data = (corpus / "photo_iphone6_gps.jpg").read_bytes() + uuid.uuid4().bytes
     stub = ingest_pb2_grpc.IngestServiceStub(services.ingest)
     first = stub.Upload(upload_messages(data, "m.jpg"), metadata=tenant.metadata, timeout=60)
@@ -90,17 +132,24 @@ def test_every_service_exports_its_metrics_with_counts(
     renderer_pb2_grpc.RendererServiceStub(services.renderer).ListPresets(
         renderer_pb2.ListPresetsRequest(), metadata=tenant.metadata, timeout=10
     )
+
+    # The renderer counts its attempt just after the catalog made the asset ready.
+    deadline = time.monotonic() + 30
+    while True:
+        after = _scrape(stack)
+        done = _grown(before, after, "renderer", "imagepipe_render_attempts_total", DONE)
+        if done >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     for name in SERVICES:
-        handled = scrape_metric(stack.metrics_ports[name], "grpc_server_handled_total")
-        assert sum(handled.values()) > 0, name
-        assert scrape_metric(stack.metrics_ports[name], "grpc_server_handling_seconds_count")
-    ingest = stack.metrics_ports["ingest"]
-    assert scrape_metric(ingest, "imagepipe_upload_bytes_total")[""] > 0
-    assert scrape_metric(ingest, "imagepipe_dedupe_hits_total")[""] >= 1
-    renderer = stack.metrics_ports["renderer"]
-    per_preset = scrape_metric(renderer, "imagepipe_render_seconds_count")
-    assert {'{preset="zoom"}', '{preset="card"}', '{preset="thumb"}'} <= set(per_preset)
-    assert scrape_metric(renderer, "imagepipe_rendition_bytes_total")['{format="jpeg"}'] > 0
-    outcomes = scrape_metric(renderer, "imagepipe_render_attempts_total")
-    assert outcomes.get('{outcome="done"}', 0) > 0
-    assert scrape_metric(renderer, "imagepipe_event_loop_lag_seconds_count")[""] > 0
+        assert _total_grown(before, after, name, "grpc_server_handled_total") > 0, name
+        assert _total_grown(before, after, name, "grpc_server_handling_seconds_count") > 0, name
+    assert _grown(before, after, "ingest", "imagepipe_upload_bytes_total") >= 2 * len(data)
+    assert _grown(before, after, "ingest", "imagepipe_dedupe_hits_total") >= 1
+    for preset in ("zoom", "card", "thumb"):
+        labels = f'{{preset="{preset}"}}'
+        assert _grown(before, after, "renderer", "imagepipe_render_seconds_count", labels) >= 1
+    jpeg = '{format="jpeg"}'
+    assert _grown(before, after, "renderer", "imagepipe_rendition_bytes_total", jpeg) > 0
+    assert done >= 1
+    assert _grown(before, after, "renderer", "imagepipe_event_loop_lag_seconds_count") > 0

@@ -41,13 +41,12 @@ def _check_geometry(asset: common_pb2.Asset, oriented: tuple[int, int]) -> None:
         assert rendition.quality == 85
 
 
-def test_renditions_appear_within_ten_seconds(services: Services, tenant: Tenant) -> None:
+def test_a_photo_upload_ends_ready_with_its_renditions(services: Services, tenant: Tenant) -> None:
+    """How soon is bench/e2e.py's to report (upload -> ready of this photo)."""
     name = "photo_olympus_ep3_12mp.jpg"
-    started = time.monotonic()
     uploaded = upload(services, tenant, (CORPUS / name).read_bytes(), name)
-    asset = wait_for_status(services, tenant, uploaded.asset.asset_id, timeout=10)
+    asset = wait_for_status(services, tenant, uploaded.asset.asset_id, timeout=120)
     assert asset.status == common_pb2.ASSET_STATUS_READY
-    assert time.monotonic() - started < 10
     _check_geometry(asset, tuple(MANIFEST[name]["oriented_size"]))
 
 
@@ -144,6 +143,17 @@ def _rendition_state(stack: Stack, asset_id: str) -> tuple[int, int]:
     return asyncio.run(run())
 
 
+def _skips(stack: Stack, job_id: str) -> int:
+    """How many times any renderer logged that it skipped this finished job."""
+    count = 0
+    for log_file in stack.log_dir.glob("renderer*.log"):
+        for line in log_file.read_text(errors="replace").splitlines():
+            if job_id in line and line.startswith("{"):
+                entry = json.loads(line)
+                count += entry.get("event") == "job already finished; skipping"
+    return count
+
+
 def test_a_message_delivered_twice_leaves_one_set_of_renditions(
     services: Services, stack: Stack, tenant: Tenant
 ) -> None:
@@ -167,8 +177,14 @@ def test_a_message_delivered_twice_leaves_one_set_of_renditions(
             await exchange.publish(render_message(request), Topology.WORK_KEY)
 
     rows_before, attempts_before = _rendition_state(stack, asset.asset_id)
+    assert _skips(stack, asset.job_id) == 0
     asyncio.run(publish_again())
-    time.sleep(2)  # the duplicate is consumed (and skipped) by now
+    # The renderer says when it consumed the duplicate and skipped it: wait for that,
+    # so "skipped" cannot be mistaken for "not consumed yet".
+    deadline = time.monotonic() + 60
+    while _skips(stack, asset.job_id) == 0:
+        assert time.monotonic() < deadline, "the duplicate message was never consumed"
+        time.sleep(0.1)
     rows_after, attempts_after = _rendition_state(stack, asset.asset_id)
     assert rows_before == rows_after == 3
     assert attempts_after == attempts_before == 1, "a finished job is acked without work"

@@ -46,6 +46,18 @@ class Renderer(renderer_pb2_grpc.RendererServiceServicer):
         raise NotImplementedError
 
 
+async def _until_accepting(address: str, task: asyncio.Task[None]) -> None:
+    """Until the server accepts connections (or fails: its task ends first)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        ready = asyncio.create_task(channel.channel_ready())
+        done, _ = await asyncio.wait({ready, task}, timeout=30, return_when="FIRST_COMPLETED")
+        if ready not in done:
+            ready.cancel()
+            if task in done:
+                task.result()  # the server's own error, if it raised one
+            raise AssertionError(f"the server at {address} never accepted a connection")
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, asyncio.Event]]:
     port = free_port()
@@ -76,8 +88,9 @@ async def server() -> AsyncIterator[tuple[str, asyncio.Event]]:
     )
     stop = asyncio.Event()
     task = asyncio.create_task(serve(spec, settings, stop=stop))
-    await asyncio.sleep(0.3)
-    yield f"127.0.0.1:{port}", dependency_up
+    address = f"127.0.0.1:{port}"
+    await _until_accepting(address, task)
+    yield address, dependency_up
     stop.set()
     await asyncio.wait_for(task, 15)
 
@@ -138,11 +151,14 @@ async def test_health_follows_dependencies(server: tuple[str, asyncio.Event]) ->
         health = health_pb2_grpc.HealthStub(channel)
         request = health_pb2.HealthCheckRequest(service="imagepipe.v1.RendererService")
         assert (await health.Check(request)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # Watch streams every change of status: wait for the change itself, not a while.
+        watch = health.Watch(request)
+        first = await asyncio.wait_for(watch.read(), 30)
+        assert first.status == health_pb2.HealthCheckResponse.NOT_SERVING
         dependency_up.set()
-        for _ in range(50):
-            if (await health.Check(request)).status == health_pb2.HealthCheckResponse.SERVING:
-                break
-            await asyncio.sleep(0.1)
+        changed = await asyncio.wait_for(watch.read(), 30)
+        watch.cancel()
+        assert changed.status == health_pb2.HealthCheckResponse.SERVING
         assert (await health.Check(request)).status == health_pb2.HealthCheckResponse.SERVING
 
 
