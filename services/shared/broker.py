@@ -175,6 +175,12 @@ def render_message(
     )
 
 
+async def _discard(connection: AbstractRobustConnection | None) -> None:
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            await connection.close()
+
+
 class RenderPublisher:
     """Publishes render requests with confirms over a self-healing connection.
 
@@ -197,6 +203,7 @@ class RenderPublisher:
 
     async def _connect_forever(self) -> None:
         while True:
+            connection: AbstractRobustConnection | None = None
             try:
                 connection = await aio_pika.connect_robust(self._url, timeout=5)
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -207,7 +214,13 @@ class RenderPublisher:
                 return
             except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:
                 log.warning("RabbitMQ unreachable, retrying in 2 s: %s", error)
+                await _discard(connection)
                 await asyncio.sleep(2)
+            except asyncio.CancelledError:
+                # Stopped half-way (SIGTERM while declaring): close what was opened now,
+                # not at interpreter exit after the service said it stopped.
+                await _discard(connection)
+                raise
 
     @property
     def connected(self) -> bool:
