@@ -138,8 +138,8 @@ class Settings(BaseSettings):
     upload_idle_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="Longest wait for the next message of an Upload stream; a stream silent "
-        "for longer is refused (UPLOAD_IDLE).",
+        description="Longest wait for the next message of an Upload or CompareImages stream; "
+        "one silent for longer is refused (UPLOAD_IDLE).",
     )
     tenant_max_uploads: int = Field(
         default=64,
