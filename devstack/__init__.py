@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import re
 import secrets
@@ -23,6 +24,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -50,6 +52,8 @@ __all__ = [
     "drop_database",
     "free_port",
     "kill_session",
+    "port_in",
+    "release_port",
     "require_servers",
     "scrape_metric",
     "session_processes",
@@ -125,7 +129,12 @@ class ServerMissing(RuntimeError):
     """A server the stack needs is not reachable."""
 
 
-_handed_out: set[int] = set()
+# Ports this process holds: each with the open lock file that reserves it.
+_held: dict[int, int] = {}
+# Shared by every process on the machine that picks ports this way (every test
+# session, bench and `make run`): a port is reserved by an flock on its file, which
+# the kernel releases when the holder dies, however it dies.
+PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "imagepipe-ports"
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -136,29 +145,67 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+def _reserve(port: int) -> bool:
+    """Take the machine-wide reservation of `port`; False if another process holds it."""
+    PORT_LOCK_DIR.mkdir(exist_ok=True)
+    fd = os.open(PORT_LOCK_DIR / f"{port}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _held[port] = fd
+    return True
+
+
+def release_port(port: int) -> None:
+    """Give back a reservation (it also ends with this process)."""
+    fd = _held.pop(port, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def port_in(first: int, last: int, attempts: int = 200) -> int:
+    """A port in [first, last] that this process now holds and nobody listens on.
+
+    Choosing a port and the service binding it are seconds apart, and a listener can
+    only bind a port once it is free: two sessions that chose the same port (each
+    having seen it free) collide, and so does a service binding a port while another
+    session's probe holds it for an instant ("Address already in use"). So a port is
+    reserved first, machine-wide, and only then probed: a reserved port is never
+    probed nor handed out by anyone else until its holder ends.
+    """
+    rng = secrets.SystemRandom()
+    for _ in range(attempts):
+        port = rng.randint(first, last)
+        if port in _held or not _reserve(port):
+            continue
+        if _bindable(port):
+            return port
+        release_port(port)  # something outside these reservations listens there
+    raise RuntimeError(f"no free loopback port in {first}-{last}")
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on, outside the kernel's ephemeral range.
+    """A loopback port nobody listens on or holds, outside the kernel's ephemeral range.
 
     A port the kernel picked for `bind(0)` lies inside the range it also uses for the
     local end of outgoing connections, so between choosing it and the service binding
-    it, a client socket of this very stack can take it ("Address already in use").
-    Ports below that range are only ever taken by an explicit bind.
+    it, a client socket of this very stack can take it. Ports below that range are
+    only ever taken by an explicit bind, and each is reserved (see port_in).
     """
     low, high = _ephemeral_range()
     first, last = (20000, low - 1) if low > 21000 else (high + 1, 65535)
-    rng = secrets.SystemRandom()
-    for _ in range(200):
-        port = rng.randint(first, last)
-        if port in _handed_out:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError(f"no free loopback port in {first}-{last}")
+    return port_in(first, last)
 
 
 def _tool(name: str) -> str:

@@ -11,10 +11,10 @@ from imagepipe.v1 import catalog_internal_pb2_grpc as pb_grpc
 from imagepipe.v1 import events_pb2
 from services.catalog import convert
 from services.catalog.assets import asset_with_renditions, near_duplicates, parse_uuid
+from services.catalog.internal_inputs import checked_completion, checked_registration
 from services.catalog.repository import CatalogRepository, NewAsset, Record, RenditionRow
 from services.catalog.tenants import KeyAuthenticator
 from services.shared.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.shared.imaging.formats import format_name
 from services.shared.imaging.hashing import parse_hash
 from services.shared.logs import request_id_var
 from services.shared.settings import Settings
@@ -67,6 +67,7 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
         self, request: pb.RegisterAssetRequest, context: object
     ) -> pb.RegisterAssetResponse:
         tenant_id = parse_uuid(request.tenant_id, "tenant_id")
+        format_ = checked_registration(request)
         try:
             phash = convert.signed_hash(parse_hash(request.perceptual_hash))
         except ValueError as error:
@@ -79,7 +80,7 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
                 filename=request.filename,
                 declared_content_type=request.declared_content_type,
                 content_type=request.content_type,
-                format=format_name(request.format),
+                format=format_,
                 width=request.width,
                 height=request.height,
                 size_bytes=request.size_bytes,
@@ -179,10 +180,11 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
         self, request: pb.CompleteJobRequest, context: object
     ) -> pb.CompleteJobResponse:
         job_id = parse_uuid(request.job_id, "job_id")
+        formats = checked_completion(request)
         renditions = [
             RenditionRow(
                 preset=r.rendition.preset,
-                format=format_name(r.rendition.format),
+                format=format_,
                 object_key=r.object_key,
                 width=r.rendition.width,
                 height=r.rendition.height,
@@ -198,7 +200,7 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
                 ),
                 min_ssim=r.rendition.min_ssim,
             )
-            for r in request.renditions
+            for r, format_ in zip(request.renditions, formats, strict=True)
         ]
         placeholder = request.placeholder if request.HasField("placeholder") else None
         row = await self._repo.complete_job(

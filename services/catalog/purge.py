@@ -4,9 +4,11 @@ Purgeable, once older than the cut-off:
 - the renditions of a deleted asset (their keys hold the asset id, so nothing else
   uses them) and its original, when no other asset row uses that original;
 - objects under the tenant's prefixes that no row references (orphans, e.g. from an
-  upload interrupted between storing its original and registering it). An orphan
-  rendition is only purged when its asset is not live: a live asset's renditions may
-  be between being written and being recorded.
+  upload interrupted between storing its original and registering it, or the output
+  of a stale or superseded render attempt). A live asset's unreferenced rendition may
+  be between being written and being recorded, so it must also be older than
+  STALE_RENDITION_GRACE, far past a render attempt's lease; it is stat'ed again just
+  before it goes, and kept if an attempt wrote it again since it was listed.
 
 Each deleted asset is purged under the lock RegisterAsset takes for the same original
 key, and the key's users are checked again under it; ingest checks its original still
@@ -28,15 +30,19 @@ from imagepipe.v1 import catalog_pb2
 from services.catalog.repository import CatalogRepository
 from services.shared.errors import InvalidArgument
 from services.shared.logs import get_logger
-from services.shared.storage import ObjectInfo, ObjectStore
+from services.shared.storage import ObjectInfo, ObjectNotFound, ObjectStore
 
-__all__ = ["run_purge"]
+__all__ = ["STALE_RENDITION_GRACE", "run_purge"]
 
 log = get_logger(__name__)
 
 KIND = catalog_pb2.PurgeItemKind
 # A century: anything older is everything; a larger cut-off would overflow the date.
 MAX_PURGE_DAYS = 36_500
+# How old an unreferenced rendition of a live asset must be before it is an orphan:
+# a render attempt writes its objects, then records them, within its lease
+# (LEASE_SECONDS, 2 minutes, in services/renderer/jobs.py); an hour is far past that.
+STALE_RENDITION_GRACE = dt.timedelta(hours=1)
 
 
 @dataclass
@@ -79,6 +85,7 @@ async def run_purge(
     *,
     dry_run: bool,
     older_than_days: int,
+    rendition_grace: dt.timedelta = STALE_RENDITION_GRACE,
 ) -> catalog_pb2.PurgeResponse:
     if older_than_days > MAX_PURGE_DAYS:
         raise InvalidArgument(
@@ -86,7 +93,9 @@ async def run_purge(
             reason="AGE_TOO_LARGE",
             metadata={"max_supported": MAX_PURGE_DAYS},
         )
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days)
+    now = dt.datetime.now(dt.UTC)
+    cutoff = now - dt.timedelta(days=older_than_days)
+    live_cutoff = min(cutoff, now - rendition_grace)
     listed: dict[str, ObjectInfo] = {}
     for prefix in (f"originals/{tenant_id}/", f"renditions/{tenant_id}/"):
         listed |= {o.key: o for o in await store.list(prefix)}
@@ -126,7 +135,11 @@ async def run_purge(
             continue
         if key.startswith("renditions/"):
             owner = _asset_of(key)
-            if owner is not None and owner in live:
+            if (
+                owner is not None
+                and owner in live
+                and (info.modified >= live_cutoff or not await _unchanged(store, info))
+            ):
                 continue
             plan.add(KIND.PURGE_ITEM_KIND_ORPHAN_OBJECT, key, info.size, "", info.modified)
             if not dry_run:
@@ -153,6 +166,15 @@ async def run_purge(
         extra={"objects": response.object_count, "bytes": response.bytes_freed},
     )
     return response
+
+
+async def _unchanged(store: ObjectStore, listed: ObjectInfo) -> bool:
+    """The object is still there as listed: no attempt wrote it again since."""
+    try:
+        current = await store.stat(listed.key)
+    except ObjectNotFound:
+        return False
+    return current.modified == listed.modified
 
 
 def _timestamp(value: dt.datetime) -> Timestamp:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from imagepipe.v1 import common_pb2
 from services.catalog import convert
 from services.catalog.assets import parse_uuid
+from services.catalog.internal_inputs import known_format
 from services.catalog.repository import CatalogRepository
-from services.shared.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.shared.imaging.formats import format_name
+from services.shared.errors import FailedPrecondition, NotFound
 
 __all__ = ["ChosenRendition", "choose_rendition"]
 
@@ -20,14 +20,7 @@ _DEFAULT_PREFERENCE = ("jpeg", "webp", "avif")
 
 
 def _format(value: int) -> str:
-    """The stored name of an accepted format; refuses values this server does not know."""
-    if value not in common_pb2.ImageFormat.values() or value == common_pb2.IMAGE_FORMAT_UNSPECIFIED:
-        raise InvalidArgument(
-            f"accept_formats holds {value}, which is not an image format this server knows",
-            reason="INVALID_FORMAT",
-            metadata={"field": "accept_formats"},
-        )
-    return format_name(value)
+    return known_format(value, "accept_formats")
 
 
 @dataclass(frozen=True)

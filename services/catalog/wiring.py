@@ -19,6 +19,7 @@ from services.catalog.repository import CatalogRepository, create_pool
 from services.catalog.servicer import CatalogServicer
 from services.catalog.tenants import KeyAuthenticator
 from services.catalog.watch import AssetWatchHub
+from services.shared.retry_policy import retry_policy
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
 from services.shared.storage import S3ObjectStore
@@ -31,7 +32,11 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
     pool = await create_pool(settings.database_url.get_secret_value(), settings.db_pool_size)
     store = S3ObjectStore(settings)
     try:
-        repo = CatalogRepository(pool, tenant_max_in_flight=settings.tenant_max_in_flight)
+        repo = CatalogRepository(
+            pool,
+            tenant_max_in_flight=settings.tenant_max_in_flight,
+            policy=retry_policy(settings),
+        )
         authenticator = KeyAuthenticator(repo, settings.key_pepper.get_secret_value())
         watch = AssetWatchHub(settings.database_url.get_secret_value())
         yield ServiceSpec(

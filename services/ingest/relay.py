@@ -35,9 +35,9 @@ from prometheus_client import Counter
 from imagepipe.v1 import events_pb2
 from services.shared.errors import ImagepipeError
 from services.shared.logs import get_logger, request_id_var
-from services.shared.retry_policy import DEFAULT_POLICY
+from services.shared.retry_policy import DEFAULT_POLICY, RetryPolicy
 
-__all__ = ["RECONCILE_SECONDS", "STUCK_AFTER_SECONDS", "OutboxRelay"]
+__all__ = ["RECONCILE_SECONDS", "STUCK_AFTER_SECONDS", "OutboxRelay", "stuck_after"]
 
 log = get_logger(__name__)
 
@@ -48,7 +48,14 @@ REPUBLISHED_PASSES = Counter(
 
 RECONCILE_SECONDS = 10.0
 STUCK_MARGIN_SECONDS = 30
-STUCK_AFTER_SECONDS = int(DEFAULT_POLICY.longest_backoff.total_seconds()) + STUCK_MARGIN_SECONDS
+
+
+def stuck_after(policy: RetryPolicy) -> int:
+    """Seconds without progress after which a job is republished: past its longest backoff."""
+    return int(policy.longest_backoff.total_seconds()) + STUCK_MARGIN_SECONDS
+
+
+STUCK_AFTER_SECONDS = stuck_after(DEFAULT_POLICY)
 
 
 class RelayCatalog(Protocol):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +24,7 @@ from services.shared.imaging.decode import ImageFacts, inspect_image
 from services.shared.imaging.hashing import format_hash
 from services.shared.logs import get_logger
 from services.shared.sandbox import DecodePool
-from services.shared.spool import Spool, idle_bounded, receive_deadline
+from services.shared.spool import Spool, StreamTimes, receive_stream
 from services.shared.storage import ObjectNotFound, ObjectStore, original_key
 
 __all__ = [
@@ -180,14 +180,13 @@ class Uploads:
         self._publisher = publisher
         self._decoder = decoder
         self._max_bytes = max_upload_bytes
-        self._timeout = upload_timeout
-        self._idle = idle_timeout
+        self._times = StreamTimes(total=upload_timeout, idle=idle_timeout)
         self.slots = UploadSlots(max_uploads_per_tenant)
         self._spool_dir = spool_dir
 
     async def receive(
         self,
-        messages: AsyncIterator[ingest_pb2.UploadRequest],
+        messages: AsyncIterable[ingest_pb2.UploadRequest],
         *,
         tenant_id: str,
         request_id: str,
@@ -196,9 +195,20 @@ class Uploads:
             with self.slots.hold(tenant_id):
                 spool = Spool(max_bytes=self._max_bytes, directory=self._spool_dir)
                 try:
-                    async with receive_deadline(self._timeout, "upload"):
-                        stream = idle_bounded(messages, self._idle, "upload")
-                        header = await self._receive(stream, spool)
+                    header = await receive_stream(
+                        messages,
+                        {"chunk": spool},
+                        ingest_pb2.UploadHeader,
+                        what="upload",
+                        times=self._times,
+                        on_header=check_header,
+                        on_chunk=UPLOAD_BYTES.inc,
+                    )
+                    if header is None:
+                        raise InvalidArgument(
+                            "empty stream: send an UploadHeader, then the image in chunks",
+                            reason="MALFORMED_STREAM",
+                        )
                     content_hash = await spool.finish()
                     result = await self._store_upload(
                         header, spool, content_hash, tenant_id, request_id
@@ -212,36 +222,6 @@ class Uploads:
         if result.deduplicated:
             DEDUPE_HITS.inc()
         return result
-
-    @staticmethod
-    async def _receive(
-        messages: AsyncIterator[ingest_pb2.UploadRequest], spool: Spool
-    ) -> ingest_pb2.UploadHeader:
-        header: ingest_pb2.UploadHeader | None = None
-        async for message in messages:
-            part = message.WhichOneof("part")
-            if part == "header":
-                if header is not None or spool.size:
-                    raise InvalidArgument(
-                        "the header must be the first message and sent once",
-                        reason="MALFORMED_STREAM",
-                    )
-                header = message.header
-                check_header(header)
-            elif part == "chunk":
-                if header is None:
-                    raise InvalidArgument(
-                        "send an UploadHeader before the first chunk", reason="MALFORMED_STREAM"
-                    )
-                chunk = message.chunk  # each access copies the bytes out of the message
-                UPLOAD_BYTES.inc(len(chunk))
-                await spool.write(chunk)
-        if header is None:
-            raise InvalidArgument(
-                "empty stream: send an UploadHeader, then the image in chunks",
-                reason="MALFORMED_STREAM",
-            )
-        return header
 
     async def _store_upload(
         self,

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from imagepipe.v1 import ingest_pb2, ingest_pb2_grpc
-from services.ingest.relay import OutboxRelay
+from services.ingest.relay import OutboxRelay, stuck_after
 from services.ingest.servicer import IngestServicer
 from services.ingest.upload import SandboxDecoder, Uploads
 from services.shared.broker import RenderPublisher, Topology
 from services.shared.clients import common_adapters
+from services.shared.retry_policy import retry_policy
 from services.shared.sandbox import DecodePool
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
@@ -65,7 +66,14 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                 ],
                 authenticator=common.catalog,
                 checks={"catalog": common.catalog.check, "s3": common.store.check},
-                workers=[OutboxRelay(common.catalog, publisher, interval=RELAY_INTERVAL_SECONDS)],
+                workers=[
+                    OutboxRelay(
+                        common.catalog,
+                        publisher,
+                        interval=RELAY_INTERVAL_SECONDS,
+                        stuck_after_seconds=stuck_after(retry_policy(settings)),
+                    )
+                ],
             )
     finally:
         pool.close()

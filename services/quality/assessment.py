@@ -12,7 +12,7 @@ memory and waiting time finite under a flood, and tells the caller to back off.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,7 +29,7 @@ from services.shared.imaging.formats import ACCEPTED
 from services.shared.imaging.hashing import format_hash
 from services.shared.imaging.metrics import GOOD_PSNR_DB
 from services.shared.sandbox import DecodePool
-from services.shared.spool import Spool, receive_deadline
+from services.shared.spool import Spool, StreamTimes, receive_stream
 from services.shared.storage import ObjectStore
 
 __all__ = ["Assessor", "WorkLimit"]
@@ -111,6 +111,8 @@ class Assessor:
     max_pixels: int
     max_upload_bytes: int
     upload_timeout: float = 300.0
+    # Longest silence between two CompareImages messages (IMAGEPIPE_UPLOAD_IDLE_SECONDS).
+    idle_timeout: float = 30.0
     spool_dir: str = ""
     # Compare calls holding objects in memory at once: the decoder pool's size.
     max_in_flight: int = 1
@@ -167,7 +169,7 @@ class Assessor:
         )
 
     async def compare_uploads(
-        self, messages: AsyncIterator[quality_pb2.CompareImagesRequest]
+        self, messages: AsyncIterable[quality_pb2.CompareImagesRequest]
     ) -> quality_pb2.CompareImagesResponse:
         spools = {
             "reference_chunk": Spool(
@@ -178,8 +180,13 @@ class Assessor:
             ),
         }
         try:
-            async with receive_deadline(self.upload_timeout, "CompareImages"):
-                await self._receive(messages, spools)
+            await receive_stream(
+                messages,
+                spools,
+                quality_pb2.CompareImagesHeader,
+                what="CompareImages",
+                times=StreamTimes(total=self.upload_timeout, idle=self.idle_timeout),
+            )
             for name, spool in spools.items():
                 await spool.finish()
                 if not spool.size:
@@ -203,25 +210,3 @@ class Assessor:
             resized=resized,
             good=scores.good,
         )
-
-    @staticmethod
-    async def _receive(
-        messages: AsyncIterator[quality_pb2.CompareImagesRequest], spools: dict[str, Spool]
-    ) -> None:
-        header_seen = False
-        async for message in messages:
-            part = message.WhichOneof("part")
-            if part == "header":
-                if header_seen or any(s.size for s in spools.values()):
-                    raise InvalidArgument(
-                        "the header must be the first message and sent once",
-                        reason="MALFORMED_STREAM",
-                    )
-                header_seen = True
-            elif part in spools:
-                if not header_seen:
-                    raise InvalidArgument(
-                        "send a CompareImagesHeader before the first chunk",
-                        reason="MALFORMED_STREAM",
-                    )
-                await spools[part].write(getattr(message, part))

@@ -35,6 +35,7 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                 max_pixels=settings.max_pixels,
                 max_upload_bytes=settings.max_upload_bytes,
                 upload_timeout=settings.upload_timeout_seconds,
+                idle_timeout=settings.upload_idle_seconds,
                 spool_dir=settings.spool_dir,
                 max_in_flight=settings.decode_workers,
             )

@@ -16,6 +16,7 @@ from services.renderer.poller import CatalogPoller
 from services.renderer.servicer import RendererServicer
 from services.shared.broker import Topology
 from services.shared.clients import common_adapters
+from services.shared.retry_policy import retry_policy
 from services.shared.sandbox import DecodePool
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
@@ -51,6 +52,7 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                 common.catalog,
                 broker_down=lambda: consumer.broker_down,
                 concurrency=settings.effective_render_concurrency,
+                policy=retry_policy(settings),
             )
             yield ServiceSpec(
                 name="renderer",

@@ -38,7 +38,7 @@ from aio_pika.abc import (
 from imagepipe.v1 import events_pb2
 from services.shared.errors import Unavailable
 from services.shared.logs import get_logger
-from services.shared.retry_policy import RETRY_DELAYS
+from services.shared.retry_policy import RETRY_DELAYS, retry_policy
 from services.shared.settings import Settings
 
 __all__ = ["PROTOBUF", "Declared", "RenderPublisher", "Topology", "render_message"]
@@ -70,7 +70,11 @@ class Topology:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:
-        return cls(prefix=settings.amqp_prefix, delivery_limit=settings.delivery_limit)
+        return cls(
+            prefix=settings.amqp_prefix,
+            delivery_limit=settings.delivery_limit,
+            retry_delays=retry_policy(settings).delays,
+        )
 
     @property
     def exchange(self) -> str:

@@ -8,7 +8,8 @@ failures (a missing or undecodable original) use it up.
 
 The broker path (delay queues), the polling path (a not-before time in the outbox)
 and the catalog (which makes a job poison itself once its budget is spent, so a
-give-up that could not be recorded is never lost) all decide with this class.
+give-up that could not be recorded is never lost) all decide with this class, built
+by `retry_policy` from IMAGEPIPE_RETRY_DELAYS, which every service reads alike.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["DEFAULT_POLICY", "RETRY_DELAYS", "Decision", "RetryPolicy"]
+from services.shared.settings import Settings
+
+__all__ = ["DEFAULT_POLICY", "RETRY_DELAYS", "Decision", "RetryPolicy", "retry_policy"]
 
 RETRY_DELAYS = (2, 4, 8)
 
@@ -63,3 +66,8 @@ class RetryPolicy:
 
 
 DEFAULT_POLICY = RetryPolicy()
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """The policy every service uses: the one place it is built from settings."""
+    return RetryPolicy(tuple(settings.retry_delays))

@@ -138,8 +138,8 @@ class Settings(BaseSettings):
     upload_idle_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="Longest wait for the next message of an Upload stream; a stream silent "
-        "for longer is refused (UPLOAD_IDLE).",
+        description="Longest wait for the next message of an Upload or CompareImages stream; "
+        "one silent for longer is refused (UPLOAD_IDLE).",
     )
     tenant_max_uploads: int = Field(
         default=64,
@@ -165,6 +165,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Deliveries of one render message before it is dead-lettered.",
     )
+    retry_delays: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(2, 4, 8),
+        description="Seconds before each retry of a failed render, comma-separated; one "
+        "retry per delay, then the job is poison. Renderer, ingest and catalog must agree.",
+    )
 
     # Catalog
     purge_days: int = Field(default=30, ge=0, description="Default age cut-off of Purge.")
@@ -187,6 +192,20 @@ class Settings(BaseSettings):
     def _parse_presets(cls, value: object) -> object:
         if isinstance(value, str):
             return _parse_preset_json(value)
+        return value
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _parse_retry_delays(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(int(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _positive_delays(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or min(value) < 1:
+            raise ValueError("IMAGEPIPE_RETRY_DELAYS must list at least one delay, each >= 1 s")
         return value
 
     @model_validator(mode="after")
@@ -228,6 +247,8 @@ def render_env_table() -> str:
                 shown = f"`{default.get_secret_value()}`"
         elif name == "presets":
             shown = "thumb 100², card 400², zoom 1200²"
+        elif name == "retry_delays":
+            shown = "`" + ",".join(str(d) for d in default) + "`"
         elif default in ("", None):
             shown = "*(empty)*"
         else:

@@ -9,20 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, Protocol, TypeVar
+
+from google.protobuf.message import Message
 
 from services.shared.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 
-__all__ = ["MAX_CHUNK_BYTES", "Spool", "idle_bounded", "receive_deadline"]
+__all__ = [
+    "MAX_CHUNK_BYTES",
+    "Spool",
+    "StreamTimes",
+    "idle_bounded",
+    "receive_deadline",
+    "receive_stream",
+]
 
 MAX_CHUNK_BYTES = 1024 * 1024
 
 T = TypeVar("T")
+H = TypeVar("H", bound=Message)
+
+
+class _Part(Protocol):
+    """A streamed request: a `part` oneof of a `header` then chunk fields."""
+
+    def WhichOneof(self, oneof_group: Literal["part"]) -> str | None: ...
 
 
 class Spool:
@@ -106,6 +123,56 @@ async def idle_bounded(messages: AsyncIterable[T], seconds: float, what: str) ->
                 metadata={"idle_seconds": seconds},
             ) from None
         yield message
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamTimes:
+    """How long a stream may take in all, and between two messages."""
+
+    total: float = 300.0
+    idle: float = 30.0
+
+
+async def receive_stream(
+    messages: AsyncIterable[_Part],
+    spools: Mapping[str, Spool],
+    header_type: type[H],
+    *,
+    what: str,
+    times: StreamTimes,
+    on_header: Callable[[H], None] = lambda header: None,
+    on_chunk: Callable[[int], None] = lambda size: None,
+) -> H | None:
+    """Read a header-then-chunks stream into `spools` (by the chunk's field name),
+    within the whole-stream deadline and the idle timeout; returns the header, or None
+    when the stream held none and no chunk.
+
+    One implementation of the protocol for every streaming RPC (Upload, CompareImages).
+    """
+    header: H | None = None
+    async with receive_deadline(times.total, what):
+        async for message in idle_bounded(messages, times.idle, what):
+            part = message.WhichOneof("part")
+            if part == "header":
+                if header is not None or any(s.size for s in spools.values()):
+                    raise InvalidArgument(
+                        "the header must be the first message and sent once",
+                        reason="MALFORMED_STREAM",
+                    )
+                value = getattr(message, part)
+                assert isinstance(value, header_type)
+                on_header(value)
+                header = value
+            elif part is not None and part in spools:
+                if header is None:
+                    raise InvalidArgument(
+                        f"send the {header_type.__name__} before the first chunk",
+                        reason="MALFORMED_STREAM",
+                    )
+                chunk: bytes = getattr(message, part)  # each access copies the bytes
+                on_chunk(len(chunk))
+                await spools[part].write(chunk)
+    return header
 
 
 def _human(size: int) -> str:

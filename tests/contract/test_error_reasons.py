@@ -45,6 +45,8 @@ from tests.helpers import (
     upload_messages,
     wait_for_status,
 )
+from tests.integration import test_repository_retries as repository_retries
+from tests.unit.quality import test_assessment as assessment
 
 SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
 _REASON = re.compile(r'reason="([A-Z][A-Z0-9_]*)"')
@@ -65,10 +67,18 @@ EXCLUDED = {
     "credential on a tenant RPC first (WRONG_CREDENTIAL_KIND)",
 }
 # Reasons whose cases need a process of their own or a long wait: the named test.
-ELSEWHERE: dict[str, Callable[..., None]] = {
+ELSEWHERE: dict[str, Callable[..., object]] = {
     "MALFORMED_REQUEST": malformed.test_malformed_requests_are_invalid_argument_everywhere,
     "UPLOAD_IDLE": edges.test_a_silent_upload_is_cut_off_and_leaves_nothing,
     "TOO_MANY_UPLOADS": edges.test_one_tenant_cannot_hold_more_open_uploads_than_its_limit,
+    # More concurrent comparisons than the service's limit and queue, held at once.
+    "QUALITY_BUSY": (
+        assessment.test_compare_waits_for_a_slot_before_reading_and_refuses_past_the_queue
+    ),
+    # PostgreSQL not answering a statement in time, or refusing a value that every
+    # request checks before the database (tests/contract/test_internal_inputs.py).
+    "DATABASE_TIMEOUT": repository_retries.test_a_statement_timeout_is_not_retried,
+    "INVALID_VALUE": repository_retries.test_bad_input_is_invalid_argument_not_a_lost_connection,
 }
 
 
@@ -185,6 +195,41 @@ def _compare_nothing(w: World) -> object:
     return quality.CompareImages(messages, metadata=w.md, timeout=60)
 
 
+def _registration(w: World, **changes: Any) -> catalog_internal_pb2.RegisterAssetRequest:
+    digest = uuid.uuid4().hex * 2
+    fields: dict[str, Any] = {
+        "tenant_id": w.tenant.tenant_id,
+        "content_hash": digest,
+        "perceptual_hash": "00000000000000ff",
+        "content_type": "image/png",
+        "format": common_pb2.IMAGE_FORMAT_PNG,
+        "width": 1,
+        "height": 1,
+        "size_bytes": 1,
+        "original_key": f"originals/{w.tenant.tenant_id}/{digest}",
+    }
+    return catalog_internal_pb2.RegisterAssetRequest(**(fields | changes))
+
+
+def _complete_with(w: World, **rendition: Any) -> object:
+    fields: dict[str, Any] = {
+        "preset": "thumb",
+        "format": common_pb2.IMAGE_FORMAT_WEBP,
+        "width": 1,
+        "height": 1,
+        "size_bytes": 1,
+    }
+    record = catalog_internal_pb2.RenditionRecord(
+        rendition=common_pb2.Rendition(**(fields | rendition)), object_key="k"
+    )
+    return w.internal.CompleteJob(
+        catalog_internal_pb2.CompleteJobRequest(
+            job_id=str(uuid.uuid4()), attempt=1, renditions=[record]
+        ),
+        metadata=w.services.internal_metadata,
+    )
+
+
 S = grpc.StatusCode
 CASES: dict[str, tuple[grpc.StatusCode, Callable[[World], object]]] = {
     # Credentials
@@ -256,7 +301,7 @@ CASES: dict[str, tuple[grpc.StatusCode, Callable[[World], object]]] = {
     ),
     "IMAGE_CORRUPT": (
         S.INVALID_ARGUMENT,
-        lambda w: w.upload(upload_messages(b"\x89PNG\r\n\x1a\n" + bytes(64))),
+        lambda w: w.upload_file("invalid_png_flipped_idat_byte.png"),
     ),
     "IMAGE_TRUNCATED": (
         S.INVALID_ARGUMENT,
@@ -412,6 +457,27 @@ CASES: dict[str, tuple[grpc.StatusCode, Callable[[World], object]]] = {
             metadata=w.services.internal_metadata,
         ),
     ),
+    "INVALID_DIMENSIONS": (
+        S.INVALID_ARGUMENT,
+        lambda w: w.internal.RegisterAsset(
+            _registration(w, width=2**31), metadata=w.services.internal_metadata
+        ),
+    ),
+    "INVALID_SIZE": (
+        S.INVALID_ARGUMENT,
+        lambda w: w.internal.RegisterAsset(
+            _registration(w, size_bytes=-1), metadata=w.services.internal_metadata
+        ),
+    ),
+    "INVALID_ATTEMPT": (
+        S.INVALID_ARGUMENT,
+        lambda w: w.internal.CompleteJob(
+            catalog_internal_pb2.CompleteJobRequest(job_id=str(uuid.uuid4()), attempt=2**31),
+            metadata=w.services.internal_metadata,
+        ),
+    ),
+    "INVALID_QUALITY": (S.INVALID_ARGUMENT, lambda w: _complete_with(w, quality=101)),
+    "INVALID_SCORES": (S.INVALID_ARGUMENT, lambda w: _complete_with(w, min_ssim=1.0)),
     "INVALID_POISON_REASON": (
         S.INVALID_ARGUMENT,
         lambda w: w.internal.RecordPoisonJob(
