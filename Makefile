@@ -85,8 +85,8 @@ bench: $(STAMP_GEN) ## every benchmark (prints tables and `summary:` lines; slow
 
 SEEDS ?= 5
 CHAOS_PROFILE ?= full
+# Needs PostgreSQL only: the run starts (and always stops) its own RabbitMQ node.
 chaos: $(STAMP_GEN) ## seeded fault schedules during 220 uploads: SEEDS=N (1..N), SEEDS="3 7", SEED=7
-	bash scripts/ensure-servers.sh
 	$(PY) -m tests.chaos --seeds "$(if $(SEED),$(SEED)-$(SEED),$(SEEDS))" --profile $(CHAOS_PROFILE)
 
 migrate: $(STAMP_GEN) ## apply catalog migrations to IMAGEPIPE_DATABASE_URL

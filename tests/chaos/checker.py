@@ -64,6 +64,7 @@ class Verdict:
     # Human-readable findings: which asset/job/object, in which state, and why.
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # expected oddities worth knowing
+    slowest: list[str] = field(default_factory=list)  # the jobs that took longest, why
 
     @property
     def clean(self) -> bool:
@@ -115,6 +116,10 @@ class Checker:
         self._classify(verdict, rows)
         self._orphans(verdict, rows, listed)
         self._metrics(verdict, rows, listed)
+        verdict.slowest = [
+            f"job {r['id']} {r['state']} after {float(str(r['took'])):.0f}s: {r['attempts']}"
+            for r in rows["slowest"]
+        ]
         return verdict
 
     async def _rows(self) -> dict[str, list[dict[str, object]]]:
@@ -130,6 +135,18 @@ class Checker:
                 "format, created_at, updated_at FROM renditions",
                 "poison": "SELECT job_id::text, asset_id::text, tenant_id::text, reason, error "
                 "FROM poison_jobs WHERE replayed_at IS NULL",
+                # Where the settle time went: the slowest finished jobs and their attempts.
+                "slowest": """
+                    SELECT j.id::text, j.state,
+                           extract(epoch FROM j.finished_at - j.created_at) AS took,
+                           (SELECT string_agg(format('#%s %s +%ss %s %s', t.attempt, t.worker,
+                                   round(extract(epoch FROM t.started_at - j.created_at)),
+                                   coalesce(t.outcome, 'unfinished'), left(t.error, 80)),
+                                   '; ' ORDER BY t.attempt)
+                            FROM job_attempts t WHERE t.job_id = j.id) AS attempts
+                    FROM jobs j WHERE j.finished_at IS NOT NULL
+                    ORDER BY j.finished_at - j.created_at DESC LIMIT 3
+                """,
             }
             return {
                 name: [dict(r) for r in await connection.fetch(sql)]

@@ -77,11 +77,14 @@ class Outage:
                 return True
             return False
 
-    def release(self) -> None:
+    def release(self) -> bool:
+        """End one hold; True if this call brought the resource back."""
         with self.lock:
             self._holders -= 1
             if self._holders == 0:
                 self._up()
+                return True
+            return False
 
 
 class ServiceControl:
@@ -188,7 +191,11 @@ class Injector:
         try:
             self._sleep_until(fault.ends)
         finally:
-            outage.release()
+            brought_back = outage.release()
+        if brought_back:
+            # Starting a thing again takes time too (a broker app: seconds, under load
+            # more): say when it was really back.
+            record.note(f"back at {time.monotonic() - self._started:.1f}s")
 
     def _outage(self, kind: FaultKind) -> tuple[Outage, Callable[[], None]]:
         renderer = self.services["renderer"]
@@ -245,6 +252,9 @@ class Injector:
         fault = record.fault
         catalog = self.services["catalog"]
         locker = await connect(self.stack)
+        # Watched from another connection: inside the locker's transaction,
+        # pg_stat_activity would show the same snapshot at every read.
+        watcher = await connect(self.stack)
         try:
             transaction = locker.transaction()
             await transaction.start()
@@ -252,7 +262,7 @@ class Injector:
             waiter = None
             deadline = self._started + fault.ends
             while waiter is None and time.monotonic() < deadline:
-                waiter = await locker.fetchval(
+                waiter = await watcher.fetchval(
                     "SELECT pid FROM pg_stat_activity WHERE datname = $1 "
                     "AND wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO poison_jobs%'",
                     self.stack.name,
@@ -264,12 +274,13 @@ class Injector:
                 record.note("no give-up in the window")
                 return
             took_down = catalog.outage.hold(catalog.kill)
-            await locker.fetchval("SELECT pg_terminate_backend($1)", waiter)
+            await watcher.fetchval("SELECT pg_terminate_backend($1)", waiter)
             await transaction.rollback()
             at = time.monotonic() - self._started
             record.note(f"give-up caught at {at:.1f}s" + ("" if took_down else ", already down"))
         finally:
             await locker.close()
+            await watcher.close()
         try:
             await asyncio.sleep(fault.hold)
         finally:

@@ -60,6 +60,7 @@ class SeedResult:
     seconds: float
     crashes: int
     settled_after: float | None  # seconds after healing; None: the settle limit passed
+    lease_waits: int
     errors: list[str]
 
     @property
@@ -86,6 +87,10 @@ class SeedResult:
         )
         for error in self.errors:
             yield f"  ERROR {error}"
+        if self.lease_waits:
+            yield "  settle limit pushed back: a job was leased by a process that no longer runs"
+        for slow in self.verdict.slowest[:1]:
+            yield f"  slowest {slow}"
         for finding in self.verdict.findings[:20]:
             yield f"  {finding}"
         if len(self.verdict.findings) > 20:
@@ -108,6 +113,8 @@ class SeedResult:
             "metrics_disagree": self.verdict.metrics_disagree,
             "findings": self.verdict.findings,
             "notes": self.verdict.notes,
+            "slowest_jobs": self.verdict.slowest,
+            "settle_pushed_back_for_leases": self.lease_waits > 0,
             "errors": self.errors,
         }
 
@@ -126,6 +133,7 @@ class Runner:
         self.rabbit = rabbit
         self.out_dir = out_dir
         self.pg_url = pg_url
+        self.lease_waits = 0  # settle polls that found a lease held by a dead process
 
     def run(self, probe: Callable[[ChaosStack, Checker], None] | None = None) -> SeedResult:
         """Run the seed; `probe`, if given, gets the stack and its checker after the
@@ -189,6 +197,7 @@ class Runner:
                 seconds=time.monotonic() - started,
                 crashes=watcher.kills,
                 settled_after=None if settled is None else settled - healed,
+                lease_waits=self.lease_waits,
                 errors=injector.errors + watcher.errors,
             )
             if probe is not None:
@@ -240,6 +249,7 @@ class Runner:
             if busy == 0:
                 return time.monotonic()
             if orphaned_lease is not None:
+                self.lease_waits += 1
                 # A fixed moment: when the lease expires (maybe already), plus the
                 # relay's wait for an abandoned attempt, plus the usual settle time.
                 recovered_by = (

@@ -29,6 +29,8 @@ def test_a_full_schedule_mixes_every_kind_of_fault_and_overlaps_them() -> None:
             (a, b) for a in lasting for b in lasting if a is not b and a.at <= b.at < a.ends
         ]
         assert overlapping, f"seed {seed}: no two faults overlap"
+        short = make_schedule(seed, PROFILES["short"])
+        assert FaultKind.RENDERER_SIGKILL not in {f.kind for f in short}
 
 
 def test_a_seed_replays_its_batch_exactly() -> None:
