@@ -112,7 +112,9 @@ class PrivateRabbit:
             timeout=timeout,
             check=False,
         )
-        self.last_error = " ".join((done.stderr or done.stdout).split())[-300:]
+        # The first sentence says it ("this command requires the 'rabbit' app to be
+        # running..."); the usage text after it does not.
+        self.last_error = " ".join((done.stderr or done.stdout).split()).split(". ")[0][:200]
         if check and done.returncode != 0:
             raise RuntimeError(
                 f"rabbitmqctl {' '.join(args)} failed ({done.returncode}): {self.last_error}"
