@@ -12,7 +12,7 @@ STAMP_PY  := $(VENV)/.installed
 STAMP_GEN := $(GEN)/.generated
 
 .PHONY: help install proto lint test test-unit test-contract test-integration test-faults fuzz \
-        run stop status bench migrate breaking clean
+        chaos run stop status bench migrate breaking clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -86,6 +86,12 @@ bench: $(STAMP_GEN) ## every benchmark (prints tables and `summary:` lines; slow
 	$(PY) -m bench.quality_target
 	$(PY) -m bench.similar
 	$(PY) -m bench.timings
+
+SEEDS ?= 5
+CHAOS_PROFILE ?= full
+# Needs PostgreSQL only: the run starts (and always stops) its own RabbitMQ node.
+chaos: $(STAMP_GEN) ## seeded fault schedules during 220 uploads: SEEDS=N (1..N), SEEDS="3 7", SEED=7
+	$(PY) -m tests.chaos --seeds "$(if $(SEED),$(SEED)-$(SEED),$(SEEDS))" --profile $(CHAOS_PROFILE)
 
 migrate: $(STAMP_GEN) ## apply catalog migrations to IMAGEPIPE_DATABASE_URL
 	$(PY) -m services.catalog migrate
