@@ -17,7 +17,6 @@ from services.shared.storage import MemoryObjectStore
 TENANT = uuid.uuid4()
 LIVE = uuid.uuid4()
 GONE = uuid.uuid4()  # an asset with no row at all
-NOW = dt.datetime.now(dt.UTC)
 
 
 class FakeRepo:
@@ -41,7 +40,8 @@ def _key(asset: uuid.UUID, name: str) -> str:
 
 
 def _put(store: MemoryObjectStore, key: str, age: dt.timedelta) -> None:
-    store.objects[key] = (b"x", "image/webp", NOW - age)
+    # Aged from now, not from import: the suite may run minutes after collection.
+    store.objects[key] = (b"x", "image/webp", dt.datetime.now(dt.UTC) - age)
 
 
 async def _purge(
