@@ -4,6 +4,7 @@ for the test, dropped after it, for tests that drive the repository directly."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from devstack import DEFAULT_PG, drop_database
 from services.catalog.migrate import apply_migrations, ensure_database
 from services.catalog.repository import CatalogRepository, NewAsset, create_pool
 
-__all__ = ["catalog_database", "new_job", "new_tenant"]
+__all__ = ["catalog_database", "new_asset", "new_job", "new_tenant"]
 
 
 def _admin_url() -> str:
@@ -40,34 +41,37 @@ async def catalog_database(
         await drop_database(admin, name)
 
 
+def new_asset(tenant_id: uuid.UUID, *, request_id: str = "test") -> NewAsset:
+    """A small PNG's registration with bytes of its own (a fresh content hash)."""
+    digest = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+    return NewAsset(
+        tenant_id=str(tenant_id),
+        content_hash=digest,
+        perceptual_hash=255,
+        filename="a.png",
+        declared_content_type="image/png",
+        content_type="image/png",
+        format="png",
+        width=1,
+        height=1,
+        size_bytes=1,
+        frame_count=1,
+        labels={},
+        original_key=f"originals/{tenant_id}/{digest}",
+        request_id=request_id,
+    )
+
+
 async def new_job(repo: CatalogRepository, tenant_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
     """A fresh asset and its pending job (ids), as RegisterAsset makes them."""
-    digest = uuid.uuid4().hex * 2
-    registration = await repo.register_asset(
-        NewAsset(
-            tenant_id=str(tenant_id),
-            content_hash=digest,
-            perceptual_hash=0,
-            filename="x.png",
-            declared_content_type="image/png",
-            content_type="image/png",
-            format="png",
-            width=10,
-            height=10,
-            size_bytes=100,
-            frame_count=1,
-            labels={},
-            original_key=f"originals/{tenant_id}/{digest}",
-            request_id="test",
-        )
-    )
+    registration = await repo.register_asset(new_asset(tenant_id))
     assert registration.job is not None
     return registration.asset["id"], registration.job["id"]
 
 
-async def new_tenant(repo: CatalogRepository) -> uuid.UUID:
+async def new_tenant(repo: CatalogRepository, prefix: str = "t") -> uuid.UUID:
     created = await repo.create_tenant(
-        f"t-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:16], b"x", ""
+        f"{prefix}-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:16], b"x" * 32, ""
     )
     assert created is not None
     return uuid.UUID(str(created[0]["id"]))

@@ -29,6 +29,7 @@ from services.shared.deadlines import reset_deadline, set_deadline
 from services.shared.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from tests.faults.support import make_images
 from tests.helpers import Services, Tenant, upload_messages
+from tests.integration.catalog_db import new_asset, new_tenant
 
 
 def _lost() -> asyncpg.ConnectionDoesNotExistError:
@@ -130,41 +131,12 @@ async def _repository(stack: Stack) -> AsyncIterator[tuple[CatalogRepository, Fa
         await pool.close()
 
 
-async def _tenant(repo: CatalogRepository) -> uuid.UUID:
-    created = await repo.create_tenant(
-        f"retries-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex[:16], b"x" * 32, "test"
-    )
-    assert created is not None
-    tenant_id: uuid.UUID = created[0]["id"]
-    return tenant_id
-
-
-def _new_asset(tenant_id: uuid.UUID, request_id: str) -> NewAsset:
-    digest = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
-    return NewAsset(
-        tenant_id=str(tenant_id),
-        content_hash=digest,
-        perceptual_hash=255,
-        filename="a.png",
-        declared_content_type="image/png",
-        content_type="image/png",
-        format="png",
-        width=1,
-        height=1,
-        size_bytes=1,
-        frame_count=1,
-        labels={},
-        original_key=f"originals/{tenant_id}/{digest}",
-        request_id=request_id,
-    )
-
-
 async def test_a_registration_whose_commit_answer_is_lost_still_answers_created(
     stack: Stack,
 ) -> None:
     async with _repository(stack) as (repo, pool):
-        tenant_id = await _tenant(repo)
-        new = _new_asset(tenant_id, request_id=f"req-{uuid.uuid4().hex}")
+        tenant_id = await new_tenant(repo, "retries")
+        new = new_asset(tenant_id, request_id=f"req-{uuid.uuid4().hex}")
         pool.faults.armed.append("after_commit")
         first = await repo.register_asset(new)
         assert not pool.faults.armed, "the fault was not reached"
@@ -192,8 +164,8 @@ async def test_a_registration_whose_commit_answer_is_lost_still_answers_created(
 
 async def test_counting_a_duplicate_is_never_repeated_after_its_commit(stack: Stack) -> None:
     async with _repository(stack) as (repo, pool):
-        tenant_id = await _tenant(repo)
-        new = _new_asset(tenant_id, request_id="r1")
+        tenant_id = await new_tenant(repo, "retries")
+        new = new_asset(tenant_id, request_id="r1")
         registered = await repo.register_asset(new)
         pool.faults.armed.append("after_commit")
         with pytest.raises(Unavailable) as raised:
@@ -209,8 +181,8 @@ async def test_a_connection_lost_before_commit_is_retried_even_when_not_idempote
     stack: Stack,
 ) -> None:
     async with _repository(stack) as (repo, pool):
-        tenant_id = await _tenant(repo)
-        new = _new_asset(tenant_id, request_id="r1")
+        tenant_id = await new_tenant(repo, "retries")
+        new = new_asset(tenant_id, request_id="r1")
         await repo.register_asset(new)
         pool.faults.armed.append("before_statement")
         row = await repo.resolve_duplicate(tenant_id, new.content_hash)
@@ -257,7 +229,7 @@ async def test_bad_input_is_invalid_argument_not_a_lost_connection(stack: Stack,
 
 async def test_a_connection_lost_under_the_content_lock_is_unavailable(stack: Stack) -> None:
     async with _repository(stack) as (repo, pool):
-        tenant_id = await _tenant(repo)
+        tenant_id = await new_tenant(repo, "retries")
         key = f"originals/{tenant_id}/x"
         async with repo.locked_content(tenant_id, key) as content:
             pool.faults.armed.append("before_statement")
