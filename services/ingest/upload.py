@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import unicodedata
 from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ MAX_LABEL_VALUE = 255
 MAX_FILENAME = 255
 MAX_CONTENT_TYPE = 255
 # fullmatch: `$` would also accept a trailing newline, which the database refuses.
+# Embedding, override and isolate controls (Unicode's bidirectional formatting characters).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _LABEL_KEY = re.compile(r"[a-z0-9]([a-z0-9_.-]*[a-z0-9])?")
 
 
@@ -98,6 +101,7 @@ def check_header(header: ingest_pb2.UploadHeader) -> None:
     refused for every request before it reaches a handler: services/shared/wire.py)."""
     _check_length("filename", header.filename, MAX_FILENAME)
     _check_length("content_type", header.content_type, MAX_CONTENT_TYPE)
+    _check_filename_characters(header.filename)
     if len(header.labels) > MAX_LABELS:
         raise InvalidArgument(
             f"at most {MAX_LABELS} labels are allowed, got {len(header.labels)}",
@@ -120,9 +124,20 @@ def check_header(header: ingest_pb2.UploadHeader) -> None:
             )
 
 
-def _clean_filename(name: str) -> str:
-    # Informational only (never a storage key): keep it printable.
-    return "".join(c for c in name if c.isprintable())
+def _check_filename_characters(name: str) -> None:
+    """Refuse what would make a filename lie when shown: control characters (a newline
+    splits log lines and listings) and bidirectional overrides (U+202E turns
+    "gnp.exe" around). Everything else, including the narrow no-break space macOS
+    puts in screenshot names, is stored exactly as sent, never silently changed."""
+    for position, character in enumerate(name):
+        if unicodedata.category(character) == "Cc" or character in _BIDI_CONTROLS:
+            raise InvalidArgument(
+                f"filename has the control character U+{ord(character):04X} at position "
+                f"{position}; send the name without control or bidirectional-override "
+                "characters",
+                reason="INVALID_FILENAME",
+                metadata={"position": position},
+            )
 
 
 class UploadSlots:
@@ -244,7 +259,7 @@ class Uploads:
                 tenant_id=tenant_id,
                 content_hash=content_hash,
                 perceptual_hash=format_hash(facts.perceptual_hash),
-                filename=_clean_filename(header.filename),
+                filename=header.filename,
                 declared_content_type=header.content_type,
                 content_type=facts.content_type,
                 format=facts.wire_format,  # type: ignore[arg-type]

@@ -289,6 +289,10 @@ CASES: dict[str, tuple[grpc.StatusCode, Callable[[World], object]]] = {
         lambda w: w.upload(iter([_header(labels={"Not A Key": "x"})])),
     ),
     "FIELD_TOO_LONG": (S.INVALID_ARGUMENT, lambda w: w.upload(iter([_header(filename="f" * 256)]))),
+    "INVALID_FILENAME": (
+        S.INVALID_ARGUMENT,
+        lambda w: w.upload(iter([_header(filename="\u202egnp.exe")])),
+    ),
     "NUL_CHARACTER": (
         S.INVALID_ARGUMENT,
         lambda w: w.upload(iter([_header(labels={"site": "\x00"})])),

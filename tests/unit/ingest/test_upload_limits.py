@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe.v1 import ingest_pb2
+from imagepipe.v1 import catalog_internal_pb2, ingest_pb2
 from services.ingest.upload import Uploads, check_header
 from services.shared.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from services.shared.storage import MemoryObjectStore
@@ -39,6 +39,9 @@ def _uploads(spool_dir: Path, **limits: float) -> tuple[Uploads, FakeCatalog, Me
         (ingest_pb2.UploadHeader(filename="f" * 10_000), "FIELD_TOO_LONG", "filename"),
         (ingest_pb2.UploadHeader(filename="f" * 256), "FIELD_TOO_LONG", "filename"),
         (ingest_pb2.UploadHeader(content_type="i" * 10_000), "FIELD_TOO_LONG", "content_type"),
+        (ingest_pb2.UploadHeader(filename="a.png\n"), "INVALID_FILENAME", None),
+        (ingest_pb2.UploadHeader(filename="\tb.png"), "INVALID_FILENAME", None),
+        (ingest_pb2.UploadHeader(filename="\u202egnp.exe"), "INVALID_FILENAME", None),
         (ingest_pb2.UploadHeader(labels={"site\n": "x"}), "INVALID_LABELS", None),
         (ingest_pb2.UploadHeader(labels={"k": "v" * 256}), "INVALID_LABELS", None),
         (ingest_pb2.UploadHeader(labels={"k" * 64: "v"}), "INVALID_LABELS", None),
@@ -48,6 +51,9 @@ def _uploads(spool_dir: Path, **limits: float) -> tuple[Uploads, FakeCatalog, Me
         "10k-filename",
         "256-filename",
         "10k-content-type",
+        "newline-in-filename",
+        "tab-in-filename",
+        "bidi-override-in-filename",
         "key-with-trailing-newline",
         "long-value",
         "long-key",
@@ -127,3 +133,26 @@ async def test_one_tenant_past_its_open_uploads_is_refused_others_are_not(tmp_pa
     assert _files(tmp_path) == set()
     again = await uploads.receive(complete(b"\x89PNG3"), tenant_id=TENANT, request_id="5")
     assert not again.deduplicated
+
+
+async def test_a_filename_is_stored_exactly_as_sent(tmp_path: Path) -> None:
+    # The narrow no-break space is what macOS puts before "AM" in screenshot names.
+    sent = "Screenshot 2026-12-07 at 10.00.00\u202fAM — été.png"
+    uploads, catalog, _ = _uploads(tmp_path)
+    registered: list[str] = []
+    register = catalog.register_asset
+
+    async def capture(
+        request: catalog_internal_pb2.RegisterAssetRequest,
+    ) -> catalog_internal_pb2.RegisterAssetResponse:
+        registered.append(request.filename)
+        return await register(request)
+
+    catalog.register_asset = capture  # type: ignore[method-assign]
+
+    async def stream() -> AsyncIterator[ingest_pb2.UploadRequest]:
+        yield ingest_pb2.UploadRequest(header=ingest_pb2.UploadHeader(filename=sent))
+        yield ingest_pb2.UploadRequest(chunk=b"\x89PNG-exact-name")
+
+    await uploads.receive(stream(), tenant_id=TENANT, request_id="r")
+    assert registered == [sent]
