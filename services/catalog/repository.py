@@ -80,9 +80,13 @@ _ATTEMPT_COLUMNS = """
     t.job_id, t.attempt, t.worker, t.started_at, t.finished_at, t.error, t.transient,
     t.repeats, t.first_finished_at
 """
+# `interrupted`: an earlier delivery was never settled (an attempt opened and never
+# finished, or a claim before this one that opened none): the renderer runs it alone.
 _RENDER_REQUEST_COLUMNS = """
     j.id AS job_id, j.tenant_id, j.asset_id, j.request_id, j.created_at,
-    a.original_key, a.content_hash, a.format
+    a.original_key, a.content_hash, a.format,
+    (j.deliveries > 1 OR EXISTS (SELECT 1 FROM job_attempts t WHERE t.job_id = j.id
+        AND t.finished_at IS NULL AND t.started_at >= j.budget_since)) AS interrupted
 """
 
 

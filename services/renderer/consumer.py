@@ -50,6 +50,7 @@ __all__ = [
     "failed_history",
     "give_up",
     "record_failure",
+    "redelivered",
 ]
 
 log = get_logger(__name__)
@@ -83,6 +84,13 @@ def death_reason(headers: Mapping[str, object], work_queue: str) -> str:
             if isinstance(death, Mapping) and _text(death.get("queue", "")) == work_queue:
                 return _text(death.get("reason", ""))
     return _text(headers.get("x-first-death-reason", ""))
+
+
+def redelivered(flag: bool | None, headers: Mapping[str, object]) -> bool:
+    """Whether an earlier delivery of this message was returned unsettled (its
+    renderer died holding it): the redelivered flag, or a quorum queue's count."""
+    count = headers.get("x-delivery-count")
+    return bool(flag) or (isinstance(count, int) and count > 0)
 
 
 async def record_failure(
@@ -257,7 +265,9 @@ class RenderConsumer:
             return
         token = request_id_var.set(request.request_id)
         try:
-            result = await self._runner.run(request)
+            result = await self._runner.run(
+                request, redelivered=redelivered(message.redelivered, message.headers or {})
+            )
             if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
                 self.jobs_done += result.outcome is Outcome.DONE
                 await _settle(message.ack, "ack")
