@@ -57,6 +57,11 @@ log = get_logger(__name__)
 
 RETRIES = Counter("imagepipe_render_retries_total", "Failed attempts sent to a delay queue.")
 POISONED = Counter("imagepipe_poison_jobs_total", "Jobs given up on.", ["reason"])
+SPARED = Counter(
+    "imagepipe_render_spared_total",
+    "Jobs at the delivery limit delivered again: they were beside the job crashing "
+    "their renderer, not it.",
+)
 IN_FLIGHT = Gauge("imagepipe_render_in_flight", "Render jobs held by this renderer.")
 QUEUE_DEPTH = Gauge(
     "imagepipe_queue_depth", "Messages waiting in a queue, as the broker last reported.", ["queue"]
@@ -375,10 +380,13 @@ class PoisonRecorder:
             error = request.attempts[-1].error if request.attempts else f"dead-lettered: {death}"
         if request.job_id:
             try:
-                await self._catalog.record_poison_job(request, error, reason)
+                recorded = await self._catalog.record_poison_job(request, error, reason)
             except ImagepipeError as failure:
                 log.warning("could not record poison job yet: %s", failure.message)
                 await _settle(lambda: message.nack(requeue=True), "nack")
+                return
+            if not recorded:
+                await self._deliver_again(message, request)
                 return
             POISONED.labels(death or "unknown").inc()
         try:
@@ -405,6 +413,34 @@ class PoisonRecorder:
             log.warning("could not park dead letter: %s", failure)
             await _settle(lambda: message.nack(requeue=True), "nack")
             return
+        await _settle(message.ack, "ack")
+
+    async def _deliver_again(
+        self, message: AbstractIncomingMessage, request: events_pb2.RenderRequest
+    ) -> None:
+        """The catalog spared a job at the delivery limit (it was beside the job that
+        crashed its renderers): a fresh message, with a fresh delivery count, to be
+        run alone. The job id fences a duplicate, so publishing it twice is harmless."""
+        request.interrupted = True
+        try:
+            assert self._broker.exchange is not None
+            await asyncio.wait_for(
+                self._broker.exchange.publish(
+                    render_message(request), self._topology.WORK_KEY, mandatory=True
+                ),
+                10,
+            )
+        except (
+            aio_pika.exceptions.AMQPError,
+            TimeoutError,
+            RuntimeError,
+            AssertionError,
+        ) as failure:
+            log.warning("could not deliver a spared job again: %s", failure)
+            await _settle(lambda: message.nack(requeue=True), "nack")
+            return
+        SPARED.inc()
+        log.info("job at the delivery limit delivered again", extra={"job_id": request.job_id})
         await _settle(message.ack, "ack")
 
     async def stop(self, grace: float) -> None:
