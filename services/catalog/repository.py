@@ -914,9 +914,11 @@ class CatalogRepository:
                 or crashed_it(int(job["interrupted"]), delivery_limit)
             ):
                 return False
+            # The lease stays: should the message published again be lost, the relay
+            # still finds an abandoned attempt once it expires.
             await connection.execute(
-                "UPDATE jobs SET spares = spares + 1, deliveries = 0, lease_owner = NULL, "
-                "lease_expires_at = NULL, updated_at = clock_timestamp() WHERE id = $1",
+                "UPDATE jobs SET spares = spares + 1, deliveries = 0, "
+                "updated_at = clock_timestamp() WHERE id = $1",
                 job_id,
             )
             log.warning(
