@@ -160,6 +160,7 @@ def render_request_message(
         source_format=format_from_name(row["format"]),  # type: ignore[arg-type]
         request_id=row["request_id"],
         enqueue_time=timestamp(row["created_at"]),
+        interrupted=bool(row["interrupted"]),
     )
 
 

@@ -146,6 +146,8 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
         # Past the limit: poison, as the work queue dead-letters an over-delivered
         # message. Should this fail, the next claim finds them again.
         for over in await self._with_attempts(claimed.over_limit):
+            if await self._repo.spare_bystander(uuid.UUID(over.job_id), self._delivery_limit):
+                continue  # its deliveries start again: a later claim takes it, to run alone
             await self._repo.record_poison(
                 uuid.UUID(over.job_id),
                 "delivery_limit",
@@ -257,6 +259,10 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
         if reason is None:
             raise InvalidArgument("reason must be set", reason="INVALID_POISON_REASON")
         job_id = parse_uuid(request.request.job_id, "request.job_id")
+        if reason == "delivery_limit" and await self._repo.spare_bystander(
+            job_id, self._delivery_limit
+        ):
+            return pb.RecordPoisonJobResponse(spared=True)
         row = await self._repo.record_poison(
             job_id, reason, request.error[:4000], request.request.SerializeToString()
         )

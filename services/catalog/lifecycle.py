@@ -4,6 +4,8 @@
     running --fail--> retrying (delay queue) | pending (outbox) | dead (budget spent)
     any unfinished state --poison--> dead;   dead --replay--> pending
     queued/retrying with no progress: republished by the reconciler, state kept
+    at the delivery limit, yet rarely the one its renderer died running: spared
+    (republished, deliveries counted afresh), state kept; see crashed_it
 
 The repository's SQL takes its state lists from here (the terminal set, the in-flight
 set the fair share counts, what a renderer may claim), and the lifecycle property
@@ -17,12 +19,14 @@ from collections.abc import Iterable, Mapping
 __all__ = [
     "CLAIMABLE",
     "IN_FLIGHT",
+    "MAX_SPARES",
     "NON_TERMINAL",
     "STATES",
     "STUCK_CANDIDATES",
     "TERMINAL",
     "TRANSITIONS",
     "allowed",
+    "crashed_it",
     "sql_list",
 ]
 
@@ -62,6 +66,25 @@ TRANSITIONS: Mapping[str, frozenset[tuple[str, str]]] = {
     # RetryPoisonJob: back to the outbox with a fresh budget.
     "replay": frozenset({("dead", "pending")}),
 }
+
+
+# How often a job at the delivery limit may be spared (see crashed_it) before it is
+# poison whatever its attempts say: at most (MAX_SPARES + 1) x (limit + 1) deliveries.
+MAX_SPARES = 2
+
+
+def crashed_it(interrupted: int, delivery_limit: int) -> bool:
+    """Whether a job at the delivery limit is what killed its renderers: more than
+    half of its limit + 1 deliveries opened an attempt that never finished.
+
+    A renderer that dies returns every job it held and each is charged a delivery,
+    but only the jobs whose attempts were running have one interrupted; a job that
+    follows an interrupted delivery runs alone, so a crasher's attempt is interrupted
+    on nearly every delivery, while a job beside it has at most the one attempt that
+    ran before the crasher was suspected (plus any crash of the renderer that was
+    really nobody's fault).
+    """
+    return 2 * interrupted > delivery_limit + 1
 
 
 def allowed(operation: str, before: str, after: str) -> bool:

@@ -5,9 +5,10 @@ Purgeable, once older than the cut-off:
   uses them) and its original, when no other asset row uses that original;
 - objects under the tenant's prefixes that no row references (orphans, e.g. from an
   upload interrupted between storing its original and registering it, or the output
-  of a stale or superseded render attempt). A live asset's unreferenced rendition may
-  be between being written and being recorded, so it must also be older than
-  STALE_RENDITION_GRACE, far past a render attempt's lease; it is stat'ed again just
+  of a stale or superseded render attempt). A live (or failed) asset's unreferenced
+  rendition may be between being written and being recorded, so it must also be older
+  than the rendition grace (IMAGEPIPE_PURGE_RENDITION_GRACE_SECONDS, an hour), far
+  past a render attempt's lease; it is stat'ed again just
   before it goes, and kept if an attempt wrote it again since it was listed.
 
 Each deleted asset is purged under the lock RegisterAsset takes for the same original
@@ -30,6 +31,7 @@ from imagepipe.v1 import catalog_pb2
 from services.catalog.repository import CatalogRepository
 from services.shared.errors import InvalidArgument
 from services.shared.logs import get_logger
+from services.shared.settings import Settings
 from services.shared.storage import ObjectInfo, ObjectNotFound, ObjectStore
 
 __all__ = ["STALE_RENDITION_GRACE", "run_purge"]
@@ -42,7 +44,10 @@ MAX_PURGE_DAYS = 36_500
 # How old an unreferenced rendition of a live asset must be before it is an orphan:
 # a render attempt writes its objects, then records them, within its lease
 # (LEASE_SECONDS, 2 minutes, in services/renderer/jobs.py); an hour is far past that.
-STALE_RENDITION_GRACE = dt.timedelta(hours=1)
+# The default of IMAGEPIPE_PURGE_RENDITION_GRACE_SECONDS.
+STALE_RENDITION_GRACE = dt.timedelta(
+    seconds=Settings.model_fields["purge_rendition_grace_seconds"].default
+)
 
 
 @dataclass
@@ -174,7 +179,10 @@ async def _unchanged(store: ObjectStore, listed: ObjectInfo) -> bool:
         current = await store.stat(listed.key)
     except ObjectNotFound:
         return False
-    return current.modified == listed.modified
+    # A listing has milliseconds, a HEAD whole seconds (an HTTP date): compare seconds.
+    # A rewrite since the listing is later than the grace (or cut-off) it was listed
+    # under, so it still shows.
+    return current.modified.replace(microsecond=0) == listed.modified.replace(microsecond=0)
 
 
 def _timestamp(value: dt.datetime) -> Timestamp:

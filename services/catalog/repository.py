@@ -23,8 +23,10 @@ import asyncpg
 from services.catalog.lifecycle import (
     CLAIMABLE,
     IN_FLIGHT,
+    MAX_SPARES,
     STUCK_CANDIDATES,
     TERMINAL,
+    crashed_it,
     sql_list,
 )
 from services.catalog.similarity import probes
@@ -80,9 +82,15 @@ _ATTEMPT_COLUMNS = """
     t.job_id, t.attempt, t.worker, t.started_at, t.finished_at, t.error, t.transient,
     t.repeats, t.first_finished_at
 """
+# `interrupted`: an earlier delivery was never settled (an attempt opened and never
+# finished, a claim before this one that opened none, or a spare at the delivery
+# limit): the renderer runs it alone.
 _RENDER_REQUEST_COLUMNS = """
     j.id AS job_id, j.tenant_id, j.asset_id, j.request_id, j.created_at,
-    a.original_key, a.content_hash, a.format
+    a.original_key, a.content_hash, a.format,
+    (j.deliveries > 1 OR j.spares > 0 OR EXISTS (SELECT 1 FROM job_attempts t
+        WHERE t.job_id = j.id AND t.finished_at IS NULL AND t.started_at >= j.budget_since))
+        AS interrupted
 """
 
 
@@ -885,6 +893,42 @@ class CatalogRepository:
                 over_limit=await self._request_rows(connection, over),
             )
 
+    async def spare_bystander(self, job_id: uuid.UUID, delivery_limit: int) -> bool:
+        """A job at the delivery limit that did not crash its renderers (lifecycle's
+        crashed_it): count a spare and its deliveries afresh, True (the caller then
+        delivers it again, as a job to run alone). False when it is poison after all:
+        it crashed them, or was spared MAX_SPARES times, or is finished or unknown."""
+        async with self._transaction() as connection:
+            job = await connection.fetchrow(
+                f"""
+                SELECT j.spares, (SELECT count(*) FROM job_attempts t WHERE t.job_id = j.id
+                    AND t.finished_at IS NULL AND t.started_at >= j.budget_since)
+                    AS interrupted
+                FROM jobs j WHERE j.id = $1 AND j.state NOT IN ({_TERMINAL}) FOR UPDATE
+                """,
+                job_id,
+            )
+            if (
+                job is None
+                or job["spares"] >= MAX_SPARES
+                or crashed_it(int(job["interrupted"]), delivery_limit)
+            ):
+                return False
+            # The lease stays: should the message published again be lost, the relay
+            # still finds an abandoned attempt once it expires.
+            await connection.execute(
+                "UPDATE jobs SET spares = spares + 1, deliveries = 0, "
+                "updated_at = clock_timestamp() WHERE id = $1",
+                job_id,
+            )
+            log.warning(
+                "job at the delivery limit spared: %d of its attempts were interrupted, "
+                "too few for it to be what killed its renderers; delivering it again",
+                job["interrupted"],
+                extra={"job_id": str(job_id), "spares": job["spares"] + 1},
+            )
+            return True
+
     async def failed_attempts(self, job_ids: Sequence[uuid.UUID]) -> list[Record]:
         """Failed attempts of these jobs since their budget was last renewed."""
         return await self._pool.fetch(
@@ -1358,7 +1402,7 @@ class CatalogRepository:
                 await connection.execute(
                     "UPDATE jobs SET state = 'pending', not_before = NULL, last_error = '', "
                     "lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL, "
-                    "deliveries = 0, budget_since = clock_timestamp(), "
+                    "deliveries = 0, spares = 0, budget_since = clock_timestamp(), "
                     "updated_at = clock_timestamp() "
                     "WHERE id = $1 AND tenant_id = $2 AND state = 'dead'",
                     poison["job_id"],

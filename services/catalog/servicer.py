@@ -173,4 +173,5 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
                 if request.HasField("older_than_days")
                 else self._settings.purge_days
             ),
+            rendition_grace=dt.timedelta(seconds=self._settings.purge_rendition_grace_seconds),
         )

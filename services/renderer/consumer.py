@@ -50,12 +50,18 @@ __all__ = [
     "failed_history",
     "give_up",
     "record_failure",
+    "redelivered",
 ]
 
 log = get_logger(__name__)
 
 RETRIES = Counter("imagepipe_render_retries_total", "Failed attempts sent to a delay queue.")
 POISONED = Counter("imagepipe_poison_jobs_total", "Jobs given up on.", ["reason"])
+SPARED = Counter(
+    "imagepipe_render_spared_total",
+    "Jobs at the delivery limit delivered again: they were beside the job crashing "
+    "their renderer, not it.",
+)
 IN_FLIGHT = Gauge("imagepipe_render_in_flight", "Render jobs held by this renderer.")
 QUEUE_DEPTH = Gauge(
     "imagepipe_queue_depth", "Messages waiting in a queue, as the broker last reported.", ["queue"]
@@ -83,6 +89,13 @@ def death_reason(headers: Mapping[str, object], work_queue: str) -> str:
             if isinstance(death, Mapping) and _text(death.get("queue", "")) == work_queue:
                 return _text(death.get("reason", ""))
     return _text(headers.get("x-first-death-reason", ""))
+
+
+def redelivered(flag: bool | None, headers: Mapping[str, object]) -> bool:
+    """Whether an earlier delivery of this message was returned unsettled (its
+    renderer died holding it): the redelivered flag, or a quorum queue's count."""
+    count = headers.get("x-delivery-count")
+    return bool(flag) or (isinstance(count, int) and count > 0)
 
 
 async def record_failure(
@@ -257,7 +270,9 @@ class RenderConsumer:
             return
         token = request_id_var.set(request.request_id)
         try:
-            result = await self._runner.run(request)
+            result = await self._runner.run(
+                request, redelivered=redelivered(message.redelivered, message.headers or {})
+            )
             if result.outcome in (Outcome.DONE, Outcome.SKIPPED):
                 self.jobs_done += result.outcome is Outcome.DONE
                 await _settle(message.ack, "ack")
@@ -365,10 +380,13 @@ class PoisonRecorder:
             error = request.attempts[-1].error if request.attempts else f"dead-lettered: {death}"
         if request.job_id:
             try:
-                await self._catalog.record_poison_job(request, error, reason)
+                recorded = await self._catalog.record_poison_job(request, error, reason)
             except ImagepipeError as failure:
                 log.warning("could not record poison job yet: %s", failure.message)
                 await _settle(lambda: message.nack(requeue=True), "nack")
+                return
+            if not recorded:
+                await self._deliver_again(message, request)
                 return
             POISONED.labels(death or "unknown").inc()
         try:
@@ -395,6 +413,34 @@ class PoisonRecorder:
             log.warning("could not park dead letter: %s", failure)
             await _settle(lambda: message.nack(requeue=True), "nack")
             return
+        await _settle(message.ack, "ack")
+
+    async def _deliver_again(
+        self, message: AbstractIncomingMessage, request: events_pb2.RenderRequest
+    ) -> None:
+        """The catalog spared a job at the delivery limit (it was beside the job that
+        crashed its renderers): a fresh message, with a fresh delivery count, to be
+        run alone. The job id fences a duplicate, so publishing it twice is harmless."""
+        request.interrupted = True
+        try:
+            assert self._broker.exchange is not None
+            await asyncio.wait_for(
+                self._broker.exchange.publish(
+                    render_message(request), self._topology.WORK_KEY, mandatory=True
+                ),
+                10,
+            )
+        except (
+            aio_pika.exceptions.AMQPError,
+            TimeoutError,
+            RuntimeError,
+            AssertionError,
+        ) as failure:
+            log.warning("could not deliver a spared job again: %s", failure)
+            await _settle(lambda: message.nack(requeue=True), "nack")
+            return
+        SPARED.inc()
+        log.info("job at the delivery limit delivered again", extra={"job_id": request.job_id})
         await _settle(message.ack, "ack")
 
     async def stop(self, grace: float) -> None:

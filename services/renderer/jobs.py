@@ -10,11 +10,13 @@ after a newer one committed) can never overwrite the objects the committed rows 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,7 +31,7 @@ from services.shared.sandbox import DecodePool
 from services.shared.settings import Preset
 from services.shared.storage import ObjectStore, rendition_key
 
-__all__ = ["AttemptOutcome", "JobCatalog", "JobRunner", "Outcome", "worker_name"]
+__all__ = ["AttemptOutcome", "Isolation", "JobCatalog", "JobRunner", "Outcome", "worker_name"]
 
 log = get_logger(__name__)
 
@@ -81,8 +83,60 @@ class AttemptOutcome:
     transient: bool = False  # a dependency was down, not the job's fault
 
 
+class Isolation:
+    """Shared/exclusive hold on this renderer's attempts.
+
+    A job whose earlier delivery was never settled may be one that kills its
+    renderer. It runs alone: it waits until the attempts running finish, and no
+    other starts until it ends, so a crash while it runs charges no other job. A
+    waiting exclusive holder goes first, so a steady stream of ordinary jobs
+    cannot starve it.
+    """
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting_alone = 0
+
+    @property
+    def running(self) -> int:
+        return self._shared + self._exclusive
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *, alone: bool) -> AsyncIterator[None]:
+        async with self._changed:
+            if alone:
+                self._waiting_alone += 1
+                try:
+                    await self._changed.wait_for(lambda: not self._exclusive and not self._shared)
+                finally:
+                    self._waiting_alone -= 1
+                    # A cancelled waiter may have been what held ordinary jobs back.
+                    self._changed.notify_all()
+                self._exclusive = True
+            else:
+                await self._changed.wait_for(
+                    lambda: not self._exclusive and not self._waiting_alone
+                )
+                self._shared += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                if alone:
+                    self._exclusive = False
+                else:
+                    self._shared -= 1
+                self._changed.notify_all()
+
+
 class JobRunner:
-    """Runs attempts; the caller settles failures (broker retry or outbox)."""
+    """Runs attempts; the caller settles failures (broker retry or outbox).
+
+    Attempts of one runner share its renderer process, except a job marked
+    `interrupted` (or redelivered by the broker): it runs alone (see Isolation).
+    """
 
     def __init__(
         self,
@@ -100,9 +154,26 @@ class JobRunner:
         self._presets = list(presets)
         self._max_pixels = max_pixels
         self.worker = worker
+        self.isolation = Isolation()
 
-    async def run(self, request: events_pb2.RenderRequest) -> AttemptOutcome:
-        """One attempt; never raises for a failed render (the outcome says so)."""
+    async def run(
+        self, request: events_pb2.RenderRequest, *, redelivered: bool = False
+    ) -> AttemptOutcome:
+        """One attempt; never raises for a failed render (the outcome says so).
+
+        A job redelivered after a delivery nobody settled runs alone, from before
+        its attempt opens until it ends.
+        """
+        alone = redelivered or request.interrupted
+        if alone:
+            log.info(
+                "an earlier delivery was interrupted; running it alone",
+                extra={"job_id": request.job_id},
+            )
+        async with self.isolation.hold(alone=alone):
+            return await self._attempt(request)
+
+    async def _attempt(self, request: events_pb2.RenderRequest) -> AttemptOutcome:
         try:
             started = await self._catalog.start_job_attempt(
                 request.job_id, worker=self.worker, lease_seconds=LEASE_SECONDS

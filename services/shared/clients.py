@@ -217,13 +217,16 @@ class CatalogInternalClient:
         request: events_pb2.RenderRequest,
         error: str,
         reason: catalog_pb2.PoisonReason.ValueType,
-    ) -> None:
-        await self._call(
+    ) -> bool:
+        """True when recorded; False when the catalog spared the job (see
+        RecordPoisonJobResponse.spared): deliver it again instead."""
+        response = await self._call(
             self._stub.RecordPoisonJob,
             internal_pb2.RecordPoisonJobRequest(
                 request=request, error=_storable(error), reason=reason
             ),
         )
+        return not response.spared
 
     async def get_asset_objects(
         self, tenant_id: str, asset_id: str

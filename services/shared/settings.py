@@ -173,6 +173,12 @@ class Settings(BaseSettings):
 
     # Catalog
     purge_days: int = Field(default=30, ge=0, description="Default age cut-off of Purge.")
+    purge_rendition_grace_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="How old an unreferenced rendition of a live or failed asset must be "
+        "before Purge reclaims it (it may be between being written and being recorded).",
+    )
     presign_ttl_seconds: int = Field(
         default=3600, ge=1, le=7 * 86400, description="Default lifetime of presigned URLs."
     )

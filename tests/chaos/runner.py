@@ -38,7 +38,7 @@ __all__ = ["ChaosStack", "Runner", "SeedResult"]
 
 class ChaosStack(Stack):
     """A Stack whose services may each get their own environment overrides, at every
-    (re)start: here the renderer's lower pixel cap."""
+    (re)start: here the renderer's lower pixel cap and the catalog's Purge grace."""
 
     def __init__(self, config: StackConfig, service_env: dict[str, dict[str, str]]) -> None:
         super().__init__(config)
@@ -144,7 +144,12 @@ class Runner:
         work_dir = Path(tempfile.mkdtemp(prefix=f"imagepipe-chaos-{self.seed}-"))
         stack = ChaosStack(
             StackConfig(work_dir, pg_url=self.pg_url, amqp_url=self.rabbit.url),
-            service_env={"renderer": {"IMAGEPIPE_MAX_PIXELS": str(RENDERER_MAX_PIXELS)}},
+            service_env={
+                "renderer": {"IMAGEPIPE_MAX_PIXELS": str(RENDERER_MAX_PIXELS)},
+                # No grace for unreferenced renditions: what a killed attempt wrote is
+                # what Purge reclaims now, so the checker's dry run accounts for it.
+                "catalog": {"IMAGEPIPE_PURGE_RENDITION_GRACE_SECONDS": "0"},
+            },
         )
         try:
             with stack.running():

@@ -50,10 +50,16 @@ def test_a_seed_without_faults_renders_everything_and_the_checker_sees_damage(
         # orphan, and the tenant's rendition bytes no longer what S3 holds.
         s3.remove_object(stack.bucket, row["object_key"])
         seen["rendition deleted"] = verdict()
-        # An object nobody references under a live asset: Purge keeps it, an orphan.
-        extra = f"renditions/{tenant.tenant_id}/{row['asset']}/stray.jpg"
+        # An object nobody references under no tenant's prefix: no Purge ever lists it,
+        # an orphan.
+        extra = f"renditions/{uuid.uuid4()}/{row['asset']}/stray.jpg"
         s3.put_object(stack.bucket, extra, io.BytesIO(b"x" * 10), 10)
         seen["stray rendition"] = verdict()
+        # An unreferenced rendition under a live asset (what a killed attempt leaves):
+        # Purge reclaims it once past the grace, which this stack sets to 0.
+        written = f"renditions/{tenant.tenant_id}/{row['asset']}/card.{'0' * 16}.jpg"
+        s3.put_object(stack.bucket, written, io.BytesIO(b"z" * 10), 10)
+        seen["unrecorded rendition"] = verdict()
         # An unreferenced original is what Purge reclaims: not an orphan.
         stray = f"originals/{tenant.tenant_id}/{uuid.uuid4().hex * 2}"
         s3.put_object(stack.bucket, stray, io.BytesIO(b"y" * 10), 10)
@@ -78,6 +84,7 @@ def test_a_seed_without_faults_renders_everything_and_the_checker_sees_damage(
     # (lost, orphans, duplicated, metrics_disagree, rendered)
     assert seen["rendition deleted"] == (1, 1, 0, 1, uploads - 1)
     assert seen["stray rendition"] == (1, 2, 0, 1, uploads - 1)
+    assert seen["unrecorded rendition"] == (1, 2, 0, 1, uploads - 1)
     assert seen["purgeable original"] == (1, 2, 0, 1, uploads - 1)
     assert seen["committed twice"][:3] == (1, 2, 1)
 

@@ -18,6 +18,7 @@ from typing import cast
 from imagepipe.v1 import catalog_internal_pb2 as pb
 from imagepipe.v1 import catalog_pb2, events_pb2
 from services.catalog.internal_servicer import CatalogInternalServicer
+from services.catalog.lifecycle import MAX_SPARES
 from services.catalog.repository import CatalogRepository
 from services.catalog.tenants import KeyAuthenticator
 from services.shared.settings import Settings
@@ -228,3 +229,71 @@ async def test_queued_and_retrying_jobs_without_progress_are_claimed_for_republi
             "queued",
             "retrying",
         ]
+
+
+async def test_a_job_claimed_to_the_limit_beside_a_crash_is_spared_a_bounded_number_of_times() -> (
+    None
+):
+    """Claims whose renderer died before the job's attempt opened (it waited to run
+    behind the job that crashed it) are a bystander's: at the limit its deliveries
+    start again, marked to run alone, at most MAX_SPARES times; then it is poison."""
+    async with catalog_database("settle") as repo:
+        servicer = _servicer(repo)
+        _, job_id = await new_job(repo, await new_tenant(repo))
+        claims, interrupted = 0, []
+        for _ in range((MAX_SPARES + 2) * (LIMIT + 1) + 1):
+            claimed = await servicer.ClaimRenderJobs(
+                pb.ClaimRenderJobsRequest(limit=10, lease_seconds=120, owner="r"), None
+            )
+            if not claimed.render_requests:
+                if await _poison(repo, job_id):
+                    break
+                continue  # spared by this claim: the next one takes it
+            claims += 1
+            interrupted.append(claimed.render_requests[0].interrupted)
+            # The renderer dies before it opens the job's attempt; the lease runs out.
+            await _sql(
+                repo,
+                "UPDATE jobs SET lease_expires_at = clock_timestamp() - interval '1 s' "
+                "WHERE id = $1",
+                job_id,
+            )
+        assert claims == (MAX_SPARES + 1) * (LIMIT + 1)
+        assert interrupted[0] is False and all(interrupted[1:])
+        ((reason, _),) = await _poison(repo, job_id)
+        assert reason == "delivery_limit"
+
+
+async def test_at_the_delivery_limit_a_bystander_is_spared_and_a_crasher_is_poison() -> None:
+    async with catalog_database("settle") as repo:
+        servicer = _servicer(repo)
+        tenant = await new_tenant(repo)
+        _, bystander = await new_job(repo, tenant)
+        _, crasher = await new_job(repo, tenant)
+        # The bystander's one attempt was interrupted; every one of the crasher's was.
+        for job_id, attempts in ((bystander, 1), (crasher, LIMIT + 1)):
+            for _ in range(attempts):
+                await servicer.StartJobAttempt(
+                    pb.StartJobAttemptRequest(job_id=str(job_id), worker="r", lease_seconds=1),
+                    None,
+                )
+
+        def dead_letter(job_id: uuid.UUID) -> pb.RecordPoisonJobRequest:
+            return pb.RecordPoisonJobRequest(
+                request=events_pb2.RenderRequest(job_id=str(job_id)),
+                error="delivered too often",
+                reason=catalog_pb2.POISON_REASON_DELIVERY_LIMIT,
+            )
+
+        for _ in range(MAX_SPARES):
+            assert (await servicer.RecordPoisonJob(dead_letter(bystander), None)).spared
+        assert await _poison(repo, bystander) == []
+        # Spared as often as it may be: poison after all, so nothing loops forever.
+        last = await servicer.RecordPoisonJob(dead_letter(bystander), None)
+        assert (
+            not last.spared and last.poison_job.reason == catalog_pb2.POISON_REASON_DELIVERY_LIMIT
+        )
+        crashed = await servicer.RecordPoisonJob(dead_letter(crasher), None)
+        assert not crashed.spared
+        assert await _state(repo, crasher) == ("dead", "failed")
+        assert [r for r, _ in await _poison(repo, crasher)] == ["delivery_limit"]

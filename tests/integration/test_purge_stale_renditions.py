@@ -9,7 +9,7 @@ import io
 
 from devstack import Stack
 from imagepipe.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2
-from tests.faults.support import make_images
+from tests.faults.support import make_images, query, replace_service
 from tests.helpers import Services, Tenant, upload, wait_for_status
 
 
@@ -44,3 +44,52 @@ def test_a_fresh_unreferenced_rendition_of_a_live_asset_survives_purge(
     }
     assert in_progress in left
     assert len(left) == 1 + len(asset.renditions) and len(asset.renditions) > 0
+
+
+def test_with_no_grace_a_failed_or_live_assets_unreferenced_renditions_are_reclaimed(
+    services: Services, stack: Stack, tenant: Tenant
+) -> None:
+    """IMAGEPIPE_PURGE_RENDITION_GRACE_SECONDS=0: what a killed attempt left under a live
+    asset, or under a failed one (not deleted, so also under the grace), is reclaimed at
+    once, and the rows' own objects stay."""
+    catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+    images = make_images(2, seed=16, size=(160, 120))
+    live, failed = (upload(services, tenant, image).asset.asset_id for image in images)
+    kept = [wait_for_status(services, tenant, a, timeout=60) for a in (live, failed)]
+    assert all(a.status == common_pb2.ASSET_STATUS_READY and a.renditions for a in kept)
+    query(stack, "UPDATE assets SET status = 'failed' WHERE id = $1::uuid", failed)
+    client = stack.s3.client()
+    left_behind = {
+        f"renditions/{tenant.tenant_id}/{asset_id}/thumb.0123456789abcdef.webp"
+        for asset_id in (live, failed)
+    }
+    for key in left_behind:
+        client.put_object(stack.bucket, key, io.BytesIO(b"killed attempt"), 14)
+
+    stack.services["catalog"].stop()
+    try:
+        replace_service(stack, "catalog", IMAGEPIPE_PURGE_RENDITION_GRACE_SECONDS="0")
+        response = catalog.Purge(
+            catalog_pb2.PurgeRequest(dry_run=False, older_than_days=0),
+            metadata=tenant.metadata,
+            timeout=30,
+        )
+    finally:
+        stack.services["catalog"].stop()
+        replace_service(stack, "catalog")
+
+    purged = {item.object_key for item in response.items}
+    assert left_behind <= purged
+    left = {
+        o.object_name
+        for asset_id in (live, failed)
+        for o in client.list_objects(
+            stack.bucket, prefix=f"renditions/{tenant.tenant_id}/{asset_id}/", recursive=True
+        )
+    }
+    recorded = query(
+        stack,
+        "SELECT object_key FROM renditions WHERE asset_id = ANY($1::uuid[])",
+        [live, failed],
+    )
+    assert left == {r["object_key"] for r in recorded}

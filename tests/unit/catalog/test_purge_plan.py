@@ -7,6 +7,7 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, cast
 
 from services.catalog.purge import STALE_RENDITION_GRACE, run_purge
@@ -114,3 +115,26 @@ async def test_a_dead_assets_renditions_need_only_the_cut_off() -> None:
 
 def test_the_grace_is_far_past_an_attempts_lease() -> None:
     assert dt.timedelta(seconds=10 * LEASE_SECONDS) <= STALE_RENDITION_GRACE
+
+
+async def test_a_stat_in_whole_seconds_still_finds_the_listed_object_unchanged() -> None:
+    """S3 lists modification times in milliseconds but a HEAD answers them in whole
+    seconds (an HTTP date): the same object must compare unchanged, else no live or
+    failed asset's unreferenced rendition is ever reclaimed."""
+    store = MemoryObjectStore()
+    stale = _key(LIVE, "thumb.cccccccccccccccc.webp")
+    store.objects[stale] = (
+        b"x",
+        "image/webp",
+        (NOW - dt.timedelta(hours=5)).replace(microsecond=464000),
+    )
+    exact_stat = store.stat
+
+    async def stat_in_seconds(key: str) -> Any:
+        info = await exact_stat(key)
+        return replace(info, modified=info.modified.replace(microsecond=0))
+
+    store.stat = stat_in_seconds  # type: ignore[method-assign]
+    assert await _purge(store, FakeRepo(set(), {LIVE}), days=0, grace=dt.timedelta(hours=1)) == {
+        stale
+    }

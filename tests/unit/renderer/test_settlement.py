@@ -42,6 +42,7 @@ class FakeCatalog:
         self.fail_down = fail_down
         self.failures: list[tuple[int, bool, int]] = []  # attempt, transient, retry_after
         self.poisoned: list[tuple[events_pb2.RenderRequest, int]] = []
+        self.spare = False  # the catalog finds the job a bystander of a crash
 
     async def fail_job_attempt(
         self, job_id: str, attempt: int, error: str, *, transient: bool, retry_after_seconds: int
@@ -52,10 +53,13 @@ class FakeCatalog:
 
     async def record_poison_job(
         self, request: events_pb2.RenderRequest, error: str, reason: int
-    ) -> None:
+    ) -> bool:
         if self.poison_down:
             raise Unavailable("catalog is unavailable")
+        if self.spare:
+            return False
         self.poisoned.append((request, reason))
+        return True
 
 
 class FakeMessage:
@@ -214,6 +218,34 @@ async def test_a_crash_loop_after_a_retry_is_recorded_as_delivery_limit() -> Non
     ((_, reason),) = catalog.poisoned
     assert reason == catalog_pb2.POISON_REASON_DELIVERY_LIMIT
     assert message.settled == ["ack"]
+
+
+async def test_a_job_the_catalog_spares_is_delivered_again_to_run_alone_not_parked() -> None:
+    catalog = FakeCatalog()
+    catalog.spare = True
+    recorder = PoisonRecorder(Settings(), TOPOLOGY, cast(CatalogInternalClient, catalog))
+    work, parked = FakeExchange(), FakeExchange()
+    recorder._broker.exchange = cast(Any, work)
+    recorder._broker.dead_letter_exchange = cast(Any, parked)
+    message = FakeMessage(
+        _request().SerializeToString(), _x_death(("t.render.work", "delivery_limit"))
+    )
+    await recorder._on_dead_letter(cast(Any, message))
+    assert catalog.poisoned == [] and parked.published == []
+    ((key, again),) = work.published
+    assert key == TOPOLOGY.WORK_KEY
+    request = events_pb2.RenderRequest.FromString(again.body)
+    assert request.job_id == JOB and request.interrupted
+    assert "x-death" not in (again.headers or {}), "a fresh message: a fresh delivery count"
+    assert message.settled == ["ack"]
+
+    # The broker cannot take it now: the dead letter stays, to be decided again.
+    work.down = True
+    message = FakeMessage(
+        _request().SerializeToString(), _x_death(("t.render.work", "delivery_limit"))
+    )
+    await recorder._on_dead_letter(cast(Any, message))
+    assert message.settled == ["nack"]
 
 
 # The polling path ---------------------------------------------------------------------
