@@ -126,7 +126,7 @@ async def test_a_stat_in_whole_seconds_still_finds_the_listed_object_unchanged()
     store.objects[stale] = (
         b"x",
         "image/webp",
-        (NOW - dt.timedelta(hours=5)).replace(microsecond=464000),
+        (dt.datetime.now(dt.UTC) - dt.timedelta(hours=5)).replace(microsecond=464000),
     )
     exact_stat = store.stat
 
