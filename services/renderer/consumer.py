@@ -140,6 +140,25 @@ async def _settle(action: Any, what: str) -> None:
         log.warning("could not %s (the message will be redelivered): %s", what, error)
 
 
+async def _confirmed(
+    exchange: AbstractExchange | None,
+    message: aio_pika.Message,
+    routing_key: str,
+    what: str,
+    *,
+    mandatory: bool = True,
+) -> bool:
+    """Publish and wait for the broker's confirm, bounded in time (a reconnecting
+    channel can hang); whether it was confirmed. Failures are logged, never raised."""
+    try:
+        assert exchange is not None
+        await asyncio.wait_for(exchange.publish(message, routing_key, mandatory=mandatory), 10)
+    except (aio_pika.exceptions.AMQPError, TimeoutError, RuntimeError, AssertionError) as error:
+        log.warning("could not %s: %s", what, error)
+        return False
+    return True
+
+
 class _Connected:
     """A robust connection with a confirming channel and the declared topology."""
 
@@ -284,18 +303,12 @@ class RenderConsumer:
 
     async def _delay(self, request: events_pb2.RenderRequest, delay: int) -> bool:
         """Publish `request` to the delay queue; whether the broker confirmed it."""
-        try:
-            assert self._broker.exchange is not None
-            await asyncio.wait_for(
-                self._broker.exchange.publish(
-                    render_message(request), self._topology.retry_key(delay), mandatory=True
-                ),
-                10,
-            )
-        except (aio_pika.exceptions.AMQPError, TimeoutError, RuntimeError, AssertionError) as error:
-            log.warning("could not schedule the next attempt: %s", error)
-            return False
-        return True
+        return await _confirmed(
+            self._broker.exchange,
+            render_message(request),
+            self._topology.retry_key(delay),
+            "schedule the next attempt",
+        )
 
     async def _after_failure(
         self,
@@ -389,28 +402,20 @@ class PoisonRecorder:
                 await self._deliver_again(message, request)
                 return
             POISONED.labels(death or "unknown").inc()
-        try:
-            assert self._broker.dead_letter_exchange is not None
-            await asyncio.wait_for(
-                self._broker.dead_letter_exchange.publish(
-                    aio_pika.Message(
-                        body=message.body,
-                        headers=dict(headers),
-                        content_type=message.content_type,
-                        message_id=message.message_id,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    self._topology.PARKED_KEY,
-                ),
-                10,
-            )
-        except (
-            aio_pika.exceptions.AMQPError,
-            TimeoutError,
-            RuntimeError,
-            AssertionError,
-        ) as failure:
-            log.warning("could not park dead letter: %s", failure)
+        parked = aio_pika.Message(
+            body=message.body,
+            headers=dict(headers),
+            content_type=message.content_type,
+            message_id=message.message_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        if not await _confirmed(
+            self._broker.dead_letter_exchange,
+            parked,
+            self._topology.PARKED_KEY,
+            "park dead letter",
+            mandatory=False,
+        ):
             await _settle(lambda: message.nack(requeue=True), "nack")
             return
         await _settle(message.ack, "ack")
@@ -422,21 +427,12 @@ class PoisonRecorder:
         crashed its renderers): a fresh message, with a fresh delivery count, to be
         run alone. The job id fences a duplicate, so publishing it twice is harmless."""
         request.interrupted = True
-        try:
-            assert self._broker.exchange is not None
-            await asyncio.wait_for(
-                self._broker.exchange.publish(
-                    render_message(request), self._topology.WORK_KEY, mandatory=True
-                ),
-                10,
-            )
-        except (
-            aio_pika.exceptions.AMQPError,
-            TimeoutError,
-            RuntimeError,
-            AssertionError,
-        ) as failure:
-            log.warning("could not deliver a spared job again: %s", failure)
+        if not await _confirmed(
+            self._broker.exchange,
+            render_message(request),
+            self._topology.WORK_KEY,
+            "deliver a spared job again",
+        ):
             await _settle(lambda: message.nack(requeue=True), "nack")
             return
         SPARED.inc()
