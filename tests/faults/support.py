@@ -27,7 +27,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -258,6 +258,56 @@ def kill_hard(service: ServiceProcess) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(os.getpgid(service.process.pid), signal.SIGKILL)
     service.process.wait(timeout=30)
+
+
+def crash_whenever_it_starts(
+    stack: Stack,
+    job_id: object,
+    *,
+    env: dict[str, str],
+    max_kills: int,
+    timeout: float,
+    after_kill: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    started: Callable[[ServiceProcess], None] | None = None,
+) -> int:
+    """Run renderers with `env`, SIGKILLing each the moment it opens an attempt of
+    `job_id` (as a segfault or an OOM kill of the whole renderer would end it) and
+    starting the next at once, until the job is poison, `max_kills` kills or `timeout`
+    seconds. `after_kill` runs on the watching connection after each kill, `started`
+    with each renderer started. Returns the number of kills."""
+
+    def start() -> None:
+        stack.services["renderer"] = stack.start_service("renderer", **env)
+        if started is not None:
+            started(stack.services["renderer"])
+
+    async def watch() -> int:
+        connection = await asyncpg.connect(stack.database_url)
+        try:
+            kills, seen = 0, 0
+            start()
+            deadline = time.monotonic() + timeout
+            while kills < max_kills and time.monotonic() < deadline:
+                opened = await connection.fetchval(
+                    "SELECT count(*) FROM job_attempts WHERE job_id = $1", job_id
+                )
+                if opened > seen:  # the renderer just began the job: it "crashes"
+                    seen = opened
+                    kill_hard(stack.services["renderer"])
+                    kills += 1
+                    if after_kill is not None:
+                        await after_kill(connection)
+                    start()
+                elif await connection.fetchval(
+                    "SELECT 1 FROM poison_jobs WHERE job_id = $1", job_id
+                ):
+                    return kills
+                await asyncio.sleep(0.002)
+            return kills
+        finally:
+            await connection.close()
+
+    return asyncio.run(watch())
 
 
 def worker_of(service: ServiceProcess) -> str:

@@ -3,12 +3,9 @@ once: only it ends as poison; the jobs delivered beside it are all rendered."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from devstack import Stack
@@ -17,7 +14,7 @@ from services.shared.settings import Settings
 from tests.faults.support import (
     Uploader,
     classify,
-    kill_hard,
+    crash_whenever_it_starts,
     make_images,
     query,
     replace_service,
@@ -54,31 +51,9 @@ def test_a_crasher_is_poisoned_and_the_jobs_beside_it_are_rendered(
     most_kills = (MAX_SPARES + 1) * (limit + 1)
     two_at_a_time = {"IMAGEPIPE_RENDER_CONCURRENCY": "2"}
 
-    async def crash_whenever_it_starts_the_crasher() -> int:
-        connection = await asyncpg.connect(stack.database_url)
-        try:
-            kills, seen = 0, 0
-            stack.services["renderer"] = stack.start_service("renderer", **two_at_a_time)
-            deadline = time.monotonic() + 300
-            while kills <= most_kills and time.monotonic() < deadline:
-                started = await connection.fetchval(
-                    "SELECT count(*) FROM job_attempts WHERE job_id = $1", crasher
-                )
-                if started > seen:  # the renderer just began the crasher: it "crashes"
-                    seen = started
-                    kill_hard(stack.services["renderer"])
-                    kills += 1
-                    stack.services["renderer"] = stack.start_service("renderer", **two_at_a_time)
-                elif await connection.fetchval(
-                    "SELECT 1 FROM poison_jobs WHERE job_id = $1", crasher
-                ):
-                    return kills
-                await asyncio.sleep(0.002)
-            return kills
-        finally:
-            await connection.close()
-
-    kills = asyncio.run(crash_whenever_it_starts_the_crasher())
+    kills = crash_whenever_it_starts(
+        stack, crasher, env=two_at_a_time, max_kills=most_kills + 1, timeout=300
+    )
 
     def poisoned() -> bool:
         return bool(query(stack, "SELECT 1 FROM poison_jobs WHERE job_id = $1", crasher))

@@ -4,8 +4,6 @@ while the renderer works from the catalog; the rest of the batch is rendered."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from services.shared.settings import Settings
 from tests.faults.support import (
     Uploader,
     classify,
-    kill_hard,
+    crash_whenever_it_starts,
     make_images,
     query,
     replace_service,
@@ -52,38 +50,23 @@ def test_an_image_that_kills_the_renderer_while_polling_ends_as_poison(
         "IMAGEPIPE_RENDER_CONCURRENCY": "1",
     }
 
-    async def crash_whenever_it_starts_the_doomed_image() -> int:
-        connection = await asyncpg.connect(stack.database_url)
-        try:
-            kills, seen = 0, 0
-            stack.services["renderer"] = stack.start_service("renderer", **no_broker)
-            deadline = time.monotonic() + 300
-            while kills < limit + 4 and time.monotonic() < deadline:
-                started = await connection.fetchval(
-                    "SELECT attempts FROM jobs WHERE id = $1", doomed_job
-                )
-                if started > seen:  # the renderer just began the doomed image: it "crashes"
-                    seen = started
-                    kill_hard(stack.services["renderer"])
-                    kills += 1
-                    # Its lease (120 s) runs out: the time passes here, not in the test.
-                    await connection.execute(
-                        "UPDATE jobs SET lease_expires_at = clock_timestamp() - interval '1 s' "
-                        "WHERE id = $1 AND state = 'running'",
-                        doomed_job,
-                    )
-                    stack.services["renderer"] = stack.start_service("renderer", **no_broker)
-                elif await connection.fetchval(
-                    "SELECT 1 FROM poison_jobs WHERE job_id = $1", doomed_job
-                ):
-                    return kills
-                await asyncio.sleep(0.002)
-            return kills
-        finally:
-            await connection.close()
+    async def lease_runs_out(connection: asyncpg.Connection) -> None:
+        # Its lease (120 s) runs out: the time passes here, not in the test.
+        await connection.execute(
+            "UPDATE jobs SET lease_expires_at = clock_timestamp() - interval '1 s' "
+            "WHERE id = $1 AND state = 'running'",
+            doomed_job,
+        )
 
     try:
-        kills = asyncio.run(crash_whenever_it_starts_the_doomed_image())
+        kills = crash_whenever_it_starts(
+            stack,
+            doomed_job,
+            env=no_broker,
+            max_kills=limit + 4,
+            timeout=300,
+            after_kill=lease_runs_out,
+        )
         assert wait_until(
             lambda: bool(query(stack, "SELECT 1 FROM poison_jobs WHERE job_id = $1", doomed_job)),
             60,

@@ -8,13 +8,11 @@ import io
 import itertools
 import json
 import signal
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import aio_pika
-import asyncpg
 import pytest
 
 from devstack import Stack
@@ -28,10 +26,10 @@ from services.shared.settings import Settings
 from tests.faults.support import (
     Uploader,
     classify,
+    crash_whenever_it_starts,
     during_a_job,
     interrupted_attempts,
     kill_during_a_job,
-    kill_hard,
     make_images,
     query,
     replace_service,
@@ -218,35 +216,15 @@ def test_an_image_that_kills_the_renderer_every_time_ends_as_poison(
     # One job at a time, so that each crash takes down only the doomed job's delivery.
     one_at_a_time = {"IMAGEPIPE_RENDER_CONCURRENCY": "1"}
 
-    async def crash_whenever_it_starts_the_doomed_image() -> int:
-        connection = await asyncpg.connect(stack.database_url)
-        try:
-            kills, seen = 0, 0
-            stack.services["renderer"] = stack.start_service("renderer", **one_at_a_time)
-            killed.append(worker_of(stack.services["renderer"]))
-            deadline = time.monotonic() + 150
-            while kills < 12 and time.monotonic() < deadline:
-                started = await connection.fetchval(
-                    "SELECT count(*) FROM job_attempts WHERE job_id = $1", doomed_job
-                )
-                if started > seen:  # the renderer just began the doomed image: it "crashes"
-                    seen = started
-                    kill_hard(stack.services["renderer"])
-                    kills += 1
-                    # The next renderer starts at once; the watch goes on meanwhile.
-                    stack.services["renderer"] = stack.start_service("renderer", **one_at_a_time)
-                    killed.append(worker_of(stack.services["renderer"]))
-                elif await connection.fetchval(
-                    "SELECT 1 FROM poison_jobs WHERE job_id = $1", doomed_job
-                ):
-                    return kills
-                await asyncio.sleep(0.002)
-            return kills
-        finally:
-            await connection.close()
-
     killed: list[str] = []  # worker names of the renderers started, in order
-    kills = asyncio.run(crash_whenever_it_starts_the_doomed_image())
+    kills = crash_whenever_it_starts(
+        stack,
+        doomed_job,
+        env=one_at_a_time,
+        max_kills=12,
+        timeout=150,
+        started=lambda renderer: killed.append(worker_of(renderer)),
+    )
     assert wait_until(poisoned, 60), f"no poison job after {kills} crashes"
     wait_settled(stack, tenant, timeout=120)
 
