@@ -20,14 +20,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import asyncpg
 
-from devstack import Stack
+from devstack import ServiceProcess, Stack
 from services.shared.broker import Topology
 from tests.chaos.rabbit import PrivateRabbit
 from tests.chaos.schedule import Fault, FaultKind
-from tests.faults.support import kill_hard
+from tests.faults.support import kill_hard, wait_until
 
 __all__ = ["APPLICATION_NAME", "CrashWatcher", "FaultRecord", "Injector", "connect"]
 
@@ -299,8 +300,26 @@ class Injector:
             self.stack.s3.start()
         for control in self.services.values():
             control.start()
+        deadline = time.monotonic() + timeout
         for name in self.services:
-            self.stack.services[name].wait_serving(timeout)
+            self._wait_serving(name, deadline)
+
+    def _replaced(self, name: str, service: ServiceProcess) -> bool:
+        return self.stack.services[name] is not service
+
+    def _wait_serving(self, name: str, deadline: float) -> None:
+        """Wait for the service to serve; the crash watcher may kill the renderer and
+        start a new one meanwhile (it opened a crasher's job): then wait for that one."""
+        while True:
+            service = self.stack.services[name]
+            try:
+                service.wait_serving(max(1.0, deadline - time.monotonic()))
+                return
+            except RuntimeError:
+                # The watcher starts the next renderer right after its kill.
+                replaced = wait_until(partial(self._replaced, name, service), 10)
+                if not replaced or time.monotonic() > deadline:
+                    raise
 
 
 def port_open(port: int) -> bool:
