@@ -424,7 +424,9 @@ def test_poison_jobs_are_listed_and_replayed(services: Services, tenant: Tenant)
         catalog_internal_pb2.RecordPoisonJobRequest(
             request=doomed.render_request,
             error="gave up",
-            reason=catalog_pb2.POISON_REASON_DELIVERY_LIMIT,
+            # A give-up always records; a delivery-limit dead letter of a job that never
+            # opened an attempt would be spared and delivered again (test_job_settlement).
+            reason=catalog_pb2.POISON_REASON_RETRIES_EXHAUSTED,
         ),
         metadata=services.internal_metadata,
     )
@@ -432,7 +434,7 @@ def test_poison_jobs_are_listed_and_replayed(services: Services, tenant: Tenant)
     (poison,) = listed.poison_jobs
     assert (poison.job_id, poison.reason) == (
         doomed.job.job_id,
-        catalog_pb2.POISON_REASON_DELIVERY_LIMIT,
+        catalog_pb2.POISON_REASON_RETRIES_EXHAUSTED,
     )
 
     replayed = catalog.RetryPoisonJob(
