@@ -80,6 +80,11 @@ def open_channel(target: str) -> grpc.aio.Channel:
             ("grpc.enable_retries", 1),
             ("grpc.service_config", _service_config()),
             ("grpc.keepalive_time_ms", 30_000),
+            # A restarted peer is back within seconds: gRPC's default reconnect backoff
+            # grows to 120 s, and every call meanwhile fails fast with UNAVAILABLE.
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2_000),
         ],
     )
 

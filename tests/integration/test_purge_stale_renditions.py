@@ -77,6 +77,9 @@ def test_with_no_grace_a_failed_or_live_assets_unreferenced_renditions_are_recla
     finally:
         stack.services["catalog"].stop()
         replace_service(stack, "catalog")
+        # The services that call catalog see it back before the next test uses them.
+        for name in ("ingest", "renderer", "quality"):
+            stack.services[name].wait_serving()
 
     purged = {item.object_key for item in response.items}
     assert left_behind <= purged
