@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagepipe.v1 import common_pb2, events_pb2
+from services.shared.limits import clip_error
 from services.shared.retry_policy import DEFAULT_POLICY, Decision, RetryPolicy
 
 __all__ = [
@@ -85,11 +86,11 @@ def with_attempt(
         last.repeats = max(last.repeats, 1) + 1
         last.attempt = attempt
         last.end_time.CopyFrom(end)
-        last.error = error[:2000]
+        last.error = clip_error(error)
         return history
     history.attempts.append(
         common_pb2.JobAttempt(
-            attempt=attempt, end_time=end, error=error[:2000], transient=transient
+            attempt=attempt, end_time=end, error=clip_error(error), transient=transient
         )
     )
     return history
