@@ -36,27 +36,20 @@ from prometheus_client import Counter, Gauge
 
 from imagepipe.v1 import catalog_pb2, events_pb2
 from services.renderer.jobs import AttemptOutcome, JobRunner, Outcome
-from services.renderer.retries import MessageAction, RetryPolicy, message_action, with_attempt
+from services.renderer.retries import MessageAction, message_action
+from services.renderer.settle import POISONED, Settlement
 from services.shared.broker import Declared, Topology, render_message
 from services.shared.clients import CatalogInternalClient
 from services.shared.errors import ImagepipeError
 from services.shared.logs import get_logger, request_id_var
+from services.shared.retry_policy import Decision, RetryPolicy
 from services.shared.settings import Settings
 
-__all__ = [
-    "PoisonRecorder",
-    "RenderConsumer",
-    "death_reason",
-    "failed_history",
-    "give_up",
-    "record_failure",
-    "redelivered",
-]
+__all__ = ["PoisonRecorder", "RenderConsumer", "death_reason", "redelivered"]
 
 log = get_logger(__name__)
 
 RETRIES = Counter("imagepipe_render_retries_total", "Failed attempts sent to a delay queue.")
-POISONED = Counter("imagepipe_poison_jobs_total", "Jobs given up on.", ["reason"])
 SPARED = Counter(
     "imagepipe_render_spared_total",
     "Jobs at the delivery limit delivered again: they were beside the job crashing "
@@ -66,13 +59,6 @@ IN_FLIGHT = Gauge("imagepipe_render_in_flight", "Render jobs held by this render
 QUEUE_DEPTH = Gauge(
     "imagepipe_queue_depth", "Messages waiting in a queue, as the broker last reported.", ["queue"]
 )
-
-
-def failed_history(
-    request: events_pb2.RenderRequest, result: AttemptOutcome
-) -> events_pb2.RenderRequest:
-    """The request with this failed attempt in its history (see retries.with_attempt)."""
-    return with_attempt(request, result.attempt, result.error, result.transient)
 
 
 def _text(value: object) -> str:
@@ -96,40 +82,6 @@ def redelivered(flag: bool | None, headers: Mapping[str, object]) -> bool:
     renderer died holding it): the redelivered flag, or a quorum queue's count."""
     count = headers.get("x-delivery-count")
     return bool(flag) or (isinstance(count, int) and count > 0)
-
-
-async def record_failure(
-    catalog: CatalogInternalClient, job_id: str, result: AttemptOutcome, retry_after: int
-) -> None:
-    try:
-        await catalog.fail_job_attempt(
-            job_id,
-            result.attempt,
-            result.error,
-            transient=result.transient,
-            retry_after_seconds=retry_after,
-        )
-    except ImagepipeError as error:
-        log.warning("could not record the failed attempt: %s", error.message)
-
-
-async def give_up(
-    catalog: CatalogInternalClient, history: events_pb2.RenderRequest, error: str
-) -> bool:
-    """Record the poison job (job dead, asset failed); False when catalog is unreachable."""
-    try:
-        await catalog.record_poison_job(history, error, catalog_pb2.POISON_REASON_RETRIES_EXHAUSTED)
-    except ImagepipeError as failure:
-        log.warning("could not record the poison job yet: %s", failure.message)
-        return False
-    POISONED.labels("retries_exhausted").inc()
-    log.error(
-        "job given up after %d attempts: %s",
-        len(history.attempts),
-        error,
-        extra={"job_id": history.job_id},
-    )
-    return True
 
 
 async def _settle(action: Any, what: str) -> None:
@@ -207,6 +159,34 @@ class _Connected:
                 await self.connection.close()
 
 
+class _DelayQueues:
+    """The broker path's next attempt: a copy of the message, this attempt appended, in
+    the delay queue for the decided delay. The catalog's outbox holds nothing."""
+
+    def __init__(self, broker: _Connected, topology: Topology) -> None:
+        self._broker = broker
+        self._topology = topology
+
+    def hold_seconds(self, decision: Decision) -> int:
+        return 0
+
+    async def schedule(self, history: events_pb2.RenderRequest, decision: Decision) -> bool:
+        confirmed = await _confirmed(
+            self._broker.exchange,
+            render_message(history),
+            self._topology.retry_key(decision.delay),
+            "schedule the next attempt",
+        )
+        if confirmed:
+            RETRIES.inc()
+            log.info(
+                "next attempt in %d s",
+                decision.delay,
+                extra={"job_id": history.job_id, "failures": decision.failures},
+            )
+        return confirmed
+
+
 class RenderConsumer:
     """Competing consumer of the work queue (R4.10): any number may share it."""
 
@@ -222,7 +202,7 @@ class RenderConsumer:
         self._topology = topology
         self._policy = RetryPolicy(topology.retry_delays)
         self._runner = runner
-        self._catalog = catalog
+        self._settlement = Settlement(catalog, self._policy, _DelayQueues(self._broker, topology))
         self._stopping = asyncio.Event()
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
@@ -301,38 +281,14 @@ class RenderConsumer:
         finally:
             request_id_var.reset(token)
 
-    async def _delay(self, request: events_pb2.RenderRequest, delay: int) -> bool:
-        """Publish `request` to the delay queue; whether the broker confirmed it."""
-        return await _confirmed(
-            self._broker.exchange,
-            render_message(request),
-            self._topology.retry_key(delay),
-            "schedule the next attempt",
-        )
-
     async def _after_failure(
         self,
         message: AbstractIncomingMessage,
         request: events_pb2.RenderRequest,
         result: AttemptOutcome,
     ) -> None:
-        decision = self._policy.decide(request.attempts, result.transient)
-        history = failed_history(request, result)
-        # A failure that spends the budget makes the job poison in the catalog already;
-        # the give-up below then finds it recorded.
-        await record_failure(self._catalog, request.job_id, result, retry_after=0)
-        if decision.give_up:
-            recorded = await give_up(self._catalog, history, result.error)
-        else:
-            recorded = await self._delay(history, decision.delay)
-            if recorded:
-                RETRIES.inc()
-                log.info(
-                    "next attempt in %d s",
-                    decision.delay,
-                    extra={"job_id": request.job_id, "failures": decision.failures},
-                )
-        action = message_action(decision, recorded)
+        settled = await self._settlement.settle(request, result)
+        action = message_action(settled.decision, settled.recorded)
         if action is MessageAction.ACK:
             await _settle(message.ack, "ack")
         elif action is MessageAction.NACK:

@@ -17,9 +17,8 @@ import contextlib
 from collections.abc import Callable
 
 from imagepipe.v1 import events_pb2
-from services.renderer.consumer import failed_history, give_up, record_failure
 from services.renderer.jobs import LEASE_SECONDS, JobRunner, Outcome
-from services.renderer.retries import outbox_retry_after
+from services.renderer.settle import OutboxNextAttempt, Settlement
 from services.shared.clients import CatalogInternalClient
 from services.shared.errors import ImagepipeError
 from services.shared.logs import get_logger, request_id_var
@@ -77,6 +76,7 @@ class CatalogPoller:
         self._broker_down = broker_down
         self._mode = ModeSwitch(down_for)
         self._policy = policy
+        self._settlement = Settlement(catalog, policy, OutboxNextAttempt())
         self._concurrency = concurrency
         self._interval = interval
         self._stopping = asyncio.Event()
@@ -116,17 +116,11 @@ class CatalogPoller:
         token = request_id_var.set(request.request_id)
         try:
             result = await self._runner.run(request)
-            if result.outcome is not Outcome.FAILED:
-                return
-            decision = self._policy.decide(request.attempts, result.transient)
-            await record_failure(
-                self._catalog, request.job_id, result, outbox_retry_after(decision)
-            )
-            if decision.give_up:
-                # Only for the log and metrics: the catalog already made the job poison
-                # when it recorded this failure, and should that call have failed too,
-                # the attempt stays unsettled and is claimed (and counted) again.
-                await give_up(self._catalog, failed_history(request, result), result.error)
+            if result.outcome is Outcome.FAILED:
+                # Whether a give-up was recorded does not matter here: the catalog made
+                # the job poison when it recorded this failure, and should that call
+                # have failed too, the attempt stays unsettled, claimed (and counted) again.
+                await self._settlement.settle(request, result)
         finally:
             request_id_var.reset(token)
 
