@@ -1,7 +1,9 @@
 """How a renderer settles a failed attempt, decided by pure functions.
 
 The retry policy itself (2, 4, 8 s, then poison; transient failures free) lives in
-services/shared/retry_policy.py, shared with the catalog. Here: what the broker path
+services/shared/retry_policy.py, shared with the catalog, and is always the one built
+from the settings (the consumer's from its topology, the poller's from the wiring):
+no decision here falls back to the defaults. Here: what the broker path
 does with the message, what the polling path asks of the outbox, and the attempt
 history a retried message carries (repeated transient failures collapsed into one
 entry, so a long outage does not grow the message without bound).
@@ -10,31 +12,14 @@ entry, so a long outage does not grow the message without bound).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagepipe.v1 import common_pb2, events_pb2
 from services.shared.limits import clip_error
-from services.shared.retry_policy import DEFAULT_POLICY, Decision, RetryPolicy
+from services.shared.retry_policy import Decision
 
-__all__ = [
-    "MAX_RETRIES",
-    "Decision",
-    "MessageAction",
-    "RetryPolicy",
-    "decide",
-    "message_action",
-    "outbox_retry_after",
-    "with_attempt",
-]
-
-MAX_RETRIES = DEFAULT_POLICY.max_retries
-
-
-def decide(previous: Sequence[common_pb2.JobAttempt], transient: bool) -> Decision:
-    """The default policy's decision (see RetryPolicy.decide)."""
-    return DEFAULT_POLICY.decide(previous, transient)
+__all__ = ["MessageAction", "message_action", "outbox_retry_after", "with_attempt"]
 
 
 class MessageAction(enum.Enum):

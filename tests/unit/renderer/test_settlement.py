@@ -22,7 +22,6 @@ from services.renderer.jobs import AttemptOutcome, JobRunner, Outcome
 from services.renderer.poller import CatalogPoller, ModeSwitch
 from services.renderer.retries import (
     MessageAction,
-    RetryPolicy,
     message_action,
     outbox_retry_after,
     with_attempt,
@@ -30,6 +29,7 @@ from services.renderer.retries import (
 from services.shared.broker import Topology
 from services.shared.clients import CatalogInternalClient
 from services.shared.errors import Unavailable
+from services.shared.retry_policy import RetryPolicy
 from services.shared.settings import Settings
 
 TOPOLOGY = Topology(prefix="t", delivery_limit=5)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from imagepipe.v1 import common_pb2
-from services.renderer.retries import MAX_RETRIES, decide
+from services.shared.retry_policy import DEFAULT_POLICY
+
+MAX_RETRIES, decide = DEFAULT_POLICY.max_retries, DEFAULT_POLICY.decide
 
 
 def _failed(n: int, transient: bool = False) -> list[common_pb2.JobAttempt]:
