@@ -25,7 +25,7 @@ from services.shared.imaging.decode import ImageFacts, inspect_image
 from services.shared.imaging.hashing import format_hash
 from services.shared.logs import get_logger
 from services.shared.sandbox import DecodePool
-from services.shared.spool import Spool, StreamTimes, receive_stream
+from services.shared.spool import Spool, StreamLimits, spooled
 from services.shared.storage import ObjectNotFound, ObjectStore, original_key
 
 __all__ = [
@@ -184,20 +184,15 @@ class Uploads:
         store: ObjectStore,
         publisher: Publisher,
         decoder: Decoder,
-        max_upload_bytes: int,
-        upload_timeout: float = 300.0,
-        idle_timeout: float = 30.0,
+        limits: StreamLimits,
         max_uploads_per_tenant: int = 0,
-        spool_dir: str = "",
     ) -> None:
         self._catalog = catalog
         self._store = store
         self._publisher = publisher
         self._decoder = decoder
-        self._max_bytes = max_upload_bytes
-        self._times = StreamTimes(total=upload_timeout, idle=idle_timeout)
+        self._limits = limits
         self.slots = UploadSlots(max_uploads_per_tenant)
-        self._spool_dir = spool_dir
 
     async def receive(
         self,
@@ -208,28 +203,23 @@ class Uploads:
     ) -> UploadResult:
         try:
             with self.slots.hold(tenant_id):
-                spool = Spool(max_bytes=self._max_bytes, directory=self._spool_dir)
-                try:
-                    header = await receive_stream(
-                        messages,
-                        {"chunk": spool},
-                        ingest_pb2.UploadHeader,
-                        what="upload",
-                        times=self._times,
-                        on_header=check_header,
-                        on_chunk=UPLOAD_BYTES.inc,
-                    )
-                    if header is None:
+                async with spooled(
+                    messages,
+                    ingest_pb2.UploadHeader,
+                    {"chunk": "upload"},
+                    what="upload",
+                    limits=self._limits,
+                    on_header=check_header,
+                    on_chunk=UPLOAD_BYTES.inc,
+                ) as received:
+                    if received.header is None:
                         raise InvalidArgument(
                             "empty stream: send an UploadHeader, then the image in chunks",
                             reason="MALFORMED_STREAM",
                         )
-                    content_hash = await spool.finish()
                     result = await self._store_upload(
-                        header, spool, content_hash, tenant_id, request_id
+                        received.header, received.spools["chunk"], tenant_id, request_id
                     )
-                finally:
-                    spool.discard()
         except Exception:
             UPLOADS.labels("refused").inc()
             raise
@@ -242,10 +232,10 @@ class Uploads:
         self,
         header: ingest_pb2.UploadHeader,
         spool: Spool,
-        content_hash: str,
         tenant_id: str,
         request_id: str,
     ) -> UploadResult:
+        content_hash = spool.sha256
         existing = await self._catalog.resolve_duplicate(tenant_id, content_hash)
         if existing.found:
             log.info("duplicate upload", extra={"asset_id": existing.asset.asset_id})

@@ -19,6 +19,7 @@ from services.shared.retry_policy import retry_policy
 from services.shared.sandbox import DecodePool
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
+from services.shared.spool import StreamLimits
 
 __all__ = ["DECODE_MEMORY_LIMIT", "RELAY_INTERVAL_SECONDS", "build"]
 
@@ -47,11 +48,8 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                 store=common.store,
                 publisher=publisher,
                 decoder=SandboxDecoder(pool, settings.max_pixels),
-                max_upload_bytes=settings.max_upload_bytes,
-                upload_timeout=settings.upload_timeout_seconds,
-                idle_timeout=settings.upload_idle_seconds,
+                limits=StreamLimits.from_settings(settings),
                 max_uploads_per_tenant=settings.tenant_max_uploads,
-                spool_dir=settings.spool_dir,
             )
             yield ServiceSpec(
                 name="ingest",

@@ -29,7 +29,7 @@ from services.shared.imaging.formats import ACCEPTED
 from services.shared.imaging.hashing import format_hash
 from services.shared.imaging.metrics import GOOD_PSNR_DB
 from services.shared.sandbox import DecodePool
-from services.shared.spool import Spool, StreamTimes, receive_stream
+from services.shared.spool import StreamLimits, spooled
 from services.shared.storage import ObjectStore
 
 __all__ = ["Assessor", "WorkLimit"]
@@ -109,11 +109,8 @@ class Assessor:
     store: ObjectStore
     pool: DecodePool
     max_pixels: int
-    max_upload_bytes: int
-    upload_timeout: float = 300.0
-    # Longest silence between two CompareImages messages (IMAGEPIPE_UPLOAD_IDLE_SECONDS).
-    idle_timeout: float = 30.0
-    spool_dir: str = ""
+    # Each of the two CompareImages streams, as an upload (IMAGEPIPE_MAX_UPLOAD_BYTES, ...).
+    limits: StreamLimits
     # Compare calls holding objects in memory at once: the decoder pool's size.
     max_in_flight: int = 1
     limit: WorkLimit = field(init=False)
@@ -171,24 +168,14 @@ class Assessor:
     async def compare_uploads(
         self, messages: AsyncIterable[quality_pb2.CompareImagesRequest]
     ) -> quality_pb2.CompareImagesResponse:
-        spools = {
-            "reference_chunk": Spool(
-                max_bytes=self.max_upload_bytes, directory=self.spool_dir, label="reference image"
-            ),
-            "candidate_chunk": Spool(
-                max_bytes=self.max_upload_bytes, directory=self.spool_dir, label="candidate image"
-            ),
-        }
-        try:
-            await receive_stream(
-                messages,
-                spools,
-                quality_pb2.CompareImagesHeader,
-                what="CompareImages",
-                times=StreamTimes(total=self.upload_timeout, idle=self.idle_timeout),
-            )
-            for name, spool in spools.items():
-                await spool.finish()
+        async with spooled(
+            messages,
+            quality_pb2.CompareImagesHeader,
+            {"reference_chunk": "reference image", "candidate_chunk": "candidate image"},
+            what="CompareImages",
+            limits=self.limits,
+        ) as received:
+            for name, spool in received.spools.items():
                 if not spool.size:
                     image = name.removesuffix("_chunk")
                     raise InvalidArgument(
@@ -196,13 +183,10 @@ class Assessor:
                     )
             reference, candidate, scores, resized = await self.pool.run(
                 compare_images,
-                spools["reference_chunk"].path,
-                spools["candidate_chunk"].path,
+                received.spools["reference_chunk"].path,
+                received.spools["candidate_chunk"].path,
                 self.max_pixels,
             )
-        finally:
-            for spool in spools.values():
-                spool.discard()
         return quality_pb2.CompareImagesResponse(
             reference=_image_info(reference),
             candidate=_image_info(candidate),

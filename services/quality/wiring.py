@@ -12,6 +12,7 @@ from services.shared.clients import common_adapters
 from services.shared.sandbox import DecodePool
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
+from services.shared.spool import StreamLimits
 
 __all__ = ["build"]
 
@@ -33,10 +34,7 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                 store=common.store,
                 pool=pool,
                 max_pixels=settings.max_pixels,
-                max_upload_bytes=settings.max_upload_bytes,
-                upload_timeout=settings.upload_timeout_seconds,
-                idle_timeout=settings.upload_idle_seconds,
-                spool_dir=settings.spool_dir,
+                limits=StreamLimits.from_settings(settings),
                 max_in_flight=settings.decode_workers,
             )
             yield ServiceSpec(

@@ -3,6 +3,10 @@
 Memory per upload stays at one chunk: each chunk is hashed and written to a temp
 file as it arrives, and the stream is refused the moment it passes the cap, without
 reading the rest.
+
+The header-then-chunks protocol of every client-streaming RPC (Upload, CompareImages)
+has one receiver, `receive_stream`; `spooled` wraps it with the spool files' life:
+made under the limits, finished once the stream ends, removed when the caller is done.
 """
 
 from __future__ import annotations
@@ -15,19 +19,23 @@ import os
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
 from services.shared.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from services.shared.settings import Settings
 
 __all__ = [
     "MAX_CHUNK_BYTES",
+    "Received",
     "Spool",
+    "StreamLimits",
     "StreamTimes",
     "idle_bounded",
     "receive_deadline",
     "receive_stream",
+    "spooled",
 ]
 
 MAX_CHUNK_BYTES = 1024 * 1024
@@ -51,6 +59,7 @@ class Spool:
         self.path = Path(name)
         self.size = 0
         self._digest = hashlib.sha256()
+        self.sha256 = ""  # hex, once finished
 
     def _absorb(self, chunk: bytes) -> None:
         self._digest.update(chunk)
@@ -81,7 +90,8 @@ class Spool:
     async def finish(self) -> str:
         """Flush to disk; returns the SHA-256 of everything written, hex."""
         await asyncio.to_thread(self._file.close)
-        return self._digest.hexdigest()
+        self.sha256 = self._digest.hexdigest()
+        return self.sha256
 
     def discard(self) -> None:
         if not self._file.closed:
@@ -133,6 +143,26 @@ class StreamTimes:
     idle: float = 30.0
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamLimits:
+    """What one streamed image may cost: its size, its time, and where it is spooled."""
+
+    max_bytes: int
+    times: StreamTimes = StreamTimes()
+    spool_dir: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StreamLimits:
+        """The limits of every streamed image (IMAGEPIPE_MAX_UPLOAD_BYTES and friends)."""
+        return cls(
+            max_bytes=settings.max_upload_bytes,
+            times=StreamTimes(
+                total=settings.upload_timeout_seconds, idle=settings.upload_idle_seconds
+            ),
+            spool_dir=settings.spool_dir,
+        )
+
+
 async def receive_stream(
     messages: AsyncIterable[_Part],
     spools: Mapping[str, Spool],
@@ -173,6 +203,52 @@ async def receive_stream(
                 on_chunk(len(chunk))
                 await spools[part].write(chunk)
     return header
+
+
+@dataclasses.dataclass(frozen=True)
+class Received(Generic[H]):
+    """A received stream: its header (None when it held none and no chunk) and one
+    finished spool per chunk field."""
+
+    header: H | None
+    spools: Mapping[str, Spool]
+
+
+@contextlib.asynccontextmanager
+async def spooled(
+    messages: AsyncIterable[_Part],
+    header_type: type[H],
+    parts: Mapping[str, str],
+    *,
+    what: str,
+    limits: StreamLimits,
+    on_header: Callable[[H], None] = lambda header: None,
+    on_chunk: Callable[[int], None] = lambda size: None,
+) -> AsyncIterator[Received[H]]:
+    """Receive a header-then-chunks stream into one spool per chunk field (`parts` maps
+    each field to the name its errors use) and finish them; the files are removed
+    when the block exits, however it exits."""
+    spools: dict[str, Spool] = {}
+    try:
+        for part, label in parts.items():
+            spools[part] = Spool(
+                max_bytes=limits.max_bytes, directory=limits.spool_dir, label=label
+            )
+        header = await receive_stream(
+            messages,
+            spools,
+            header_type,
+            what=what,
+            times=limits.times,
+            on_header=on_header,
+            on_chunk=on_chunk,
+        )
+        for spool in spools.values():
+            await spool.finish()
+        yield Received(header, spools)
+    finally:
+        for spool in spools.values():
+            spool.discard()
 
 
 def _human(size: int) -> str:

@@ -11,24 +11,28 @@ import pytest
 from imagepipe.v1 import catalog_internal_pb2, ingest_pb2
 from services.ingest.upload import Uploads, check_header
 from services.shared.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from services.shared.spool import StreamLimits, StreamTimes
 from services.shared.storage import MemoryObjectStore
 from tests.unit.ingest.test_uploads import TENANT, FakeCatalog, FakeDecoder, FakePublisher
+
+TIMES = StreamTimes()
 
 
 def _files(directory: Path) -> set[Path]:
     return set(directory.iterdir())
 
 
-def _uploads(spool_dir: Path, **limits: float) -> tuple[Uploads, FakeCatalog, MemoryObjectStore]:
+def _uploads(
+    spool_dir: Path, *, times: StreamTimes = TIMES, max_uploads_per_tenant: int = 0
+) -> tuple[Uploads, FakeCatalog, MemoryObjectStore]:
     catalog, store = FakeCatalog(), MemoryObjectStore()
     uploads = Uploads(
         catalog=catalog,
         store=store,
         publisher=FakePublisher(),
         decoder=FakeDecoder(),
-        max_upload_bytes=1 << 20,
-        spool_dir=str(spool_dir),
-        **limits,  # type: ignore[arg-type]
+        limits=StreamLimits(max_bytes=1 << 20, times=times, spool_dir=str(spool_dir)),
+        max_uploads_per_tenant=max_uploads_per_tenant,
     )
     return uploads, catalog, store
 
@@ -88,7 +92,7 @@ async def test_a_stream_that_goes_silent_is_refused_and_leaves_nothing(tmp_path:
         yield ingest_pb2.UploadRequest(chunk=b"\x89PNG")
         await silence.wait()  # never set: the client sends nothing more
 
-    uploads, catalog, store = _uploads(tmp_path, idle_timeout=0.2, upload_timeout=60)
+    uploads, catalog, store = _uploads(tmp_path, times=StreamTimes(total=60, idle=0.2))
     with pytest.raises(DeadlineExceeded) as idle:
         await uploads.receive(header_then_nothing(), tenant_id=TENANT, request_id="r")
     assert idle.value.reason == "UPLOAD_IDLE"

@@ -20,6 +20,7 @@ from services.shared.errors import (
     Unavailable,
 )
 from services.shared.imaging.decode import ImageFacts
+from services.shared.spool import StreamLimits, StreamTimes
 from services.shared.storage import MemoryObjectStore
 
 TENANT = str(uuid.uuid4())
@@ -84,7 +85,11 @@ def _uploads(
     catalog: FakeCatalog, store: MemoryObjectStore, publisher: FakePublisher, decoder: FakeDecoder
 ) -> Uploads:
     return Uploads(
-        catalog=catalog, store=store, publisher=publisher, decoder=decoder, max_upload_bytes=4096
+        catalog=catalog,
+        store=store,
+        publisher=publisher,
+        decoder=decoder,
+        limits=StreamLimits(max_bytes=4096),
     )
 
 
@@ -179,8 +184,7 @@ async def test_a_stream_slower_than_the_deadline_is_cut_off() -> None:
         store=store,
         publisher=publisher,
         decoder=FakeDecoder(),
-        max_upload_bytes=1 << 20,
-        upload_timeout=0.3,
+        limits=StreamLimits(max_bytes=1 << 20, times=StreamTimes(total=0.3)),
     )
     with pytest.raises(DeadlineExceeded) as cut:
         await uploads.receive(trickle(), tenant_id=TENANT, request_id="r")

@@ -15,6 +15,7 @@ from PIL import Image
 from imagepipe.v1 import catalog_internal_pb2, common_pb2, quality_pb2
 from services.quality.assessment import Assessor
 from services.shared.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from services.shared.spool import StreamLimits
 from services.shared.storage import MemoryObjectStore
 
 _R = TypeVar("_R")
@@ -100,8 +101,7 @@ def _assessor(
         store=store,
         pool=pool,
         max_pixels=50_000_000,
-        max_upload_bytes=1 << 20,
-        spool_dir=spool_dir,
+        limits=StreamLimits(max_bytes=1 << 20, spool_dir=spool_dir),
         max_in_flight=max_in_flight,
     )
 

@@ -12,6 +12,7 @@ import pytest
 from imagepipe.v1 import quality_pb2
 from services.quality.assessment import Assessor
 from services.shared.errors import DeadlineExceeded
+from services.shared.spool import StreamLimits, StreamTimes
 from services.shared.storage import MemoryObjectStore
 from tests.unit.quality.test_assessment import FakeCatalog, GatedPool
 
@@ -34,10 +35,9 @@ async def test_a_compare_stream_that_goes_silent_is_refused(
         store=MemoryObjectStore(),
         pool=pool,  # type: ignore[arg-type]
         max_pixels=50_000_000,
-        max_upload_bytes=1 << 20,
-        upload_timeout=60,
-        idle_timeout=0.2,
-        spool_dir=str(tmp_path),
+        limits=StreamLimits(
+            max_bytes=1 << 20, times=StreamTimes(total=60, idle=0.2), spool_dir=str(tmp_path)
+        ),
     )
     with pytest.raises(DeadlineExceeded) as idle:
         await assessor.compare_uploads(header_then_nothing())
