@@ -28,16 +28,23 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import Counter
 
-from imagepipe.v1 import events_pb2
+from imagepipe.v1 import catalog_internal_pb2, events_pb2
 from services.shared.errors import ImagepipeError
 from services.shared.logs import get_logger, request_id_var
 from services.shared.retry_policy import DEFAULT_POLICY, RetryPolicy
 
-__all__ = ["RECONCILE_SECONDS", "STUCK_AFTER_SECONDS", "OutboxRelay", "stuck_after"]
+__all__ = [
+    "RECONCILE_SECONDS",
+    "STUCK_AFTER_SECONDS",
+    "OutboxRelay",
+    "RelaySchedule",
+    "stuck_after",
+]
 
 log = get_logger(__name__)
 
@@ -58,15 +65,21 @@ def stuck_after(policy: RetryPolicy) -> int:
 STUCK_AFTER_SECONDS = stuck_after(DEFAULT_POLICY)
 
 
+@dataclass(frozen=True)
+class RelaySchedule:
+    """How often and how much the relay claims."""
+
+    interval: float = 1.0  # between passes that found less than a batch
+    batch: int = 100
+    min_age_seconds: int = 2  # younger jobs may still be published by their upload
+    lease_seconds: int = 30
+    stuck_after_seconds: int = STUCK_AFTER_SECONDS
+    reconcile_seconds: float = RECONCILE_SECONDS
+
+
 class RelayCatalog(Protocol):
     async def claim_unpublished_jobs(
-        self,
-        *,
-        limit: int,
-        lease_seconds: int,
-        min_age_seconds: int,
-        owner: str,
-        stuck_after_seconds: int = 0,
+        self, request: catalog_internal_pb2.ClaimUnpublishedJobsRequest
     ) -> list[events_pb2.RenderRequest]: ...
 
     async def mark_job_published(self, job_id: str) -> None: ...
@@ -86,25 +99,16 @@ class OutboxRelay:
         self,
         catalog: RelayCatalog,
         publisher: RelayPublisher,
+        schedule: RelaySchedule = RelaySchedule(),
         *,
-        interval: float = 1.0,
-        batch: int = 100,
-        min_age_seconds: int = 2,
-        lease_seconds: int = 30,
-        stuck_after_seconds: int = STUCK_AFTER_SECONDS,
-        reconcile_seconds: float = RECONCILE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._catalog = catalog
         self._publisher = publisher
-        self._interval = interval
-        self._batch = batch
-        self._min_age = min_age_seconds
-        self._lease = lease_seconds
-        self._stuck_after = stuck_after_seconds
-        self._reconcile_every = reconcile_seconds
+        self._schedule = schedule
+        self._stuck_after = schedule.stuck_after_seconds
         self._clock = clock
-        self._next_reconcile = clock() + reconcile_seconds
+        self._next_reconcile = clock() + schedule.reconcile_seconds
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = asyncio.Event()
 
@@ -113,7 +117,7 @@ class OutboxRelay:
         now = self._clock()
         if now < self._next_reconcile:
             return 0
-        self._next_reconcile = now + self._reconcile_every
+        self._next_reconcile = now + self._schedule.reconcile_seconds
         ready = await self._publisher.ready_messages()
         if ready != 0:
             # Unknown, or a backlog that may hold the jobs' messages: look again later.
@@ -126,11 +130,13 @@ class OutboxRelay:
             return 0
         stuck_after = await self._stuck_after_now()
         requests = await self._catalog.claim_unpublished_jobs(
-            limit=self._batch,
-            lease_seconds=self._lease,
-            min_age_seconds=self._min_age,
-            owner=self._owner,
-            stuck_after_seconds=stuck_after,
+            catalog_internal_pb2.ClaimUnpublishedJobsRequest(
+                limit=self._schedule.batch,
+                lease_seconds=self._schedule.lease_seconds,
+                min_age_seconds=self._schedule.min_age_seconds,
+                owner=self._owner,
+                stuck_after_seconds=stuck_after,
+            )
         )
         if stuck_after:
             REPUBLISHED_PASSES.inc()
@@ -158,9 +164,9 @@ class OutboxRelay:
             except ImagepipeError as error:
                 log.warning("relay pass failed: %s", error.message)
                 published = 0
-            if published < self._batch:
+            if published < self._schedule.batch:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._interval)
+                    await asyncio.wait_for(self._stopping.wait(), self._schedule.interval)
 
     async def stop(self, grace: float) -> None:
         self._stopping.set()

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from imagepipe.v1 import ingest_pb2, ingest_pb2_grpc
-from services.ingest.relay import OutboxRelay, stuck_after
+from services.ingest.relay import OutboxRelay, RelaySchedule, stuck_after
 from services.ingest.servicer import IngestServicer
 from services.ingest.upload import SandboxDecoder, Uploads
 from services.shared.broker import RenderPublisher, Topology
@@ -68,8 +68,10 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
                     OutboxRelay(
                         common.catalog,
                         publisher,
-                        interval=RELAY_INTERVAL_SECONDS,
-                        stuck_after_seconds=stuck_after(retry_policy(settings)),
+                        RelaySchedule(
+                            interval=RELAY_INTERVAL_SECONDS,
+                            stuck_after_seconds=stuck_after(retry_policy(settings)),
+                        ),
                     )
                 ],
             )

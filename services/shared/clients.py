@@ -153,23 +153,10 @@ class CatalogInternalClient:
         )
 
     async def claim_unpublished_jobs(
-        self,
-        *,
-        limit: int,
-        lease_seconds: int,
-        min_age_seconds: int,
-        owner: str,
-        stuck_after_seconds: int = 0,
+        self, request: internal_pb2.ClaimUnpublishedJobsRequest
     ) -> list[events_pb2.RenderRequest]:
         response: internal_pb2.ClaimUnpublishedJobsResponse = await self._call(
-            self._stub.ClaimUnpublishedJobs,
-            internal_pb2.ClaimUnpublishedJobsRequest(
-                limit=limit,
-                lease_seconds=lease_seconds,
-                min_age_seconds=min_age_seconds,
-                owner=owner,
-                stuck_after_seconds=stuck_after_seconds,
-            ),
+            self._stub.ClaimUnpublishedJobs, request
         )
         return list(response.render_requests)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-from imagepipe.v1 import events_pb2
-from services.ingest.relay import STUCK_AFTER_SECONDS, OutboxRelay
+from imagepipe.v1 import catalog_internal_pb2, events_pb2
+from services.ingest.relay import STUCK_AFTER_SECONDS, OutboxRelay, RelaySchedule
 from services.shared.errors import Unavailable
 from services.shared.retry_policy import DEFAULT_POLICY
 
@@ -19,16 +19,10 @@ class FakeCatalog:
         self.mark_down = False
 
     async def claim_unpublished_jobs(
-        self,
-        *,
-        limit: int,
-        lease_seconds: int,
-        min_age_seconds: int,
-        owner: str,
-        stuck_after_seconds: int = 0,
+        self, request: catalog_internal_pb2.ClaimUnpublishedJobsRequest
     ) -> list[events_pb2.RenderRequest]:
-        self.claims.append(stuck_after_seconds)
-        return self.jobs[:limit]
+        self.claims.append(request.stuck_after_seconds)
+        return self.jobs[: request.limit]
 
     async def mark_job_published(self, job_id: str) -> None:
         if self.mark_down:
@@ -62,7 +56,10 @@ class Clock:
 
 def _relay(catalog: FakeCatalog, publisher: FakePublisher, clock: Clock) -> OutboxRelay:
     return OutboxRelay(
-        catalog, publisher, reconcile_seconds=10, stuck_after_seconds=38, clock=clock
+        catalog,
+        publisher,
+        RelaySchedule(reconcile_seconds=10, stuck_after_seconds=38),
+        clock=clock,
     )
 
 
