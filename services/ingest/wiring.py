@@ -14,12 +14,11 @@ from services.ingest.relay import OutboxRelay, RelaySchedule, stuck_after
 from services.ingest.servicer import IngestServicer
 from services.ingest.upload import SandboxDecoder, Uploads
 from services.shared.broker import RenderPublisher, Topology
-from services.shared.clients import common_adapters
 from services.shared.retry_policy import retry_policy
-from services.shared.sandbox import DecodePool
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
 from services.shared.spool import StreamLimits
+from services.shared.wiring import PoolLimits, common_adapters
 
 __all__ = ["DECODE_MEMORY_LIMIT", "RELAY_INTERVAL_SECONDS", "build"]
 
@@ -35,46 +34,36 @@ DECODE_TIMEOUT_SECONDS = 30.0
 @asynccontextmanager
 async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
     publisher = RenderPublisher(settings, Topology.from_settings(settings))
-    pool = DecodePool(
-        settings.decode_workers,
-        memory_limit_bytes=DECODE_MEMORY_LIMIT,
-        timeout=DECODE_TIMEOUT_SECONDS,
-    )
     await publisher.start()
     try:
-        async with common_adapters(settings) as common:
+        pool = PoolLimits(settings.decode_workers, DECODE_MEMORY_LIMIT, DECODE_TIMEOUT_SECONDS)
+        async with common_adapters(settings, pool) as common:
             uploads = Uploads(
                 catalog=common.catalog,
                 store=common.store,
                 publisher=publisher,
-                decoder=SandboxDecoder(pool, settings.max_pixels),
+                decoder=SandboxDecoder(common.pool, settings.max_pixels),
                 limits=StreamLimits.from_settings(settings),
                 max_uploads_per_tenant=settings.tenant_max_uploads,
             )
-            yield ServiceSpec(
-                name="ingest",
+            relay = OutboxRelay(
+                common.catalog,
+                publisher,
+                RelaySchedule(
+                    interval=RELAY_INTERVAL_SECONDS,
+                    stuck_after_seconds=stuck_after(retry_policy(settings)),
+                ),
+            )
+            yield common.spec(
+                "ingest",
                 port=settings.ingest_port,
                 metrics_port=settings.ingest_metrics_port,
-                services=[
-                    GrpcService(
-                        ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
-                        IngestServicer(uploads),
-                        ingest_pb2_grpc.add_IngestServiceServicer_to_server,
-                    )
-                ],
-                authenticator=common.catalog,
-                checks={"catalog": common.catalog.check, "s3": common.store.check},
-                workers=[
-                    OutboxRelay(
-                        common.catalog,
-                        publisher,
-                        RelaySchedule(
-                            interval=RELAY_INTERVAL_SECONDS,
-                            stuck_after_seconds=stuck_after(retry_policy(settings)),
-                        ),
-                    )
-                ],
+                service=GrpcService(
+                    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
+                    IngestServicer(uploads),
+                    ingest_pb2_grpc.add_IngestServiceServicer_to_server,
+                ),
+                workers=[relay],
             )
     finally:
-        pool.close()
         await publisher.close()

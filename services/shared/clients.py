@@ -9,9 +9,7 @@ domain errors, so a NOT_FOUND from catalog stays a NOT_FOUND for the tenant.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -24,13 +22,10 @@ from services.shared.auth import Principal, PrincipalKind
 from services.shared.errors import Unavailable, error_from_rpc
 from services.shared.logs import request_id_var
 from services.shared.settings import Settings
-from services.shared.storage import S3ObjectStore
 
 __all__ = [
     "CatalogInternalClient",
-    "CommonAdapters",
     "check_serving",
-    "common_adapters",
     "open_channel",
 ]
 
@@ -227,25 +222,6 @@ class CatalogInternalClient:
             self._stub.GetAssetObjects,
             internal_pb2.GetAssetObjectsRequest(tenant_id=tenant_id, asset_id=asset_id),
         )
-
-
-@dataclass(frozen=True)
-class CommonAdapters:
-    """What ingest, renderer and quality all need: catalog and the object store."""
-
-    catalog: CatalogInternalClient
-    store: S3ObjectStore
-
-
-@asynccontextmanager
-async def common_adapters(settings: Settings) -> AsyncIterator[CommonAdapters]:
-    channel = open_channel(settings.catalog_addr)
-    store = S3ObjectStore(settings)
-    try:
-        yield CommonAdapters(CatalogInternalClient(channel, settings), store)
-    finally:
-        await store.close()
-        await channel.close()
 
 
 def _storable(text: str) -> str:
