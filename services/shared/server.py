@@ -214,6 +214,16 @@ async def _accepted_stream(requests: AsyncIterator[Any], method: str) -> AsyncIt
         yield _accepted(request, method)
 
 
+# The four kinds of handler: its attribute, the rpc type metrics name it by, whether
+# requests and responses are streamed, and the factory of a handler of that kind.
+_KINDS = (
+    ("unary_unary", "unary", False, False, grpc.unary_unary_rpc_method_handler),
+    ("stream_unary", "client_stream", True, False, grpc.stream_unary_rpc_method_handler),
+    ("unary_stream", "server_stream", False, True, grpc.unary_stream_rpc_method_handler),
+    ("stream_stream", "bidi_stream", True, True, grpc.stream_stream_rpc_method_handler),
+)
+
+
 def _wrap_handler(handler: Handler, method: str, scope: Scope) -> Handler:
     """Return a handler of the same kind whose behaviour runs inside `scope`, and
     whose requests are checked before the behaviour sees them (see wire.py)."""
@@ -225,44 +235,27 @@ def _wrap_handler(handler: Handler, method: str, scope: Scope) -> Handler:
         "response_serializer": handler.response_serializer,
     }
     # The behaviours are coroutine functions or async generators on an aio server.
-    behaviour: Any
-    if handler.unary_unary:
-        behaviour = handler.unary_unary
+    attribute, rpc_type, streamed_in, streamed_out, factory = next(
+        (kind for kind in _KINDS if getattr(handler, kind[0])), _KINDS[-1]
+    )
+    behaviour: Any = getattr(handler, attribute)
+    accept = _accepted_stream if streamed_in else _accepted
 
-        async def unary_unary(request: Any, context: Context) -> Any:
-            async with scope(method, "unary", context):
-                return await behaviour(_accepted(request, method), context)
-
-        return grpc.unary_unary_rpc_method_handler(unary_unary, **serde)
-    if handler.stream_unary:
-        behaviour = handler.stream_unary
-
-        async def stream_unary(requests: Any, context: Context) -> Any:
-            async with scope(method, "client_stream", context):
-                return await behaviour(_accepted_stream(requests, method), context)
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, **serde)
     # Streamed responses are written from a coroutine, not yielded from a generator:
     # grpc.aio leaves a handler's generator suspended when the call is cancelled while
     # it sends, and the generator is then closed at garbage collection, in another task
     # and context, where `scope` cannot reset its context variables ("Task exception
     # was never retrieved ... created in a different Context"). Here the servicer's
     # generator is closed inside the call's own task, however the call ends.
-    if handler.unary_stream:
-        behaviour = handler.unary_stream
+    async def behave(request: Any, context: Context) -> Any:
+        async with scope(method, rpc_type, context):
+            produced = behaviour(accept(request, method), context)
+            if streamed_out:
+                await _write_all(produced, context)
+                return None
+            return await produced
 
-        async def unary_stream(request: Any, context: Context) -> None:
-            async with scope(method, "server_stream", context):
-                await _write_all(behaviour(_accepted(request, method), context), context)
-
-        return grpc.unary_stream_rpc_method_handler(unary_stream, **serde)
-    behaviour = handler.stream_stream
-
-    async def stream_stream(requests: Any, context: Context) -> None:
-        async with scope(method, "bidi_stream", context):
-            await _write_all(behaviour(_accepted_stream(requests, method), context), context)
-
-    return grpc.stream_stream_rpc_method_handler(stream_stream, **serde)
+    return factory(behave, **serde)
 
 
 async def _write_all(produced: Any, context: Context) -> None:
