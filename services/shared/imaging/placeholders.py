@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import struct
 from functools import cache
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,6 +43,7 @@ __all__ = [
 
 RGB = tuple[int, int, int]
 Array = NDArray[np.float64]
+_Value = TypeVar("_Value", float, Array)
 
 THUMBHASH_MAX_BYTES = 25  # with alpha: 6 header bytes, 14 + 5 + 5 + 14 AC nibbles
 _ENCODE_SIDE = 100  # the reference refuses anything larger
@@ -315,6 +317,28 @@ def _header(thumbhash: bytes) -> tuple[int, int, bool]:
     return header24, header16, has_alpha
 
 
+def _read_factors(
+    thumbhash: bytes, start: int, channels: list[tuple[list[tuple[int, int]], float]]
+) -> list[list[float]]:
+    """Each channel's AC factors, scaled: one nibble per term after the DC one."""
+    nibbles = [(byte >> shift) & 15 for byte in thumbhash[start:] for shift in (0, 4)]
+    needed = sum(len(terms) - 1 for terms, _ in channels)
+    if len(nibbles) < needed:
+        raise ValueError(f"a truncated ThumbHash: {len(thumbhash)} bytes")
+    factors: list[list[float]] = []
+    for terms, scale in channels:
+        factors.append([(nibble / 7.5 - 1) * scale for nibble in nibbles[: len(terms) - 1]])
+        nibbles = nibbles[len(terms) - 1 :]
+    return factors
+
+
+def _lpq_to_rgb(lum: _Value, p: _Value, q: _Value) -> tuple[_Value, _Value, _Value]:
+    """The reference's LPQ to RGB, for one colour or for every pixel at once."""
+    b = lum - 2 / 3 * p
+    r = (3 * lum - b + q) / 2
+    return r, r - q, b
+
+
 def thumbhash_decode(thumbhash: bytes) -> Image.Image:
     """The RGBA placeholder a ThumbHash describes, 32 px on its longer side."""
     header24, header16, has_alpha = _header(thumbhash)
@@ -342,15 +366,7 @@ def thumbhash_decode(thumbhash: bytes) -> Image.Image:
     ]
     if has_alpha:
         channels.append((_triangle(5, 5), a_scale))
-    start = 6 if has_alpha else 5
-    nibbles = [(byte >> shift) & 15 for byte in thumbhash[start:] for shift in (0, 4)]
-    needed = sum(len(terms) - 1 for terms, _ in channels)
-    if len(nibbles) < needed:
-        raise ValueError(f"a truncated ThumbHash: {len(thumbhash)} bytes")
-    factors: list[list[float]] = []
-    for terms, scale in channels:
-        factors.append([(nibble / 7.5 - 1) * scale for nibble in nibbles[: len(terms) - 1]])
-        nibbles = nibbles[len(terms) - 1 :]
+    factors = _read_factors(thumbhash, 6 if has_alpha else 5, channels)
 
     ratio = stored_x / stored_y
     width = _js_round(_DECODE_SIDE if ratio > 1 else _DECODE_SIDE * ratio)
@@ -376,11 +392,8 @@ def thumbhash_decode(thumbhash: bytes) -> Image.Image:
             fx, fy2 = cosines(cx, cy)
             a += factor * fx * fy2
 
-    b = lum - 2 / 3 * p
-    r = (3 * lum - b + q) / 2
-    g = r - q
     # Uint8Array stores by truncating.
-    rgba = np.maximum(0, 255 * np.minimum(1, np.stack([r, g, b, a], axis=-1)))
+    rgba = np.maximum(0, 255 * np.minimum(1, np.stack([*_lpq_to_rgb(lum, p, q), a], axis=-1)))
     return Image.fromarray(rgba.astype(np.uint8))
 
 
@@ -392,10 +405,8 @@ def thumbhash_average_rgb(thumbhash: bytes) -> RGB:
     lum = (header24 & 63) / 63
     p = ((header24 >> 6) & 63) / 31.5 - 1
     q = ((header24 >> 12) & 63) / 31.5 - 1
-    b = lum - 2 / 3 * p
-    r = (3 * lum - b + q) / 2
-    g = r - q
-    red, green, blue = (_js_round(255 * max(0.0, min(1.0, value))) for value in (r, g, b))
+    rgb = _lpq_to_rgb(lum, p, q)
+    red, green, blue = (_js_round(255 * max(0.0, min(1.0, value))) for value in rgb)
     return red, green, blue
 
 
