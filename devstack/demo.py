@@ -155,28 +155,14 @@ def _preset_cells(
     return cells, good
 
 
-def run_demo(settings: Settings, key: str, corpus: Path, console: Console) -> DemoResult:
-    photos = sorted(corpus.glob("photo_*"))
-    files = [*photos, photos[0]]  # the first one twice: the second is deduplicated
-    env = {**os.environ, **client_env(settings, key)}
-    presets = asyncio.run(_presets(env))
-    console.print(
-        "\nThe renderer makes: "
-        + ", ".join(f"{p.name} (fits {p.max_width}x{p.max_height})" for p in presets)
-    )
-    console.print(f"Uploading {len(files)} files ({len(photos)} photos, one of them twice):")
-    uploads = _upload_with_cli(files, env)
-    asset_ids = list(dict.fromkeys(u["asset_id"] for u in uploads if "asset_id" in u))
-    scores = asyncio.run(_compare_all(asset_ids, env))
-
+def _results_table(
+    uploads: list[dict[str, Any]], scores: dict[str, quality_pb2.CompareResponse]
+) -> tuple[Table, bool]:
+    """One row per uploaded file; whether every upload is ready with good renditions."""
     table = Table(title="imagepipe: what happened (size, PSNR, SSIM per preset)")
-    table.add_column("file", no_wrap=True)
-    table.add_column("asset id", no_wrap=True)
-    table.add_column("dedup", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    for preset in PRESET_ORDER:
-        table.add_column(preset, no_wrap=True)
-    ok = len(uploads) == len(files)
+    for column in ("file", "asset id", "dedup", "status", *PRESET_ORDER):
+        table.add_column(column, no_wrap=True)
+    ok = True
     for upload in uploads:
         name = Path(upload.get("file", "?")).name
         if "error" in upload:
@@ -195,14 +181,10 @@ def run_demo(settings: Settings, key: str, corpus: Path, console: Console) -> De
             upload.get("status", "?"),
             *cells,
         )
-    console.print(table)
-    verdict = (
-        "every rendition PSNR > 30 dB and SSIM > 0.9" if ok else "[red]NOT all renditions good"
-    )
-    stored = sum(1 for u in uploads if "asset_id" in u and not u.get("deduplicated"))
-    deduplicated = sum(1 for u in uploads if u.get("deduplicated"))
-    console.print(f"{stored} stored, {deduplicated} deduplicated; {verdict}")
+    return table, ok
 
+
+def _print_metrics(settings: Settings, console: Console) -> None:
     uploads_total = scrape_metric(settings.ingest_metrics_port, "imagepipe_uploads_total")
     renders = scrape_metric(settings.renderer_metrics_port, "imagepipe_render_attempts_total")
 
@@ -216,4 +198,30 @@ def run_demo(settings: Settings, key: str, corpus: Path, console: Console) -> De
         f"refused={count(uploads_total, 'refused')}; "
         f"render attempts done={count(renders, DONE_LABEL)} failed={count(renders, 'failed')}"
     )
+
+
+def run_demo(settings: Settings, key: str, corpus: Path, console: Console) -> DemoResult:
+    photos = sorted(corpus.glob("photo_*"))
+    files = [*photos, photos[0]]  # the first one twice: the second is deduplicated
+    env = {**os.environ, **client_env(settings, key)}
+    presets = asyncio.run(_presets(env))
+    console.print(
+        "\nThe renderer makes: "
+        + ", ".join(f"{p.name} (fits {p.max_width}x{p.max_height})" for p in presets)
+    )
+    console.print(f"Uploading {len(files)} files ({len(photos)} photos, one of them twice):")
+    uploads = _upload_with_cli(files, env)
+    asset_ids = list(dict.fromkeys(u["asset_id"] for u in uploads if "asset_id" in u))
+    scores = asyncio.run(_compare_all(asset_ids, env))
+
+    table, all_good = _results_table(uploads, scores)
+    ok = all_good and len(uploads) == len(files)
+    console.print(table)
+    verdict = (
+        "every rendition PSNR > 30 dB and SSIM > 0.9" if ok else "[red]NOT all renditions good"
+    )
+    stored = sum(1 for u in uploads if "asset_id" in u and not u.get("deduplicated"))
+    deduplicated = sum(1 for u in uploads if u.get("deduplicated"))
+    console.print(f"{stored} stored, {deduplicated} deduplicated; {verdict}")
+    _print_metrics(settings, console)
     return DemoResult(ok=ok, uploads=uploads)
