@@ -7,7 +7,9 @@ A Stack owns what it starts and removes it again:
 - the four services as subprocesses on free ports, each logging to its own file.
 
 PostgreSQL and RabbitMQ themselves must already run; `require_servers` says clearly
-which one is missing.
+which one is missing. Only the catalog talks to PostgreSQL from Python (its `migrate`
+command sets a stack's database up); creating nothing else, this harness only checks
+the server and drops databases, with the server's own client, `psql`.
 """
 
 from __future__ import annotations
@@ -34,10 +36,8 @@ from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
-import asyncpg
 from minio import Minio
 
-from services.catalog.migrate import apply_migrations, ensure_database
 from services.shared.broker import Topology
 from services.shared.healthcheck import check as health_status
 
@@ -52,6 +52,7 @@ __all__ = [
     "drop_database",
     "free_port",
     "kill_session",
+    "migrate_database",
     "port_in",
     "release_port",
     "require_servers",
@@ -219,18 +220,37 @@ def _tool(name: str) -> str:
     return found
 
 
+def _psql(url: str, sql: str) -> list[str]:
+    """The command that runs `sql` on the database `url` names, failing on any error."""
+    psql = shutil.which("psql")
+    if not psql:
+        raise ServerMissing(
+            "`psql` is not installed: install PostgreSQL's client (scripts/ensure-servers.sh "
+            "installs PostgreSQL with it)"
+        )
+    return [psql, "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", url, "--command", sql]
+
+
+_PSQL_ENV = {**os.environ, "PGCONNECT_TIMEOUT": "5"}
+
+
 def require_servers(pg_url: str, amqp_url: str) -> None:
     """Raise ServerMissing naming the server that does not answer."""
+    checked = subprocess.run(
+        _psql(pg_url, "SELECT 1"),
+        env=_PSQL_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if checked.returncode != 0:
+        raise ServerMissing(
+            f"PostgreSQL is not reachable at {_safe(pg_url)} ({checked.stderr.strip()}); start "
+            "it, e.g. `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+        )
 
     async def check() -> None:
-        try:
-            connection = await asyncpg.connect(pg_url, timeout=5)
-            await connection.close()
-        except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-            raise ServerMissing(
-                f"PostgreSQL is not reachable at {_safe(pg_url)} ({error}); start it, e.g. "
-                "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-            ) from None
         try:
             amqp = await aio_pika.connect(amqp_url, timeout=5)
             await amqp.close()
@@ -253,14 +273,33 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
+def migrate_database(env: Mapping[str, str]) -> None:
+    """Create and migrate the database IMAGEPIPE_DATABASE_URL in `env` names, with the
+    catalog's own `migrate` command."""
+    result = subprocess.run(
+        [sys.executable, "-m", "services.catalog", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise ServerMissing(f"migration failed:\n{result.stdout}{result.stderr}")
+
+
 async def drop_database(admin_url: str, name: str) -> None:
     """Drop a database, disconnecting whoever still uses it."""
-    connection = await asyncpg.connect(admin_url)
-    try:
-        quoted = '"' + name.replace('"', '""') + '"'
-        await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
-    finally:
-        await connection.close()
+    quoted = '"' + name.replace('"', '""') + '"'
+    process = await asyncio.create_subprocess_exec(
+        *_psql(admin_url, f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"),
+        env=_PSQL_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, error = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"could not drop database {name}: {error.decode().strip()}")
 
 
 async def delete_broker_names(amqp_url: str, prefix: str) -> None:
@@ -482,7 +521,7 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.s3.start()
         self.s3.client().make_bucket(self.bucket)
-        asyncio.run(self._migrate())
+        migrate_database(self.env())
         for name in SERVICES:
             self.services[name] = self.start_service(name)
         for service in self.services.values():
@@ -505,10 +544,6 @@ class Stack:
         )
         service.start()
         return service
-
-    async def _migrate(self) -> None:
-        await ensure_database(self.database_url)
-        await apply_migrations(self.database_url)
 
     def stop(self) -> None:
         for service in self.services.values():

@@ -23,7 +23,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from devstack import (
     delete_broker_names,
     drop_database,
     kill_session,
+    migrate_database,
     require_servers,
     session_processes,
 )
@@ -220,7 +220,7 @@ class LocalStack:
         if S3_PROCESS in names:
             self._start_s3(settings)
         if "catalog" in names:
-            self._migrate(env)
+            migrate_database(env)
         for name in SERVICES:
             if name not in names:
                 continue
@@ -280,18 +280,6 @@ class LocalStack:
         if server.process is not None:
             self._children.append(server.process)
         (self.run_dir / "s3.pid").write_text(str(server.pid))
-
-    def _migrate(self, env: dict[str, str]) -> None:
-        result = subprocess.run(
-            [sys.executable, "-m", "services.catalog", "migrate"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if result.returncode != 0:
-            raise ServerMissing(f"migration failed:\n{result.stdout}{result.stderr}")
 
     def stop(self, timeout: float = 20) -> list[str]:
         """Stop everything the stack started; returns what was stopped."""
