@@ -40,10 +40,11 @@ $(STAMP_GEN): $(PROTOS) $(STAMP_PY) Makefile
 
 proto: $(STAMP_GEN) ## generate Python modules, .pyi and typed gRPC stubs from protos/
 
-lint: $(STAMP_GEN) $(BUF) ## ruff, mypy --strict, buf lint
+lint: $(STAMP_GEN) $(BUF) ## ruff, mypy --strict, import contracts, buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(BUF) lint
 
 breaking: $(BUF) ## buf breaking against origin/main (or main)
