@@ -41,7 +41,7 @@ __all__ = [
 
 JsonObject: TypeAlias = dict[str, Any]
 
-PURGE_KINDS = {
+_PURGE_KINDS = {
     catalog_pb2.PURGE_ITEM_KIND_DELETED_ORIGINAL: "deleted original",
     catalog_pb2.PURGE_ITEM_KIND_DELETED_RENDITION: "deleted rendition",
     catalog_pb2.PURGE_ITEM_KIND_ORPHAN_OBJECT: "orphan",
@@ -214,7 +214,7 @@ def purge_json(report: catalog_pb2.PurgeResponse) -> JsonObject:
         "bytes": report.bytes_freed,
         "asset_rows_removed": report.asset_rows_removed,
         "items": [
-            {"kind": PURGE_KINDS.get(i.kind, "?"), "key": i.object_key, "bytes": i.size_bytes}
+            {"kind": _PURGE_KINDS.get(i.kind, "?"), "key": i.object_key, "bytes": i.size_bytes}
             for i in report.items
         ],
     }
