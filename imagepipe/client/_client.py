@@ -3,36 +3,46 @@
 Every call carries the key as ``authorization: Bearer <key>``, an ``x-request-id``
 (generated when the caller gives none) and a deadline. Unary reads are retried by
 gRPC itself on UNAVAILABLE (retry policy in the channel's service config); uploads
-are retried here, from the first byte, because a client stream cannot be replayed by
-gRPC and an upload is idempotent by content hash. Every failure surfaces as
-:class:`ImagepipeError`.
+are retried by :mod:`imagepipe.client._upload`, from the first byte, because a client
+stream cannot be replayed by gRPC and an upload is idempotent by content hash. Every
+failure surfaces as :class:`ImagepipeError`, mapped in :mod:`imagepipe.client._errors`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 import os
-import random
-import threading
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import IO, Any, BinaryIO, Self, TypeAlias, TypeVar
+from typing import Any, Self, TypeAlias, Unpack
 
 import grpc
 
-from imagepipe.client._channels import DEFAULT_ADDRESSES, open_channel
+from imagepipe.client._calls import ENV_ADMIN_KEY, ENV_API_KEY, Calls, new_request_id
+from imagepipe.client._channels import DEFAULT_ADDRESSES
+from imagepipe.client._errors import malformed_stream, map_rpc_errors
+from imagepipe.client._results import (
+    CreatedTenant,
+    RenditionContent,
+    RenditionLink,
+    UploadResult,
+)
+from imagepipe.client._settings import DEFAULT_TIMEOUT, ClientOptions, ClientSettings
+from imagepipe.client._upload import (
+    CHUNK_SIZE,
+    UNKNOWN_UPLOAD_SIZE,
+    Source,
+    Upload,
+    UploadSource,
+    upload_header,
+)
+from imagepipe.client._wait import POLL_INTERVAL, AssetWait
 from imagepipe.client.errors import ImagepipeError
-from imagepipe.client.names import TERMINAL_STATUSES, parse_formats, parse_status, status_name
+from imagepipe.client.names import parse_formats, parse_status
 from imagepipe.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
     common_pb2,
-    ingest_pb2,
     ingest_pb2_grpc,
     quality_pb2,
     quality_pb2_grpc,
@@ -50,129 +60,11 @@ __all__ = [
     "RenditionContent",
     "RenditionLink",
     "UploadResult",
+    "new_request_id",
 ]
 
-CHUNK_SIZE = 1024 * 1024  # the contract's largest Upload chunk
-DEFAULT_TIMEOUT = 30.0
-# Uploads get DEFAULT_TIMEOUT plus the time to send their bytes at this slow rate, so
-# a 50 MiB original on a modest link is not cut off by a deadline sized for reads.
-MIN_UPLOAD_RATE = 1024 * 1024  # bytes per second
-# Assumed size when a stream's length cannot be known in advance (the server's cap).
-UNKNOWN_UPLOAD_SIZE = 50 * 1024 * 1024
-POLL_INTERVAL = 0.25
-
-ENV_API_KEY = "IMAGEPIPE_API_KEY"
-ENV_ADMIN_KEY = "IMAGEPIPE_ADMIN_KEY"
-
-_Request = TypeVar("_Request")
-_Response = TypeVar("_Response")
-_Metadata: TypeAlias = tuple[tuple[str, str], ...]
 _Format: TypeAlias = common_pb2.ImageFormat.ValueType
 _Status: TypeAlias = common_pb2.AssetStatus.ValueType
-
-Source: TypeAlias = str | os.PathLike[str] | BinaryIO
-
-
-@dataclass(frozen=True)
-class UploadResult:
-    """What Upload answered."""
-
-    asset: common_pb2.Asset
-    deduplicated: bool
-    near_duplicates: tuple[common_pb2.SimilarAsset, ...]
-    request_id: str
-
-    @property
-    def asset_id(self) -> str:
-        return self.asset.asset_id
-
-
-@dataclass(frozen=True)
-class RenditionLink:
-    """A rendition's metadata and a presigned URL to download it until expire_time."""
-
-    rendition: common_pb2.Rendition
-    url: str
-    expire_time: datetime | None
-
-
-@dataclass(frozen=True)
-class RenditionContent:
-    """A rendition's metadata and its bytes."""
-
-    rendition: common_pb2.Rendition
-    data: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class CreatedTenant:
-    """A new tenant and its first key; the secret is shown only once, store it now."""
-
-    tenant: common_pb2.Tenant
-    api_key: common_pb2.ApiKey
-    secret_key: str = field(repr=False)
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
-
-
-class _UploadSource:
-    """The bytes of one upload, re-readable from the start when the file is seekable.
-
-    Reads are positional and serialised: a failed attempt's reader may still be busy
-    in a worker thread when the next attempt starts, and must not move the next
-    attempt's position.
-    """
-
-    def __init__(self, file: IO[bytes], *, owned: bool, filename: str) -> None:
-        self.file = file
-        self.owned = owned
-        self.filename = filename
-        self.start: int | None = None
-        self.size: int | None = None
-        self._lock = threading.Lock()
-        if file.seekable():
-            self.start = file.tell()
-            self.size = file.seek(0, os.SEEK_END) - self.start
-            file.seek(self.start)
-
-    @classmethod
-    def open(cls, source: Source, filename: str | None) -> _UploadSource:
-        if isinstance(source, str | os.PathLike):
-            path = Path(source)
-            return cls(path.open("rb"), owned=True, filename=filename or path.name)
-        name = getattr(source, "name", "")
-        fallback = Path(name).name if isinstance(name, str) else ""
-        return cls(source, owned=False, filename=filename or fallback)
-
-    @property
-    def rewindable(self) -> bool:
-        return self.start is not None
-
-    def read_chunk(self, offset: int) -> bytes:
-        """CHUNK_SIZE bytes from `offset`, fewer only at the end.
-
-        Loops because pipes and raw streams may return short reads. `offset` is
-        ignored for unseekable sources, which are read once, in order.
-        """
-        with self._lock:
-            if self.start is not None:
-                self.file.seek(self.start + offset)
-            parts: list[bytes] = []
-            wanted = CHUNK_SIZE
-            while wanted:
-                part = self.file.read(wanted)
-                if not part:
-                    break
-                parts.append(part)
-                wanted -= len(part)
-            return b"".join(parts)
-
-    def close(self) -> None:
-        with self._lock:
-            if self.owned:
-                self.file.close()
 
 
 class AsyncClient:
@@ -186,42 +78,12 @@ class AsyncClient:
             asset = await client.wait_ready(result.asset_id)
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        admin_key: str | None = None,
-        ingest_addr: str = DEFAULT_ADDRESSES["ingest"],
-        catalog_addr: str = DEFAULT_ADDRESSES["catalog"],
-        renderer_addr: str = DEFAULT_ADDRESSES["renderer"],
-        quality_addr: str = DEFAULT_ADDRESSES["quality"],
-        timeout: float = DEFAULT_TIMEOUT,
-        retry_attempts: int = 4,
-        upload_attempts: int = 4,
-        min_upload_rate: float = MIN_UPLOAD_RATE,
-        credentials: grpc.ChannelCredentials | None = None,
-        channel_options: Sequence[tuple[str, Any]] = (),
-    ) -> None:
-        if timeout <= 0 or min_upload_rate <= 0:
-            raise ValueError("timeout and min_upload_rate must be positive")
-        if upload_attempts < 1:
-            raise ValueError("upload_attempts must be at least 1")
-        self._api_key = api_key or None
-        self._admin_key = admin_key or None
-        self._addresses = {
-            "ingest": ingest_addr,
-            "catalog": catalog_addr,
-            "renderer": renderer_addr,
-            "quality": quality_addr,
-        }
-        self.timeout = timeout
-        self._retry_attempts = retry_attempts
-        self._upload_attempts = upload_attempts
-        self._min_upload_rate = min_upload_rate
-        self._credentials = credentials
-        self._channel_options = tuple(channel_options)
-        # One channel per address: services that share an address share a connection.
-        self._channels: dict[str, grpc.aio.Channel] = {}
+    def __init__(self, api_key: str | None = None, **options: Unpack[ClientOptions]) -> None:
+        """Every option is keyword-only and has a default: see ClientSettings."""
+        settings = ClientSettings(api_key=api_key, **options)
+        self._calls = Calls(settings)
+        self._upload_attempts = settings.upload_attempts
+        self._min_upload_rate = settings.min_upload_rate
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
@@ -242,15 +104,24 @@ class AsyncClient:
 
     @property
     def addresses(self) -> Mapping[str, str]:
-        return dict(self._addresses)
+        return dict(self._calls.addresses)
+
+    @property
+    def timeout(self) -> float:
+        """The default deadline of a call, in seconds."""
+        return self._calls.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self._calls.timeout = seconds
 
     def require_api_key(self) -> None:
         """Raise the error a tenant call would, without calling (for up-front checks)."""
-        self._tenant_metadata("")
+        self._calls.tenant_metadata("")
 
     def require_admin_key(self) -> None:
         """Raise the error an admin call would, without calling."""
-        self._admin_metadata("")
+        self._calls.admin_metadata("")
 
     async def __aenter__(self) -> Self:
         return self
@@ -264,71 +135,10 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        channels = list(self._channels.values())
-        self._channels.clear()
-        await asyncio.gather(*(channel.close() for channel in channels))
-
-    # -- plumbing -----------------------------------------------------------------
-
-    def _channel(self, service: str) -> grpc.aio.Channel:
-        address = self._addresses[service]
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = open_channel(
-                address,
-                credentials=self._credentials,
-                retry_attempts=self._retry_attempts,
-                options=self._channel_options,
-            )
-            self._channels[address] = channel
-        return channel
-
-    def _tenant_metadata(self, request_id: str) -> _Metadata:
-        if not self._api_key:
-            raise ImagepipeError(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"no tenant API key: set {ENV_API_KEY} or pass api_key",
-                reason="API_KEY_MISSING",
-                request_id=request_id,
-            )
-        return (("authorization", f"Bearer {self._api_key}"), ("x-request-id", request_id))
-
-    def _admin_metadata(self, request_id: str) -> _Metadata:
-        if not self._admin_key:
-            raise ImagepipeError(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"no admin key: set {ENV_ADMIN_KEY} or pass admin_key",
-                reason="ADMIN_KEY_MISSING",
-                request_id=request_id,
-            )
-        return (("authorization", f"Bearer {self._admin_key}"), ("x-request-id", request_id))
+        await self._calls.close()
 
     def _catalog(self) -> catalog_pb2_grpc.CatalogServiceAsyncStub:
-        return catalog_pb2_grpc.CatalogServiceStub(self._channel("catalog"))
-
-    async def _tenant_call(
-        self,
-        method: grpc.aio.UnaryUnaryMultiCallable[_Request, _Response],
-        request: _Request,
-        request_id: str | None,
-        timeout: float | None,
-    ) -> _Response:
-        """One unary call as the tenant; a new request id unless the caller gave one."""
-        rid = request_id or new_request_id()
-        return await self._unary(method, request, self._tenant_metadata(rid), rid, timeout)
-
-    async def _unary(
-        self,
-        method: grpc.aio.UnaryUnaryMultiCallable[_Request, _Response],
-        request: _Request,
-        metadata: _Metadata,
-        request_id: str,
-        timeout: float | None,
-    ) -> _Response:
-        try:
-            return await method(request, timeout=timeout or self.timeout, metadata=metadata)
-        except grpc.aio.AioRpcError as error:
-            raise ImagepipeError.from_rpc_error(error, request_id) from None
+        return catalog_pb2_grpc.CatalogServiceStub(self._calls.channel("catalog"))
 
     def upload_timeout(self, size: int | None) -> float:
         """The deadline of one upload attempt of `size` bytes (None: unknown)."""
@@ -358,68 +168,28 @@ class AsyncClient:
         be read raises OSError, before anything is sent.
         """
         rid = request_id or new_request_id()
-        metadata = self._tenant_metadata(rid)
-        opened = await asyncio.to_thread(_UploadSource.open, source, filename)
+        metadata = self._calls.tenant_metadata(rid)
+        opened = await asyncio.to_thread(UploadSource.open, source, filename)
         try:
-            header = ingest_pb2.UploadHeader(
-                filename=opened.filename,
-                content_type=content_type
-                if content_type is not None
-                else mimetypes.guess_type(opened.filename)[0] or "",
-                labels=dict(labels or {}),
+            upload = Upload(
+                opened, upload_header(opened.filename, labels, content_type), on_progress
             )
-            stub = ingest_pb2_grpc.IngestServiceStub(self._channel("ingest"))
-            deadline = timeout or self.upload_timeout(opened.size)
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    response = await stub.Upload(
-                        self._upload_requests(opened, header, on_progress),
-                        timeout=deadline,
-                        metadata=metadata,
-                    )
-                except grpc.aio.AioRpcError as error:
-                    retry = (
-                        error.code() == grpc.StatusCode.UNAVAILABLE
-                        and opened.rewindable
-                        and attempt < self._upload_attempts
-                    )
-                    if not retry:
-                        raise ImagepipeError.from_rpc_error(error, rid) from None
-                    await asyncio.sleep(_backoff(attempt))
-                    continue
-                return UploadResult(
-                    asset=response.asset,
-                    deduplicated=response.deduplicated,
-                    near_duplicates=tuple(response.near_duplicates),
-                    request_id=rid,
-                )
+            return await upload.send(
+                ingest_pb2_grpc.IngestServiceStub(self._calls.channel("ingest")),
+                metadata=metadata,
+                request_id=rid,
+                timeout=timeout or self.upload_timeout(opened.size),
+                attempts=self._upload_attempts,
+            )
         finally:
             await asyncio.to_thread(opened.close)
-
-    @staticmethod
-    async def _upload_requests(
-        source: _UploadSource,
-        header: ingest_pb2.UploadHeader,
-        on_progress: Callable[[int], None] | None,
-    ) -> AsyncIterator[ingest_pb2.UploadRequest]:
-        yield ingest_pb2.UploadRequest(header=header)
-        sent = 0
-        if on_progress is not None:
-            on_progress(sent)
-        while chunk := await asyncio.to_thread(source.read_chunk, sent):
-            yield ingest_pb2.UploadRequest(chunk=chunk)
-            sent += len(chunk)
-            if on_progress is not None:
-                on_progress(sent)
 
     # -- catalog ------------------------------------------------------------------
 
     async def get_asset(
         self, asset_id: str, *, request_id: str | None = None, timeout: float | None = None
     ) -> common_pb2.Asset:
-        response = await self._tenant_call(
+        response = await self._calls.tenant(
             self._catalog().GetAsset,
             catalog_pb2.GetAssetRequest(asset_id=asset_id),
             request_id,
@@ -437,23 +207,18 @@ class AsyncClient:
     ) -> AsyncIterator[common_pb2.Asset]:
         """Every live asset (or those in `status`), newest first, page after page."""
         rid = request_id or new_request_id()
-        metadata = self._tenant_metadata(rid)
+        metadata = self._calls.tenant_metadata(rid)
         stub = self._catalog()
         wanted = common_pb2.ASSET_STATUS_UNSPECIFIED if status is None else parse_status(status)
-        token = ""
-        while True:
-            page = await self._unary(
-                stub.ListAssets,
-                catalog_pb2.ListAssetsRequest(page_size=page_size, page_token=token, status=wanted),
-                metadata,
-                rid,
-                timeout,
+
+        def request_for(token: str) -> catalog_pb2.ListAssetsRequest:
+            return catalog_pb2.ListAssetsRequest(
+                page_size=page_size, page_token=token, status=wanted
             )
+
+        async for page in self._calls.pages(stub.ListAssets, request_for, metadata, rid, timeout):
             for asset in page.assets:
                 yield asset
-            token = page.next_page_token
-            if not token:
-                return
 
     async def wait_ready(
         self,
@@ -470,73 +235,14 @@ class AsyncClient:
         DEADLINE_EXCEEDED (reason WAIT_TIMEOUT) when `timeout` passes first.
         """
         rid = request_id or new_request_id()
-        metadata = self._tenant_metadata(rid)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        stub = self._catalog()
-        watch = True
-        last: common_pb2.Asset | None = None
-        unreachable: ImagepipeError | None = None
-
-        def expired() -> ImagepipeError:
-            if last is None and unreachable is not None:
-                # Never got an answer: the unreachable server is the news, not the wait.
-                return unreachable
-            seen = f" (still {status_name(last.status)})" if last is not None else ""
-            return ImagepipeError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"asset {asset_id} not ready after {timeout:g} s{seen}",
-                reason="WAIT_TIMEOUT",
-                metadata={"asset_id": asset_id},
-                request_id=rid,
-            )
-
-        while (remaining := deadline - loop.time()) > 0:
-            if watch:
-                try:
-                    call = stub.WatchAsset(
-                        catalog_pb2.WatchAssetRequest(asset_id=asset_id),
-                        timeout=remaining,
-                        metadata=metadata,
-                    )
-                    try:
-                        async for update in call:
-                            last = update.asset
-                            if last.status in TERMINAL_STATUSES:
-                                return last
-                    finally:
-                        call.cancel()  # no-op once the stream has ended on its own
-                except grpc.aio.AioRpcError as error:
-                    code = error.code()
-                    if code == grpc.StatusCode.UNIMPLEMENTED:
-                        watch = False
-                        continue
-                    if code == grpc.StatusCode.UNAVAILABLE:
-                        unreachable = ImagepipeError.from_rpc_error(error, rid)
-                    elif code != grpc.StatusCode.DEADLINE_EXCEEDED:
-                        raise ImagepipeError.from_rpc_error(error, rid) from None
-                # The stream ended early, timed out or the server went away: the loop
-                # condition decides whether there is time to watch again.
-            else:
-                try:
-                    response = await self._unary(
-                        stub.GetAsset,
-                        catalog_pb2.GetAssetRequest(asset_id=asset_id),
-                        metadata,
-                        rid,
-                        min(self.timeout, remaining),
-                    )
-                except ImagepipeError as error:
-                    if error.code == grpc.StatusCode.UNAVAILABLE:
-                        unreachable = error
-                    elif error.code != grpc.StatusCode.DEADLINE_EXCEEDED:
-                        raise
-                else:
-                    last = response.asset
-                    if last.status in TERMINAL_STATUSES:
-                        return last
-            await asyncio.sleep(max(0.0, min(poll_interval, deadline - loop.time())))
-        raise expired()
+        wait = AssetWait(
+            self._catalog(),
+            asset_id,
+            metadata=self._calls.tenant_metadata(rid),
+            request_id=rid,
+            read_timeout=self.timeout,
+        )
+        return await wait.run(timeout, poll_interval)
 
     async def get_rendition(
         self,
@@ -553,7 +259,7 @@ class AsyncClient:
         `accept` lists formats by preference (``"webp"``, ``"jpeg"``, or enum values);
         empty accepts any, preferring JPEG.
         """
-        response = await self._tenant_call(
+        response = await self._calls.tenant(
             self._catalog().GetRendition,
             catalog_pb2.GetRenditionRequest(
                 asset_id=asset_id,
@@ -583,25 +289,23 @@ class AsyncClient:
         stub = self._catalog()
         rendition: common_pb2.Rendition | None = None
         parts: list[bytes] = []
-        try:
+        with map_rpc_errors(rid):
             call = stub.ReadRendition(
                 catalog_pb2.ReadRenditionRequest(
                     asset_id=asset_id, preset=preset, accept_formats=parse_formats(accept)
                 ),
                 timeout=timeout or self.timeout,
-                metadata=self._tenant_metadata(rid),
+                metadata=self._calls.tenant_metadata(rid),
             )
             async for message in call:
                 if message.WhichOneof("part") == "rendition":
                     rendition = message.rendition
                 elif rendition is None:
-                    raise _malformed("ReadRendition sent bytes before the metadata", rid)
+                    raise malformed_stream("ReadRendition sent bytes before the metadata", rid)
                 else:
                     parts.append(message.chunk)
-        except grpc.aio.AioRpcError as error:
-            raise ImagepipeError.from_rpc_error(error, rid) from None
         if rendition is None:
-            raise _malformed("ReadRendition ended without the rendition's metadata", rid)
+            raise malformed_stream("ReadRendition ended without the rendition's metadata", rid)
         data = b"".join(parts)
         if rendition.size_bytes and len(data) != rendition.size_bytes:
             raise ImagepipeError(
@@ -630,7 +334,7 @@ class AsyncClient:
     async def get_job(
         self, job_id: str, *, request_id: str | None = None, timeout: float | None = None
     ) -> common_pb2.Job:
-        response = await self._tenant_call(
+        response = await self._calls.tenant(
             self._catalog().GetJob,
             catalog_pb2.GetJobRequest(job_id=job_id),
             request_id,
@@ -647,13 +351,12 @@ class AsyncClient:
         call = stub.WatchAsset(
             catalog_pb2.WatchAssetRequest(asset_id=asset_id),
             timeout=timeout,
-            metadata=self._tenant_metadata(rid),
+            metadata=self._calls.tenant_metadata(rid),
         )
         try:
-            async for update in call:
-                yield update.asset
-        except grpc.aio.AioRpcError as error:
-            raise ImagepipeError.from_rpc_error(error, rid) from None
+            with map_rpc_errors(rid):
+                async for update in call:
+                    yield update.asset
         finally:
             call.cancel()
 
@@ -661,7 +364,7 @@ class AsyncClient:
         self, asset_id: str, *, request_id: str | None = None, timeout: float | None = None
     ) -> common_pb2.Asset:
         """Soft-delete an asset; Purge reclaims its objects later."""
-        response = await self._tenant_call(
+        response = await self._calls.tenant(
             self._catalog().DeleteAsset,
             catalog_pb2.DeleteAssetRequest(asset_id=asset_id),
             request_id,
@@ -685,7 +388,7 @@ class AsyncClient:
             request.asset_id = asset_id
         else:
             request.perceptual_hash = perceptual_hash
-        response = await self._tenant_call(
+        response = await self._calls.tenant(
             self._catalog().FindSimilar, request, request_id, timeout
         )
         return list(response.assets)
@@ -694,7 +397,7 @@ class AsyncClient:
         self, *, request_id: str | None = None, timeout: float | None = None
     ) -> catalog_pb2.GetTenantMetricsResponse:
         """Counts and bytes of the calling tenant."""
-        return await self._tenant_call(
+        return await self._calls.tenant(
             self._catalog().GetTenantMetrics,
             catalog_pb2.GetTenantMetricsRequest(),
             request_id,
@@ -713,7 +416,9 @@ class AsyncClient:
         request = catalog_pb2.PurgeRequest(dry_run=not apply)
         if older_than_days is not None:
             request.older_than_days = older_than_days
-        return await self._tenant_call(self._catalog().Purge, request, request_id, timeout or 300.0)
+        return await self._calls.tenant(
+            self._catalog().Purge, request, request_id, timeout or 300.0
+        )
 
     async def list_poison_jobs(
         self,
@@ -725,30 +430,25 @@ class AsyncClient:
     ) -> AsyncIterator[catalog_pb2.PoisonJob]:
         """Jobs given up on, newest first (replayed ones too with include_replayed)."""
         rid = request_id or new_request_id()
-        metadata = self._tenant_metadata(rid)
+        metadata = self._calls.tenant_metadata(rid)
         stub = self._catalog()
-        token = ""
-        while True:
-            page = await self._unary(
-                stub.ListPoisonJobs,
-                catalog_pb2.ListPoisonJobsRequest(
-                    page_size=page_size, page_token=token, include_replayed=include_replayed
-                ),
-                metadata,
-                rid,
-                timeout,
+
+        def request_for(token: str) -> catalog_pb2.ListPoisonJobsRequest:
+            return catalog_pb2.ListPoisonJobsRequest(
+                page_size=page_size, page_token=token, include_replayed=include_replayed
             )
+
+        async for page in self._calls.pages(
+            stub.ListPoisonJobs, request_for, metadata, rid, timeout
+        ):
             for poison_job in page.poison_jobs:
                 yield poison_job
-            token = page.next_page_token
-            if not token:
-                return
 
     async def retry_poison_job(
         self, poison_job_id: str, *, request_id: str | None = None, timeout: float | None = None
     ) -> catalog_pb2.RetryPoisonJobResponse:
         """Queue a poison job's render again with a fresh retry budget."""
-        return await self._tenant_call(
+        return await self._calls.tenant(
             self._catalog().RetryPoisonJob,
             catalog_pb2.RetryPoisonJobRequest(poison_job_id=poison_job_id),
             request_id,
@@ -761,8 +461,8 @@ class AsyncClient:
         self, asset_id: str, *, request_id: str | None = None, timeout: float | None = None
     ) -> quality_pb2.CompareResponse:
         """PSNR, SSIM and hash distance of every rendition against the original."""
-        return await self._tenant_call(
-            quality_pb2_grpc.QualityServiceStub(self._channel("quality")).Compare,
+        return await self._calls.tenant(
+            quality_pb2_grpc.QualityServiceStub(self._calls.channel("quality")).Compare,
             quality_pb2.CompareRequest(asset_id=asset_id),
             request_id,
             timeout,
@@ -772,8 +472,8 @@ class AsyncClient:
         self, *, request_id: str | None = None, timeout: float | None = None
     ) -> list[renderer_pb2.Preset]:
         """The configured rendition presets, largest first."""
-        response = await self._tenant_call(
-            renderer_pb2_grpc.RendererServiceStub(self._channel("renderer")).ListPresets,
+        response = await self._calls.tenant(
+            renderer_pb2_grpc.RendererServiceStub(self._calls.channel("renderer")).ListPresets,
             renderer_pb2.ListPresetsRequest(),
             request_id,
             timeout,
@@ -787,25 +487,14 @@ class AsyncClient:
     ) -> CreatedTenant:
         """Create a tenant with its first API key (needs the admin key)."""
         rid = request_id or new_request_id()
-        stub = tenant_admin_pb2_grpc.TenantAdminServiceStub(self._channel("catalog"))
-        response = await self._unary(
+        stub = tenant_admin_pb2_grpc.TenantAdminServiceStub(self._calls.channel("catalog"))
+        response = await self._calls.unary(
             stub.CreateTenant,
             tenant_admin_pb2.CreateTenantRequest(name=name),
-            self._admin_metadata(rid),
+            self._calls.admin_metadata(rid),
             rid,
             timeout,
         )
         return CreatedTenant(
             tenant=response.tenant, api_key=response.api_key, secret_key=response.secret_key
         )
-
-
-def _backoff(attempt: int) -> float:
-    """Seconds before retry `attempt` + 1: exponential from 0.25 s, capped, jittered."""
-    return min(2.0, 0.25 * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-
-
-def _malformed(message: str, request_id: str) -> ImagepipeError:
-    return ImagepipeError(
-        grpc.StatusCode.INTERNAL, message, reason="MALFORMED_STREAM", request_id=request_id
-    )

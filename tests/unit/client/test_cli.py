@@ -15,11 +15,11 @@ from typing import Any
 
 import grpc
 
-from imagepipe.cli import (
+from imagepipe.cli.batch import expand_paths
+from imagepipe.cli.shapes import (
     asset_json,
     compare_json,
     error_json,
-    expand_paths,
     psnr_value,
     upload_json,
 )
