@@ -10,6 +10,8 @@ PROTOS := $(wildcard protos/imagepipe/v1/*.proto)
 GEN    := imagepipe/v1
 STAMP_PY  := $(VENV)/.installed
 STAMP_GEN := $(GEN)/.generated
+# The one protoc invocation, shared with the contract wheel's build (packages/).
+GENERATE  := packages/contract/generate.py
 
 .PHONY: help install proto lint test test-unit test-contract test-integration test-faults fuzz \
         chaos run stop status bench migrate breaking clean
@@ -27,16 +29,9 @@ $(BUF): package.json
 
 install: $(STAMP_PY) ## create .venv and install imagepipe with its dev tools
 
-$(STAMP_GEN): $(PROTOS) $(STAMP_PY) Makefile
-	@rm -rf $(GEN) && mkdir -p $(GEN)
-	$(PY) -m grpc_tools.protoc -I protos -I $$($(PY) -c 'import grpc_tools, os; print(os.path.dirname(grpc_tools.__file__) + "/_proto")') \
-	  --include_source_info --include_imports --descriptor_set_out=$(GEN)/descriptor_set.binpb \
-	  --python_out=. --grpc_python_out=. \
-	  --mypy_out=quiet:. --mypy_grpc_out=quiet:. \
-	  --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
-	  --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
-	  $(PROTOS)
-	@touch $(GEN)/__init__.py $(GEN)/py.typed $@
+$(STAMP_GEN): $(PROTOS) $(STAMP_PY) $(GENERATE) Makefile
+	$(PY) $(GENERATE) .
+	@touch $@
 
 proto: $(STAMP_GEN) ## generate Python modules, .pyi and typed gRPC stubs from protos/
 
