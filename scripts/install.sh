@@ -32,3 +32,8 @@ spec="."
 [ -n "$EXTRAS" ] && spec=".[$EXTRAS]"
 "$VENV/bin/python" -m pip install --quiet -c constraints.txt \
   -e packages/contract -e packages/client -e "$spec"
+# The `imagepipe` command belonged to the root project before packages/client took it
+# over: upgrading a venv from then, pip uninstalls the old root after installing the
+# client and deletes the command with it. Put it back.
+[ -e "$VENV/bin/imagepipe" ] \
+  || "$VENV/bin/python" -m pip install --quiet --no-deps --force-reinstall -e packages/client
