@@ -11,6 +11,11 @@ while its wheel is built. Each pyproject.toml says what to take:
 
 Editable installs take nothing from here: `dev-mode-dirs` makes them a path entry to the
 repository root, so the working tree is what runs (`make proto` fills its imagepipe/v1).
+
+`imagepipe` itself is a native namespace package (PEP 420: no imagepipe/__init__.py). Each
+wheel installs only its own subpackage, so neither owns a shared __init__.py that installing
+one would overwrite and uninstalling either would delete, as with pkgutil-style namespaces,
+whose shim only served Pythons without PEP 420. Each subpackage carries its own py.typed.
 """
 
 from __future__ import annotations
