@@ -63,11 +63,18 @@ class RepositoryTreeHook(BuildHookInterface):  # type: ignore[type-arg]
             self._check_runtime_requirements()
             self._scratch = Path(tempfile.mkdtemp(prefix="imagepipe-build-"))
             script = Path(self.root) / generator
-            subprocess.run([sys.executable, str(script), str(self._scratch)], check=True)
+            try:
+                subprocess.run([sys.executable, str(script), str(self._scratch)], check=True)
+            except subprocess.CalledProcessError:
+                self._remove_scratch()  # finalize() is not called for a failed build
+                raise
             for top in sorted(self._scratch.iterdir()):
                 force_include[str(top)] = top.name
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        self._remove_scratch()
+
+    def _remove_scratch(self) -> None:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
