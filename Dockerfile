@@ -26,6 +26,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml constraints.txt README.md Makefile ./
 COPY scripts/install.sh scripts/
+COPY packages/ packages/
 RUN --mount=type=cache,target=/root/.cache/pip make install
 COPY protos/ protos/
 RUN make proto
@@ -35,13 +36,15 @@ RUN make proto
 FROM base AS venv
 COPY pyproject.toml constraints.txt README.md ./
 COPY scripts/install.sh scripts/
+# The contract and client projects (their editable installs are a path entry to /app).
+COPY packages/ packages/
 # Dependencies first, in a layer of their own: source edits do not reinstall them.
 RUN --mount=type=cache,target=/root/.cache/pip bash scripts/install.sh --no-dev
 COPY imagepipe/ imagepipe/
 COPY services/ services/
 COPY --from=proto /app/imagepipe/v1/ imagepipe/v1/
-# Again with the packages present, so the editable install maps them (the `imagepipe`
-# console script and imports from any working directory rely on that).
+# Again with the services present, so their editable install maps them (imports from
+# any working directory rely on that).
 RUN --mount=type=cache,target=/root/.cache/pip bash scripts/install.sh --no-dev \
     && .venv/bin/python -m compileall -q imagepipe services
 

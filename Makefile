@@ -10,14 +10,18 @@ PROTOS := $(wildcard protos/imagepipe/v1/*.proto)
 GEN    := imagepipe/v1
 STAMP_PY  := $(VENV)/.installed
 STAMP_GEN := $(GEN)/.generated
+# The contract and the client as projects of their own (their wheels: `make dist`).
+PACKAGES  := packages/contract/pyproject.toml packages/client/pyproject.toml
+# The one protoc invocation, shared with the contract wheel's build (packages/).
+GENERATE  := packages/contract/generate.py
 
-.PHONY: help install proto lint test test-unit test-contract test-integration test-faults fuzz \
+.PHONY: help install proto dist lint test test-unit test-contract test-integration test-faults fuzz \
         chaos run stop status bench migrate breaking clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(STAMP_PY): pyproject.toml constraints.txt scripts/install.sh
+$(STAMP_PY): pyproject.toml $(PACKAGES) constraints.txt scripts/install.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/install.sh
 	@touch $@
 
@@ -27,23 +31,23 @@ $(BUF): package.json
 
 install: $(STAMP_PY) ## create .venv and install imagepipe with its dev tools
 
-$(STAMP_GEN): $(PROTOS) $(STAMP_PY) Makefile
-	@rm -rf $(GEN) && mkdir -p $(GEN)
-	$(PY) -m grpc_tools.protoc -I protos -I $$($(PY) -c 'import grpc_tools, os; print(os.path.dirname(grpc_tools.__file__) + "/_proto")') \
-	  --include_source_info --include_imports --descriptor_set_out=$(GEN)/descriptor_set.binpb \
-	  --python_out=. --grpc_python_out=. \
-	  --mypy_out=quiet:. --mypy_grpc_out=quiet:. \
-	  --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
-	  --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
-	  $(PROTOS)
-	@touch $(GEN)/__init__.py $(GEN)/py.typed $@
+$(STAMP_GEN): $(PROTOS) $(STAMP_PY) $(GENERATE) Makefile
+	$(PY) $(GENERATE) .
+	@touch $@
 
 proto: $(STAMP_GEN) ## generate Python modules, .pyi and typed gRPC stubs from protos/
+
+# Without build isolation: the dev venv has the build tools, so no network is needed.
+dist: $(STAMP_PY) ## the contract and client wheels, into dist/ (the contract generated from protos/)
+	@rm -f dist/imagepipe_contract-*.whl dist/imagepipe_client-*.whl
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist packages/contract packages/client
+	@ls -l dist/imagepipe_contract-*.whl dist/imagepipe_client-*.whl
 
 lint: $(STAMP_GEN) $(BUF) ## ruff, mypy --strict, import contracts, buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy packages/build_hook.py $(GENERATE)
 	$(VENV)/bin/lint-imports
 	$(BUF) lint
 
@@ -97,6 +101,6 @@ chaos: $(STAMP_GEN) ## seeded fault schedules during 220 uploads: SEEDS=N (1..N)
 migrate: $(STAMP_GEN) ## apply catalog migrations to IMAGEPIPE_DATABASE_URL
 	$(PY) -m services.catalog migrate
 
-clean: ## stop the local stack, drop its database and queues, remove generated code, the venv and var/
+clean: ## stop the local stack, drop its database and queues, remove generated code, the venv, var/ and dist/
 	@if [ -x $(PY) ]; then $(PY) -m devstack destroy || true; fi
-	rm -rf $(GEN) $(VENV) var node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(GEN) $(VENV) var dist node_modules .pytest_cache .mypy_cache .ruff_cache

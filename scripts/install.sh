@@ -2,6 +2,11 @@
 # Creates the virtualenv and installs imagepipe with its dev tools.
 # The one install script: the Makefile and the container image both use it.
 #
+# Three projects, all editable: the contract (packages/contract, imagepipe.v1 from
+# `make proto`), the client with its CLI (packages/client) and the services (the root),
+# which depend on the other two. They go in one pip run, so the root's requirements on
+# them are met by these directories and never looked up on an index.
+#
 #   bash scripts/install.sh            # .venv with the dev extras (what `make install` does)
 #   bash scripts/install.sh --no-dev   # runtime dependencies only (the container image)
 #
@@ -25,4 +30,10 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 spec="."
 [ -n "$EXTRAS" ] && spec=".[$EXTRAS]"
-"$VENV/bin/python" -m pip install --quiet -c constraints.txt -e "$spec"
+"$VENV/bin/python" -m pip install --quiet -c constraints.txt \
+  -e packages/contract -e packages/client -e "$spec"
+# The `imagepipe` command belonged to the root project before packages/client took it
+# over: upgrading a venv from then, pip uninstalls the old root after installing the
+# client and deletes the command with it. Put it back.
+[ -e "$VENV/bin/imagepipe" ] \
+  || "$VENV/bin/python" -m pip install --quiet --no-deps --force-reinstall -e packages/client

@@ -1,1 +1,0 @@
-"""imagepipe: the wire contract (imagepipe.v1) and the Python client."""
