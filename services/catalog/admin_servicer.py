@@ -6,8 +6,8 @@ from imagepipe.v1 import tenant_admin_pb2 as pb
 from imagepipe.v1 import tenant_admin_pb2_grpc as pb_grpc
 from services.catalog import convert, tenants
 from services.catalog.assets import parse_uuid
-from services.catalog.paging import decode_name_token, encode_name_token, page_size
 from services.catalog.repository import CatalogRepository
+from services.catalog.usecases.paging import decode_name_token, encode_name_token, page_size
 from services.shared.errors import NotFound
 from services.shared.settings import Settings
 

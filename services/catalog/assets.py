@@ -11,9 +11,9 @@ import asyncpg
 
 from imagepipe.v1 import catalog_pb2, common_pb2
 from services.catalog import convert
-from services.catalog.paging import decode_token, encode_token, page_size
 from services.catalog.repository import CatalogRepository
 from services.catalog.similarity import MAX_DISTANCE
+from services.catalog.usecases.paging import decode_token, encode_token, page_size
 from services.shared.errors import InvalidArgument, NotFound
 from services.shared.imaging.formats import format_from_name
 from services.shared.imaging.hashing import format_hash, parse_hash

@@ -8,8 +8,8 @@ from collections import defaultdict
 from imagepipe.v1 import catalog_pb2, common_pb2
 from services.catalog import convert
 from services.catalog.assets import parse_uuid
-from services.catalog.paging import decode_token, encode_token, page_size
 from services.catalog.repository import CatalogRepository, Record
+from services.catalog.usecases.paging import decode_token, encode_token, page_size
 from services.shared.errors import NotFound
 
 __all__ = ["list_poison_jobs", "retry_poison_job"]

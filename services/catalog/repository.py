@@ -13,7 +13,7 @@ import functools
 import inspect
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import ParamSpec, TypeAlias, TypeVar
@@ -24,10 +24,10 @@ from services.catalog.lifecycle import (
     CLAIMABLE,
     IN_FLIGHT,
     MAX_SPARES,
+    STATES,
     STUCK_CANDIDATES,
     TERMINAL,
     crashed_it,
-    sql_list,
 )
 from services.catalog.similarity import probes
 from services.shared.deadlines import time_remaining
@@ -47,6 +47,11 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+
+def sql_list(states: Iterable[str]) -> str:
+    """`'a', 'b'` for an SQL IN list (the lifecycle's constants, never input)."""
+    return ", ".join(f"'{s}'" for s in STATES if s in set(states))
 
 
 def unsigned_hash(value: int) -> int:
