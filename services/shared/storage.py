@@ -25,6 +25,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import io
+import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,9 +49,11 @@ __all__ = [
     "ObjectStore",
     "S3ObjectStore",
     "StorageRefused",
+    "asset_of_rendition_key",
     "is_permanent_s3_error",
     "original_key",
     "rendition_key",
+    "tenant_prefixes",
 ]
 
 _T = TypeVar("_T")
@@ -68,6 +71,23 @@ def rendition_key(tenant_id: str, asset_id: str, preset: str, extension: str, da
     """The key of one rendition's bytes: a different output never lands on the same key."""
     digest = hashlib.sha256(data).hexdigest()[:16]
     return f"renditions/{tenant_id}/{asset_id}/{preset}.{digest}.{extension}"
+
+
+def asset_of_rendition_key(key: str) -> str | None:
+    """The asset id segment of a rendition key; None for any other key."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "renditions":
+        return None
+    try:
+        uuid.UUID(parts[2])
+    except ValueError:
+        return None
+    return parts[2]
+
+
+def tenant_prefixes(tenant_id: str) -> tuple[str, str]:
+    """The prefixes a tenant's objects are under: (originals, renditions)."""
+    return f"originals/{tenant_id}/", f"renditions/{tenant_id}/"
 
 
 STORAGE_REFUSED = Counter(

@@ -28,7 +28,7 @@ from imagepipe.v1 import (
     tenant_admin_pb2,
     tenant_admin_pb2_grpc,
 )
-from services.catalog.paging import _fingerprint as fingerprint
+from services.catalog.usecases.paging import _fingerprint as fingerprint
 from tests.conftest import CORPUS
 from tests.helpers import Services, Tenant, error_info, upload, upload_messages
 

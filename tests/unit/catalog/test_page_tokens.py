@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from services.catalog.paging import _fingerprint as fingerprint
-from services.catalog.paging import (
+from services.catalog.usecases.paging import _fingerprint as fingerprint
+from services.catalog.usecases.paging import (
     decode_name_token,
     decode_token,
     encode_name_token,

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from services.catalog.paging import MAX_PAGE_SIZE, decode_token, encode_token, page_size
+from services.catalog.usecases.paging import MAX_PAGE_SIZE, decode_token, encode_token, page_size
 from services.shared.errors import InvalidArgument
 
 

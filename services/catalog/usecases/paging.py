@@ -4,7 +4,8 @@ One token format for every listing: URL-safe base64 of a JSON object holding a
 fingerprint of the listing and its filters (``q``) and the position of the last row
 returned, either ``t`` + ``id`` (created_at, row id) or ``name``. A token is checked
 in full here — its type, the fingerprint, a time within range, a real UUID, a name a
-text column can hold — so nothing malformed reaches the repository.
+text column can hold — so nothing malformed reaches the database. Every listing
+pages through `paginate`.
 """
 
 from __future__ import annotations
@@ -15,19 +16,28 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from typing import Any
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from services.shared.errors import InvalidArgument
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
+    "Page",
     "decode_name_token",
     "decode_token",
     "encode_name_token",
     "encode_token",
+    "group_by",
     "page_size",
+    "paginate",
 ]
+
+_T = TypeVar("_T")
+_K = TypeVar("_K")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -118,3 +128,30 @@ def decode_name_token(token: str, query: str) -> str | None:
         return name
     except ValueError as error:
         raise _refused() from error
+
+
+@dataclass(frozen=True)
+class Page(Generic[_T]):
+    items: list[_T]
+    next_page_token: str  # empty on the last page
+
+
+async def paginate(
+    fetch: Callable[[int], Awaitable[list[_T]]],
+    *,
+    size: int,
+    token_of: Callable[[_T], str],
+) -> Page[_T]:
+    """One page of at most `size` rows: one row more is fetched to tell whether
+    another page follows, and the next token names the last row of this one."""
+    rows = await fetch(size + 1)
+    items = rows[:size]
+    return Page(items, token_of(items[-1]) if len(rows) > size else "")
+
+
+def group_by(items: Iterable[_T], key: Callable[[_T], _K]) -> dict[_K, list[_T]]:
+    """Rows fetched for several parents at once (renditions, attempts), by parent."""
+    groups: dict[_K, list[_T]] = defaultdict(list)
+    for item in items:
+        groups[key(item)].append(item)
+    return groups

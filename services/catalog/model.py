@@ -1,0 +1,357 @@
+"""The catalog's data as the rest of the service sees it: frozen dataclasses and enums.
+
+The db package turns rows into these (db/rows.py) and the api turns these into
+protobuf messages (api/convert.py); between the two, nothing knows either form.
+
+Perceptual hashes are the unsigned 64-bit values everywhere here; only the db
+stores them as PostgreSQL's signed bigint (similarity.signed_hash / unsigned_hash).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from dataclasses import dataclass
+
+__all__ = [
+    "ApiKey",
+    "Asset",
+    "AssetRegistration",
+    "AssetStatus",
+    "AssetWithRenditions",
+    "Attempt",
+    "AttemptStart",
+    "Claimed",
+    "DeletedAsset",
+    "Job",
+    "JobState",
+    "JobWithAttempts",
+    "NewAsset",
+    "NewRendition",
+    "PoisonJob",
+    "PoisonJobWithAttempts",
+    "PoisonReason",
+    "PurgeItem",
+    "PurgeItemKind",
+    "PurgeReport",
+    "RenderRequest",
+    "RenderRequestWithAttempts",
+    "Rendition",
+    "SimilarAsset",
+    "StoredApiKey",
+    "Tenant",
+    "TenantMetrics",
+]
+
+
+class AssetStatus(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+class JobState(enum.StrEnum):
+    """The states of a render job; lifecycle.py says which changes each operation makes."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class PoisonReason(enum.StrEnum):
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    DELIVERY_LIMIT = "delivery_limit"
+
+
+# Tenants and keys ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: uuid.UUID
+    name: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    tenant_id: uuid.UUID
+    label: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class StoredApiKey:
+    """What authenticating a key needs; the secret's hash never leaves the catalog."""
+
+    key_id: str
+    tenant_id: uuid.UUID
+    secret_hash: bytes
+    revoked_at: dt.datetime | None
+
+
+# Assets and renditions -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Asset:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    status: AssetStatus
+    content_hash: str
+    perceptual_hash: int  # unsigned 64-bit
+    filename: str
+    declared_content_type: str
+    content_type: str
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+    frame_count: int
+    labels: dict[str, str]
+    original_key: str
+    upload_count: int
+    thumbhash: str | None
+    dominant_color: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    deleted_at: dt.datetime | None
+    job_id: uuid.UUID | None  # the asset's newest job
+
+
+@dataclass(frozen=True)
+class Rendition:
+    asset_id: uuid.UUID
+    preset: str
+    format: str
+    object_key: str
+    width: int
+    height: int
+    size_bytes: int
+    quality: int
+    psnr_db: float | None
+    psnr_infinite: bool | None
+    ssim: float | None  # None: no quality scores were recorded
+    hash_distance: int | None
+    min_ssim: float
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AssetWithRenditions:
+    asset: Asset
+    renditions: tuple[Rendition, ...] = ()
+
+
+@dataclass(frozen=True)
+class SimilarAsset:
+    asset_id: uuid.UUID
+    perceptual_hash: int  # unsigned 64-bit
+    distance: int
+
+
+@dataclass(frozen=True)
+class NewAsset:
+    """A registration: the asset RegisterAsset inserts with its pending job."""
+
+    tenant_id: uuid.UUID
+    content_hash: str
+    perceptual_hash: int  # unsigned 64-bit
+    filename: str
+    declared_content_type: str
+    content_type: str
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+    frame_count: int
+    labels: dict[str, str]
+    original_key: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class NewRendition:
+    """A rendition a completed job records."""
+
+    preset: str
+    format: str
+    object_key: str
+    width: int
+    height: int
+    size_bytes: int
+    quality: int
+    psnr_db: float | None
+    psnr_infinite: bool | None
+    ssim: float | None
+    hash_distance: int | None
+    min_ssim: float = 0.0  # the SSIM target the quality was chosen for; 0: fixed quality
+
+
+# Jobs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    asset_id: uuid.UUID
+    state: JobState
+    attempts: int
+    last_error: str
+    request_id: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    published_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    job_id: uuid.UUID
+    attempt: int
+    worker: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    error: str
+    transient: bool
+    repeats: int  # consecutive transient failures folded into this row
+    first_finished_at: dt.datetime | None  # when the first of those ended
+
+
+@dataclass(frozen=True)
+class JobWithAttempts:
+    job: Job
+    attempts: tuple[Attempt, ...] = ()
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """What a renderer needs to run a job (the message the broker carries)."""
+
+    job_id: uuid.UUID
+    tenant_id: uuid.UUID
+    asset_id: uuid.UUID
+    request_id: str
+    created_at: dt.datetime
+    original_key: str
+    content_hash: str
+    format: str
+    # An earlier delivery was never settled (an attempt opened and never finished, a
+    # claim before this one that opened none, or a spare at the delivery limit): the
+    # renderer runs it alone.
+    interrupted: bool
+
+
+@dataclass(frozen=True)
+class RenderRequestWithAttempts:
+    """A render request with the failed attempts of the job's current retry budget."""
+
+    request: RenderRequest
+    attempts: tuple[Attempt, ...] = ()
+
+
+@dataclass(frozen=True)
+class AssetRegistration:
+    asset: Asset
+    created: bool
+    job: Job | None
+    deferred: bool = False  # the tenant is at its in-flight limit: the relay publishes it
+
+
+@dataclass(frozen=True)
+class Claimed:
+    jobs: list[RenderRequest]  # leased to the caller
+    # Past the delivery limit: the caller spares each or records it as poison
+    # (delivery_limit) instead of running it.
+    over_limit: list[RenderRequest]
+
+
+@dataclass(frozen=True)
+class AttemptStart:
+    job: Job | None  # None: no such job
+    attempt: int  # 0 when no attempt was opened (the job is finished)
+
+
+# Poison jobs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoisonJob:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    job_id: uuid.UUID
+    asset_id: uuid.UUID
+    reason: PoisonReason
+    error: str
+    request: bytes  # the render request as given up, serialised, for replay
+    created_at: dt.datetime
+    replayed_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class PoisonJobWithAttempts:
+    poison_job: PoisonJob
+    attempts: tuple[Attempt, ...] = ()
+
+
+# Purge and usage -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeletedAsset:
+    id: uuid.UUID
+    original_key: str
+    size_bytes: int
+    deleted_at: dt.datetime
+    renditions: tuple[tuple[str, int], ...]  # (object key, size in bytes)
+
+
+class PurgeItemKind(enum.StrEnum):
+    DELETED_ORIGINAL = "deleted_original"
+    DELETED_RENDITION = "deleted_rendition"
+    ORPHAN_OBJECT = "orphan_object"
+
+
+@dataclass(frozen=True)
+class PurgeItem:
+    kind: PurgeItemKind
+    object_key: str
+    size_bytes: int
+    asset_id: uuid.UUID | None = None
+    modified: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    dry_run: bool
+    cutoff: dt.datetime
+    items: tuple[PurgeItem, ...]
+    asset_rows_removed: int  # 0 on a dry run
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(item.size_bytes for item in self.items)
+
+
+@dataclass(frozen=True)
+class TenantMetrics:
+    asset_count: int
+    assets_by_status: dict[str, int]
+    rendition_count: int
+    original_bytes: int
+    rendition_bytes: int
+    logical_bytes: int
+    physical_bytes: int
+    deduplicated_uploads: int
+    jobs_by_state: dict[str, int]
+    poison_job_count: int
+    renditions_by_format: dict[str, tuple[int, int]]  # format name -> (count, bytes)
