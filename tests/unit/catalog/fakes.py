@@ -179,9 +179,20 @@ class FakeDatabase:
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
 
+    queried: asyncio.Condition = field(default_factory=asyncio.Condition)
+
     async def query(self, name: str) -> None:
-        self.queries[name] += 1
+        """Called first by every store method: its rows are read after this returns,
+        in the same step as the count, so a count seen means the rows were read."""
         await asyncio.sleep(0)
+        async with self.queried:
+            self.queries[name] += 1
+            self.queried.notify_all()
+
+    async def until_queried(self, name: str, times: int) -> None:
+        """Until `name` was called `times` times in all (by some other task)."""
+        async with self.queried:
+            await self.queried.wait_for(lambda: self.queries[name] >= times)
 
     # Reading rows as the model shows them ------------------------------------------
 
