@@ -12,7 +12,7 @@ import pytest
 from services.catalog.model import Asset, PoisonReason
 from services.catalog.usecases.renditions import DEFAULT_PREFERENCE, choose_rendition
 from services.shared.errors import FailedPrecondition, NotFound
-from tests.unit.catalog.fakes import FakeCatalog, new_asset, registered, rendered
+from tests.unit.catalog.fakes import FakeCatalog, new_asset, new_rendition, registered, rendered
 
 TENANT = uuid.uuid4()
 ALL_FORMATS = [("thumb", "jpeg"), ("thumb", "webp"), ("thumb", "avif"), ("large", "webp")]
@@ -62,7 +62,14 @@ async def test_another_presets_format_is_not_offered() -> None:
 
 async def test_no_accepted_format_names_the_available_ones() -> None:
     catalog = FakeCatalog()
-    asset = await rendered(catalog, new_asset(TENANT), [("thumb", "webp"), ("thumb", "avif")])
+    asset, job = await registered(catalog, new_asset(TENANT))
+    started = await catalog.jobs.start_attempt(job.id, "renderer", dt.timedelta(minutes=2))
+    # Listed largest first: webp before avif, yet named in order.
+    made = [
+        new_rendition(TENANT, asset.id, "thumb", "avif", width=100, height=100),
+        new_rendition(TENANT, asset.id, "thumb", "webp", width=200, height=200),
+    ]
+    await catalog.jobs.complete_job(job.id, started.attempt, made, None, None)
     with pytest.raises(NotFound) as refused:
         await _choose(catalog, asset, ["png", "jpeg"])
     assert refused.value.reason == "FORMAT_NOT_AVAILABLE"
