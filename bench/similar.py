@@ -2,7 +2,7 @@
 
 Loads 100k, then 1M random 64-bit perceptual hashes for one tenant into a throwaway
 database (migrated like production), then times the catalog's own near-duplicate
-query (CatalogRepository.near_duplicates: block indexes, then the exact distance)
+query (the asset store's near_duplicates: block indexes, then the exact distance)
 beside the obvious baseline (the exact distance over every row of the tenant). Half
 of the queries are near an existing hash, half are random.
 
@@ -27,8 +27,9 @@ from rich.table import Table
 
 from bench.common import percentile
 from devstack import DEFAULT_PG, drop_database
-from services.catalog.migrate import apply_migrations, ensure_database
-from services.catalog.repository import CatalogRepository, create_pool
+from services.catalog.db import PgAssetStore, create_pool
+from services.catalog.db.migrate import apply_migrations, ensure_database
+from services.catalog.similarity import signed_hash
 from services.shared.settings import Settings
 
 THRESHOLD = Settings().similarity_threshold
@@ -42,10 +43,6 @@ BASELINE = """
 """
 
 
-def signed(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
 async def load(
     connection: asyncpg.Connection, tenant: uuid.UUID, count: int, rng: random.Random
 ) -> list[int]:
@@ -56,7 +53,7 @@ async def load(
             tenant,
             "ready",
             secrets.token_hex(32),
-            signed(h),
+            signed_hash(h),
             "image/jpeg",
             "jpeg",
             640,
@@ -103,17 +100,17 @@ def queries(existing: list[int], count: int, rng: random.Random) -> list[int]:
 
 
 async def time_queries(
-    repo: CatalogRepository, pool: asyncpg.Pool, tenant: uuid.UUID, probes: list[int]
+    assets: PgAssetStore, pool: asyncpg.Pool, tenant: uuid.UUID, probes: list[int]
 ) -> tuple[list[float], list[float], int]:
     ours, baseline, mismatches = [], [], 0
     for value in probes:
         started = time.perf_counter()
-        fast = await repo.near_duplicates(tenant, signed(value), THRESHOLD, 20, None)
+        fast = await assets.near_duplicates(tenant, value, THRESHOLD, 20, None)
         ours.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
-        slow = await pool.fetch(BASELINE, tenant, signed(value), THRESHOLD, 20)
+        slow = await pool.fetch(BASELINE, tenant, signed_hash(value), THRESHOLD, 20)
         baseline.append((time.perf_counter() - started) * 1000)
-        mismatches += [r["id"] for r in fast] != [r["id"] for r in slow]
+        mismatches += [r.asset_id for r in fast] != [r["id"] for r in slow]
     return ours, baseline, mismatches
 
 
@@ -127,7 +124,7 @@ async def main(sizes: list[int], query_count: int) -> None:
     try:
         await apply_migrations(dsn)
         pool = await create_pool(dsn, 4)
-        repo = CatalogRepository(pool)
+        assets = PgAssetStore(pool)
         tenant = uuid.uuid4()
         existing: list[int] = []
         # Loading a million rows takes longer than the service's command timeout.
@@ -140,8 +137,8 @@ async def main(sizes: list[int], query_count: int) -> None:
                 console.print(f"loaded {size:,} hashes in {time.perf_counter() - started:.1f} s")
                 probes = queries(existing, query_count, rng)
                 # Steady state: both methods see every query once before timing.
-                await time_queries(repo, pool, tenant, probes)
-                ours, baseline, mismatches = await time_queries(repo, pool, tenant, probes)
+                await time_queries(assets, pool, tenant, probes)
+                ours, baseline, mismatches = await time_queries(assets, pool, tenant, probes)
                 rows.append((size, ours, baseline, mismatches))
         finally:
             await connection.close()

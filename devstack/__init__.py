@@ -37,7 +37,7 @@ import aio_pika
 import asyncpg
 from minio import Minio
 
-from services.catalog.migrate import apply_migrations, ensure_database
+from services.catalog.db.migrate import apply_migrations, ensure_database
 from services.shared.broker import Topology
 from services.shared.healthcheck import check as health_status
 

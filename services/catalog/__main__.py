@@ -7,9 +7,9 @@ import asyncio
 import typer
 
 from services.catalog import wiring
-from services.catalog.migrate import apply_migrations, ensure_database
-from services.catalog.repository import CatalogRepository, create_pool
-from services.catalog.tenants import create_tenant
+from services.catalog.db import PgTenantStore, create_pool
+from services.catalog.db.migrate import apply_migrations, ensure_database
+from services.catalog.usecases.tenants import create_tenant
 from services.shared.entrypoint import run_service, secret_values
 from services.shared.errors import ImagepipeError
 from services.shared.logs import configure_logging
@@ -55,10 +55,10 @@ def create_tenant_command(name: str) -> None:
     async def run() -> str:
         pool = await create_pool(settings.database_url.get_secret_value(), 1)
         try:
-            _, _, key = await create_tenant(
-                CatalogRepository(pool), name, settings.key_pepper.get_secret_value()
+            created = await create_tenant(
+                PgTenantStore(pool), name=name, pepper=settings.key_pepper.get_secret_value()
             )
-            return key
+            return created.secret_key
         finally:
             await pool.close()
 

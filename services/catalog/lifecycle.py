@@ -15,11 +15,13 @@ every state change it observes against TRANSITIONS.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 from services.catalog.model import JobState
 
 __all__ = [
+    "ABANDONED_AFTER",
     "CLAIMABLE",
     "IN_FLIGHT",
     "MAX_SPARES",
@@ -79,6 +81,10 @@ TRANSITIONS: Mapping[str, frozenset[tuple[JobState, JobState]]] = {
     "replay": frozenset({(DEAD, PENDING)}),
 }
 
+
+# A running job whose lease expired this long ago has lost its renderer: the relay
+# takes it back to the outbox (claim_unpublished).
+ABANDONED_AFTER = dt.timedelta(seconds=30)
 
 # How often a job at the delivery limit may be spared (see crashed_it) before it is
 # poison whatever its attempts say: at most (MAX_SPARES + 1) x (limit + 1) deliveries.

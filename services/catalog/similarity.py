@@ -7,6 +7,9 @@ by more than d (a generalised pigeonhole, as in Norouzi et al., "Fast Search in
 Hamming Space with Multi-Index Hashing"). The radii are kept as small and as even as
 that allows, which keeps the probes few: (1, 1, 1, 2) for d = 8 is 17 + 17 + 17 +
 137 = 188 probes, against 4 x 137 with radius 2 everywhere.
+
+PostgreSQL has no unsigned 64-bit integer: a hash is stored as the signed bigint with
+the same bits (signed_hash), and read back with unsigned_hash.
 """
 
 from __future__ import annotations
@@ -14,7 +17,16 @@ from __future__ import annotations
 from functools import cache
 from itertools import combinations
 
-__all__ = ["BLOCKS", "BLOCK_BITS", "MAX_DISTANCE", "block_values", "probes", "radii"]
+__all__ = [
+    "BLOCKS",
+    "BLOCK_BITS",
+    "MAX_DISTANCE",
+    "block_values",
+    "probes",
+    "radii",
+    "signed_hash",
+    "unsigned_hash",
+]
 
 BLOCKS = 4
 BLOCK_BITS = 16
@@ -22,6 +34,16 @@ MAX_RADIUS = 2
 # sum(r_i + 1) > d with every r_i <= 2 reaches d = 4 * 3 - 1.
 MAX_DISTANCE = BLOCKS * (MAX_RADIUS + 1) - 1
 _MASK = (1 << BLOCK_BITS) - 1
+
+
+def signed_hash(value: int) -> int:
+    """uint64 -> the signed bigint PostgreSQL stores."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def unsigned_hash(value: int) -> int:
+    """The signed bigint PostgreSQL stores, back to the uint64 it holds."""
+    return value + (1 << 64) if value < 0 else value
 
 
 def block_values(value: int) -> list[int]:

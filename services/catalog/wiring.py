@@ -13,12 +13,12 @@ from imagepipe.v1 import (
     tenant_admin_pb2,
     tenant_admin_pb2_grpc,
 )
-from services.catalog.admin_servicer import TenantAdminServicer
-from services.catalog.internal_servicer import CatalogInternalServicer
-from services.catalog.repository import CatalogRepository, create_pool
-from services.catalog.servicer import CatalogServicer
-from services.catalog.tenants import KeyAuthenticator
-from services.catalog.watch import AssetWatchHub
+from services.catalog.api.admin import TenantAdminServicer
+from services.catalog.api.internal import CatalogInternalServicer
+from services.catalog.api.public import CatalogServicer
+from services.catalog.db import CatalogDatabase, create_pool
+from services.catalog.db.watch import AssetWatchHub
+from services.catalog.usecases.tenants import KeyAuthenticator
 from services.shared.retry_policy import retry_policy
 from services.shared.server import GrpcService, ServiceSpec
 from services.shared.settings import Settings
@@ -32,12 +32,12 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
     pool = await create_pool(settings.database_url.get_secret_value(), settings.db_pool_size)
     store = S3ObjectStore(settings)
     try:
-        repo = CatalogRepository(
+        database = CatalogDatabase(
             pool,
             tenant_max_in_flight=settings.tenant_max_in_flight,
             policy=retry_policy(settings),
         )
-        authenticator = KeyAuthenticator(repo, settings.key_pepper.get_secret_value())
+        authenticator = KeyAuthenticator(database.tenants, settings.key_pepper.get_secret_value())
         watch = AssetWatchHub(settings.database_url.get_secret_value())
         yield ServiceSpec(
             name="catalog",
@@ -46,22 +46,22 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
             services=[
                 GrpcService(
                     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"],
-                    CatalogServicer(repo, store, watch, settings),
+                    CatalogServicer(database, store, watch, settings),
                     catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
                 ),
                 GrpcService(
                     tenant_admin_pb2.DESCRIPTOR.services_by_name["TenantAdminService"],
-                    TenantAdminServicer(repo, settings),
+                    TenantAdminServicer(database.tenants, settings),
                     tenant_admin_pb2_grpc.add_TenantAdminServiceServicer_to_server,
                 ),
                 GrpcService(
                     catalog_internal_pb2.DESCRIPTOR.services_by_name["CatalogInternalService"],
-                    CatalogInternalServicer(repo, authenticator, settings),
+                    CatalogInternalServicer(database, authenticator, settings),
                     catalog_internal_pb2_grpc.add_CatalogInternalServiceServicer_to_server,
                 ),
             ],
             authenticator=authenticator,
-            checks={"postgres": repo.ping, "s3": store.check},
+            checks={"postgres": database.ping, "s3": store.check},
             workers=[watch],
         )
     finally:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from devstack import ServiceProcess, Stack, StackConfig
 from imagepipe.v1 import tenant_admin_pb2, tenant_admin_pb2_grpc
-from services.catalog.repository import ABANDONED_AFTER
+from services.catalog.lifecycle import ABANDONED_AFTER
 from tests.chaos.batch import RENDERER_MAX_PIXELS, Item, Kind, make_batch
 from tests.chaos.checker import Checker, Verdict
 from tests.chaos.inject import CrashWatcher, FaultRecord, Injector, connect

@@ -29,9 +29,9 @@ from imagepipe.v1 import (
     tenant_admin_pb2,
     tenant_admin_pb2_grpc,
 )
-from services.catalog.admin_servicer import TenantAdminServicer
-from services.catalog.internal_servicer import CatalogInternalServicer
-from services.catalog.servicer import CatalogServicer
+from services.catalog.api.admin import TenantAdminServicer
+from services.catalog.api.internal import CatalogInternalServicer
+from services.catalog.api.public import CatalogServicer
 from services.ingest.servicer import IngestServicer
 from services.quality.servicer import QualityServicer
 from services.renderer.servicer import RendererServicer

@@ -1,5 +1,5 @@
 """A catalog database of a test's own on the shared PostgreSQL: created and migrated
-for the test, dropped after it, for tests that drive the repository directly."""
+for the test, dropped after it, for tests that drive the stores directly."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 from devstack import DEFAULT_PG, drop_database
-from services.catalog.migrate import apply_migrations, ensure_database
-from services.catalog.repository import CatalogRepository, NewAsset, create_pool
+from services.catalog.db import CatalogDatabase, create_pool
+from services.catalog.db.migrate import apply_migrations, ensure_database
+from services.catalog.model import NewAsset
 
 __all__ = ["catalog_database", "new_asset", "new_job", "new_tenant"]
 
@@ -25,7 +26,7 @@ def _admin_url() -> str:
 @asynccontextmanager
 async def catalog_database(
     prefix: str, *, tenant_max_in_flight: int = 0
-) -> AsyncIterator[CatalogRepository]:
+) -> AsyncIterator[CatalogDatabase]:
     admin = _admin_url()
     name = f"imagepipe_{prefix}_{uuid.uuid4().hex[:10]}"
     url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
@@ -34,7 +35,7 @@ async def catalog_database(
         await apply_migrations(url)
         pool = await create_pool(url, 4)
         try:
-            yield CatalogRepository(pool, tenant_max_in_flight=tenant_max_in_flight)
+            yield CatalogDatabase(pool, tenant_max_in_flight=tenant_max_in_flight)
         finally:
             await asyncio.wait_for(pool.close(), 30)
     finally:
@@ -45,7 +46,7 @@ def new_asset(tenant_id: uuid.UUID, *, request_id: str = "test") -> NewAsset:
     """A small PNG's registration with bytes of its own (a fresh content hash)."""
     digest = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
     return NewAsset(
-        tenant_id=str(tenant_id),
+        tenant_id=tenant_id,
         content_hash=digest,
         perceptual_hash=255,
         filename="a.png",
@@ -62,16 +63,16 @@ def new_asset(tenant_id: uuid.UUID, *, request_id: str = "test") -> NewAsset:
     )
 
 
-async def new_job(repo: CatalogRepository, tenant_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+async def new_job(repo: CatalogDatabase, tenant_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
     """A fresh asset and its pending job (ids), as RegisterAsset makes them."""
-    registration = await repo.register_asset(new_asset(tenant_id))
+    registration = await repo.assets.register_asset(new_asset(tenant_id))
     assert registration.job is not None
-    return registration.asset["id"], registration.job["id"]
+    return registration.asset.id, registration.job.id
 
 
-async def new_tenant(repo: CatalogRepository, prefix: str = "t") -> uuid.UUID:
-    created = await repo.create_tenant(
+async def new_tenant(repo: CatalogDatabase, prefix: str = "t") -> uuid.UUID:
+    created = await repo.tenants.create_tenant(
         f"{prefix}-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:16], b"x" * 32, ""
     )
     assert created is not None
-    return uuid.UUID(str(created[0]["id"]))
+    return uuid.UUID(str(created[0].id))

@@ -27,17 +27,19 @@ from hypothesis.stateful import (
 )
 
 from imagepipe.v1 import catalog_internal_pb2 as pb
-from services.catalog.internal_servicer import CatalogInternalServicer
+from services.catalog.api.internal import CatalogInternalServicer
+from services.catalog.db import CatalogDatabase
+from services.catalog.db.pool import transaction
 from services.catalog.lifecycle import STATES, TERMINAL, TRANSITIONS, allowed
-from services.catalog.repository import CatalogRepository, RenditionRow
-from services.catalog.tenants import KeyAuthenticator
+from services.catalog.model import NewRendition, PoisonReason
+from services.catalog.usecases.tenants import KeyAuthenticator
 from services.shared.settings import Settings
 from tests.integration.catalog_db import catalog_database, new_job, new_tenant
 
 _T = TypeVar("_T")
 DELIVERY_LIMIT = 2
 ASSET_STATUS = {"done": {"ready"}, "dead": {"failed"}}
-RENDITION = RenditionRow(
+RENDITION = NewRendition(
     preset="thumb",
     format="jpeg",
     object_key="renditions/x",
@@ -60,7 +62,7 @@ def test_job_lifecycle_holds_under_random_interleavings() -> None:
         return loop.run_until_complete(coroutine)
 
     database = catalog_database("lifecycle")
-    repo: CatalogRepository = run(database.__aenter__())
+    repo: CatalogDatabase = run(database.__aenter__())
     try:
         servicer = CatalogInternalServicer(
             repo,
@@ -70,7 +72,7 @@ def test_job_lifecycle_holds_under_random_interleavings() -> None:
         tenant = run(new_tenant(repo))
 
         async def sql(statement: str, *args: object) -> list[Any]:
-            async with repo._transaction() as connection:
+            async with transaction(repo.pool) as connection:
                 return list(await connection.fetch(statement, *args))
 
         class Lifecycle(RuleBasedStateMachine):
@@ -112,7 +114,7 @@ def test_job_lifecycle_holds_under_random_interleavings() -> None:
 
             @rule()
             def publish(self) -> None:
-                self._apply("publish", repo.mark_job_published(self.job_id))
+                self._apply("publish", repo.jobs.mark_job_published(self.job_id))
 
             @rule()
             def start(self) -> None:
@@ -133,7 +135,8 @@ def test_job_lifecycle_holds_under_random_interleavings() -> None:
             def complete(self, age: int) -> None:
                 attempt = self.attempts[max(0, len(self.attempts) - 1 - age)]
                 self._apply(
-                    "complete", repo.complete_job(self.job_id, attempt, [RENDITION], None, None)
+                    "complete",
+                    repo.jobs.complete_job(self.job_id, attempt, [RENDITION], None, None),
                 )
 
             @precondition(lambda self: bool(self.attempts))
@@ -204,7 +207,10 @@ def test_job_lifecycle_holds_under_random_interleavings() -> None:
 
             @rule(reason=st.sampled_from(["retries_exhausted", "delivery_limit"]))
             def give_up(self, reason: str) -> None:
-                self._apply("poison", repo.record_poison(self.job_id, reason, "given up", b""))
+                self._apply(
+                    "poison",
+                    repo.poison.record_poison(self.job_id, PoisonReason(reason), "given up", b""),
+                )
 
             @rule()
             def replay(self) -> None:
@@ -215,7 +221,7 @@ def test_job_lifecycle_holds_under_random_interleavings() -> None:
                     )
                 )
                 for row in rows:
-                    self._apply("replay", repo.retry_poison(tenant, row["id"]))
+                    self._apply("replay", repo.poison.retry_poison(tenant, row["id"]))
 
             @invariant()
             def job_and_asset_agree(self) -> None:

@@ -17,22 +17,23 @@ from typing import cast
 
 from imagepipe.v1 import catalog_internal_pb2 as pb
 from imagepipe.v1 import catalog_pb2, events_pb2
-from services.catalog.internal_servicer import CatalogInternalServicer
+from services.catalog.api.internal import CatalogInternalServicer
+from services.catalog.db import CatalogDatabase
+from services.catalog.db.pool import transaction
 from services.catalog.lifecycle import MAX_SPARES
-from services.catalog.repository import CatalogRepository
-from services.catalog.tenants import KeyAuthenticator
+from services.catalog.usecases.tenants import KeyAuthenticator
 from services.shared.settings import Settings
 from tests.integration.catalog_db import catalog_database, new_job, new_tenant
 
 LIMIT = Settings().delivery_limit
 
 
-def _servicer(repo: CatalogRepository) -> CatalogInternalServicer:
+def _servicer(repo: CatalogDatabase) -> CatalogInternalServicer:
     return CatalogInternalServicer(repo, cast(KeyAuthenticator, None), Settings())
 
 
-async def _state(repo: CatalogRepository, job_id: uuid.UUID) -> tuple[str, str]:
-    async with repo._transaction() as connection:
+async def _state(repo: CatalogDatabase, job_id: uuid.UUID) -> tuple[str, str]:
+    async with transaction(repo.pool) as connection:
         row = await connection.fetchrow(
             "SELECT j.state, a.status FROM jobs j JOIN assets a ON a.id = j.asset_id "
             "WHERE j.id = $1",
@@ -42,8 +43,8 @@ async def _state(repo: CatalogRepository, job_id: uuid.UUID) -> tuple[str, str]:
     return row["state"], row["status"]
 
 
-async def _poison(repo: CatalogRepository, job_id: uuid.UUID) -> list[tuple[str, bytes]]:
-    async with repo._transaction() as connection:
+async def _poison(repo: CatalogDatabase, job_id: uuid.UUID) -> list[tuple[str, bytes]]:
+    async with transaction(repo.pool) as connection:
         rows = await connection.fetch(
             "SELECT reason, request FROM poison_jobs WHERE job_id = $1 AND replayed_at IS NULL",
             job_id,
@@ -51,8 +52,8 @@ async def _poison(repo: CatalogRepository, job_id: uuid.UUID) -> list[tuple[str,
     return [(r["reason"], r["request"]) for r in rows]
 
 
-async def _sql(repo: CatalogRepository, statement: str, *args: object) -> None:
-    async with repo._transaction() as connection:
+async def _sql(repo: CatalogDatabase, statement: str, *args: object) -> None:
+    async with transaction(repo.pool) as connection:
         await connection.execute(statement, *args)
 
 
@@ -177,7 +178,7 @@ async def test_consecutive_transient_failures_are_one_attempt_row() -> None:
         await attempt(transient=False)
         for _ in range(5):
             await attempt(transient=True)
-        async with repo._transaction() as connection:
+        async with transaction(repo.pool) as connection:
             rows = await connection.fetch(
                 "SELECT attempt, transient, repeats, first_finished_at, finished_at "
                 "FROM job_attempts WHERE job_id = $1 ORDER BY attempt",
@@ -198,9 +199,9 @@ async def test_queued_and_retrying_jobs_without_progress_are_claimed_for_republi
         tenant = await new_tenant(repo)
         jobs = {name: (await new_job(repo, tenant))[1] for name in ("old", "fresh", "retrying")}
         for job_id in jobs.values():
-            await repo.mark_job_published(job_id)
-        started = await repo.start_attempt(jobs["retrying"], "r", dt.timedelta(seconds=60))
-        await repo.fail_attempt(
+            await repo.jobs.mark_job_published(job_id)
+        started = await repo.jobs.start_attempt(jobs["retrying"], "r", dt.timedelta(seconds=60))
+        await repo.jobs.fail_attempt(
             jobs["retrying"], started.attempt, "x", transient=True, retry_after=None
         )
         await _sql(
@@ -223,7 +224,7 @@ async def test_queued_and_retrying_jobs_without_progress_are_claimed_for_republi
         assert await claim(60) == set(), "leased: one relay republishes each"
         # Republished: the confirm restarts their clock; their state is kept.
         for name in ("old", "retrying"):
-            await repo.mark_job_published(jobs[name])
+            await repo.jobs.mark_job_published(jobs[name])
         assert [(await _state(repo, jobs[n]))[0] for n in ("old", "fresh", "retrying")] == [
             "queued",
             "queued",

@@ -1,4 +1,4 @@
-"""The catalog repository against the real database with faults injected between it
+"""The catalog's stores against the real database with faults injected between it
 and its connections: what it retries, what it must not, and how failures are reported.
 
 "Commit applied, answer lost" cannot be produced reliably with pg_terminate_backend,
@@ -24,7 +24,8 @@ from imagepipe.v1 import (
     common_pb2,
     ingest_pb2_grpc,
 )
-from services.catalog.repository import CatalogRepository, NewAsset, create_pool
+from services.catalog.db import CatalogDatabase, create_pool
+from services.catalog.model import NewAsset
 from services.shared.deadlines import reset_deadline, set_deadline
 from services.shared.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from tests.faults.support import make_images
@@ -122,11 +123,11 @@ class FaultyPool:
 
 
 @asynccontextmanager
-async def _repository(stack: Stack) -> AsyncIterator[tuple[CatalogRepository, FaultyPool]]:
+async def _repository(stack: Stack) -> AsyncIterator[tuple[CatalogDatabase, FaultyPool]]:
     pool = await create_pool(stack.database_url, 2)
     try:
         faulty = FaultyPool(pool)
-        yield CatalogRepository(faulty), faulty  # type: ignore[arg-type]
+        yield CatalogDatabase(faulty), faulty  # type: ignore[arg-type]
     finally:
         await pool.close()
 
@@ -138,41 +139,41 @@ async def test_a_registration_whose_commit_answer_is_lost_still_answers_created(
         tenant_id = await new_tenant(repo, "retries")
         new = new_asset(tenant_id, request_id=f"req-{uuid.uuid4().hex}")
         pool.faults.armed.append("after_commit")
-        first = await repo.register_asset(new)
+        first = await repo.assets.register_asset(new)
         assert not pool.faults.armed, "the fault was not reached"
         assert first.created and first.job is not None, "a brand-new upload taken for a duplicate"
-        assert first.asset["upload_count"] == 1
+        assert first.asset.upload_count == 1
 
         # The caller repeats it too (gRPC retries RegisterAsset on UNAVAILABLE).
-        again = await repo.register_asset(new)
+        again = await repo.assets.register_asset(new)
         assert again.created and again.job is not None
-        assert (again.asset["id"], again.job["id"]) == (first.asset["id"], first.job["id"])
-        assert again.asset["upload_count"] == 1
+        assert (again.asset.id, again.job.id) == (first.asset.id, first.job.id)
+        assert again.asset.upload_count == 1
         jobs = await pool.pool.fetchval(
             "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND asset_id = $2",
             tenant_id,
-            first.asset["id"],
+            first.asset.id,
         )
         assert jobs == 1
 
         # Another upload of the same bytes (another request id) is still a duplicate.
-        other = await repo.register_asset(
+        other = await repo.assets.register_asset(
             NewAsset(**{**new.__dict__, "request_id": f"req-{uuid.uuid4().hex}"})
         )
-        assert not other.created and other.asset["id"] == first.asset["id"]
+        assert not other.created and other.asset.id == first.asset.id
 
 
 async def test_counting_a_duplicate_is_never_repeated_after_its_commit(stack: Stack) -> None:
     async with _repository(stack) as (repo, pool):
         tenant_id = await new_tenant(repo, "retries")
         new = new_asset(tenant_id, request_id="r1")
-        registered = await repo.register_asset(new)
+        registered = await repo.assets.register_asset(new)
         pool.faults.armed.append("after_commit")
         with pytest.raises(Unavailable) as raised:
-            await repo.resolve_duplicate(tenant_id, new.content_hash)
+            await repo.assets.resolve_duplicate(tenant_id, new.content_hash)
         assert raised.value.reason == "DATABASE_UNAVAILABLE"
         count = await pool.pool.fetchval(
-            "SELECT upload_count FROM assets WHERE id = $1", registered.asset["id"]
+            "SELECT upload_count FROM assets WHERE id = $1", registered.asset.id
         )
         assert count == 2, "the upload was counted twice"
 
@@ -183,10 +184,10 @@ async def test_a_connection_lost_before_commit_is_retried_even_when_not_idempote
     async with _repository(stack) as (repo, pool):
         tenant_id = await new_tenant(repo, "retries")
         new = new_asset(tenant_id, request_id="r1")
-        await repo.register_asset(new)
+        await repo.assets.register_asset(new)
         pool.faults.armed.append("before_statement")
-        row = await repo.resolve_duplicate(tenant_id, new.content_hash)
-        assert row is not None and row["upload_count"] == 2
+        row = await repo.assets.resolve_duplicate(tenant_id, new.content_hash)
+        assert row is not None and row.upload_count == 2
 
 
 @pytest.mark.parametrize("fault", ["statement_timeout", "statement_cancelled"])
@@ -217,9 +218,9 @@ async def test_bad_input_is_invalid_argument_not_a_lost_connection(stack: Stack,
     async with _repository(stack) as (repo, pool):
         before = pool.faults.statements
         call = (
-            repo.get_api_key("nul\x00in text")  # PostgreSQL refuses it (class 22)
+            repo.tenants.get_api_key("nul\x00in text")  # PostgreSQL refuses it (class 22)
             if bad == "nul"
-            else repo.list_tenants("", 2**70)  # asyncpg cannot encode it
+            else repo.tenants.list_tenants("", 2**70)  # asyncpg cannot encode it
         )
         with pytest.raises(InvalidArgument) as raised:
             await call
@@ -231,14 +232,14 @@ async def test_a_connection_lost_under_the_content_lock_is_unavailable(stack: St
     async with _repository(stack) as (repo, pool):
         tenant_id = await new_tenant(repo, "retries")
         key = f"originals/{tenant_id}/x"
-        async with repo.locked_content(tenant_id, key) as content:
+        async with repo.purge.locked_content(tenant_id, key) as content:
             pool.faults.armed.append("before_statement")
             with pytest.raises(Unavailable) as raised:
                 await content.users()
         assert raised.value.reason == "DATABASE_UNAVAILABLE"
 
         async def take_the_lock() -> None:
-            async with repo.locked_content(tenant_id, key):
+            async with repo.purge.locked_content(tenant_id, key):
                 pass
 
         # Taking the lock itself on a dead connection is Unavailable too.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from services.catalog.model import (
@@ -261,7 +261,7 @@ async def record_poison(
 
 async def watch_asset(
     assets: AssetStore, watch: AssetWatch, *, tenant_id: uuid.UUID, asset_id: uuid.UUID
-) -> AsyncIterator[AssetWithRenditions]:
+) -> AsyncGenerator[AssetWithRenditions, None]:
     """The asset now, then again at each change of its status, until a final one.
 
     Close it (contextlib.aclosing) when stopping early: that ends the subscription.

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, cast
 
-from services.catalog.purge import STALE_RENDITION_GRACE, run_purge
-from services.catalog.repository import CatalogRepository
+from services.catalog.ports import PurgeStore
+from services.catalog.usecases.purge import STALE_RENDITION_GRACE, run_purge
 from services.renderer.jobs import LEASE_SECONDS
 from services.shared.storage import MemoryObjectStore
 
@@ -27,8 +27,13 @@ class FakeRepo:
     async def deleted_assets(self, tenant_id: uuid.UUID, before: dt.datetime) -> list[Any]:
         return []
 
-    async def referenced_keys(self, tenant_id: uuid.UUID) -> tuple[set[str], set[uuid.UUID]]:
-        return set(self.referenced), set(self.live)
+    async def referenced_keys(self, tenant_id: uuid.UUID, keys: Collection[str]) -> set[str]:
+        return self.referenced & set(keys)
+
+    async def live_assets(
+        self, tenant_id: uuid.UUID, asset_ids: Collection[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        return self.live & set(asset_ids)
 
     @asynccontextmanager
     async def locked_content(self, tenant_id: uuid.UUID, key: str) -> AsyncIterator[Any]:
@@ -49,9 +54,9 @@ async def _purge(
     store: MemoryObjectStore, repo: FakeRepo, days: int, grace: dt.timedelta
 ) -> set[str]:
     response = await run_purge(
-        cast(CatalogRepository, repo),
+        cast(PurgeStore, repo),
         store,
-        TENANT,
+        tenant_id=TENANT,
         dry_run=False,
         older_than_days=days,
         rendition_grace=grace,

@@ -1,6 +1,6 @@
 """IMAGEPIPE_RETRY_DELAYS is the one source of the retry policy: a non-default value
 reaches the renderer's consumer (its delay queues) and poller, the catalog's
-repository (which decides when a budget is spent) and the relay's stuck age."""
+job store (which decides when a budget is spent) and the relay's stuck age."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from services.catalog import wiring as catalog_wiring
-from services.catalog.repository import CatalogRepository
+from services.catalog.db import CatalogDatabase
 from services.ingest import wiring as ingest_wiring
 from services.ingest.relay import STUCK_MARGIN_SECONDS, OutboxRelay
 from services.renderer import wiring as renderer_wiring
@@ -74,14 +74,14 @@ async def test_the_catalog_repository_uses_the_setting(
         return Pool()
 
     built: list[Any] = []
-    real = CatalogRepository
+    real = CatalogDatabase
 
-    def repository(*args: Any, **kwargs: Any) -> Any:
+    def database(*args: Any, **kwargs: Any) -> Any:
         built.append(real(*args, **kwargs))
         return built[-1]
 
     monkeypatch.setattr(catalog_wiring, "create_pool", create_pool)
-    monkeypatch.setattr(catalog_wiring, "CatalogRepository", repository)
+    monkeypatch.setattr(catalog_wiring, "CatalogDatabase", database)
     async with catalog_wiring.build(settings):
         pass
-    assert [r._policy.delays for r in built] == [DELAYS]
+    assert [r.jobs._policy.delays for r in built] == [DELAYS]

@@ -1,0 +1,375 @@
+"""Model objects to protobuf messages and back: the only place that builds the
+catalog's messages, and the enums stored as text on one side and numbers on the other."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from imagepipe.v1 import catalog_internal_pb2, catalog_pb2, common_pb2, events_pb2
+from services.catalog.model import (
+    ApiKey,
+    AssetStatus,
+    AssetWithRenditions,
+    Attempt,
+    Job,
+    JobState,
+    NewAsset,
+    NewRendition,
+    PoisonJobWithAttempts,
+    PoisonReason,
+    PurgeItem,
+    PurgeItemKind,
+    PurgeReport,
+    RenderRequest,
+    Rendition,
+    SimilarAsset,
+    Tenant,
+    TenantMetrics,
+)
+from services.shared.imaging.formats import format_from_name
+from services.shared.imaging.hashing import format_hash
+
+__all__ = [
+    "ASSET_STATUS",
+    "JOB_STATE",
+    "POISON_REASON",
+    "api_key_message",
+    "asset_message",
+    "encode_request",
+    "job_message",
+    "metrics_message",
+    "new_asset",
+    "new_renditions",
+    "poison_job_message",
+    "purge_response",
+    "render_request_message",
+    "rendition_message",
+    "rendition_record",
+    "similar_messages",
+    "tenant_message",
+]
+
+ASSET_STATUS: dict[AssetStatus, common_pb2.AssetStatus.ValueType] = {
+    AssetStatus.PENDING: common_pb2.ASSET_STATUS_PENDING,
+    AssetStatus.PROCESSING: common_pb2.ASSET_STATUS_PROCESSING,
+    AssetStatus.READY: common_pb2.ASSET_STATUS_READY,
+    AssetStatus.FAILED: common_pb2.ASSET_STATUS_FAILED,
+    AssetStatus.DELETED: common_pb2.ASSET_STATUS_DELETED,
+}
+JOB_STATE: dict[JobState, common_pb2.JobState.ValueType] = {
+    JobState.PENDING: common_pb2.JOB_STATE_PENDING,
+    JobState.QUEUED: common_pb2.JOB_STATE_QUEUED,
+    JobState.RUNNING: common_pb2.JOB_STATE_RUNNING,
+    JobState.RETRYING: common_pb2.JOB_STATE_RETRYING,
+    JobState.DONE: common_pb2.JOB_STATE_DONE,
+    JobState.DEAD: common_pb2.JOB_STATE_DEAD,
+}
+POISON_REASON: dict[PoisonReason, catalog_pb2.PoisonReason.ValueType] = {
+    PoisonReason.RETRIES_EXHAUSTED: catalog_pb2.POISON_REASON_RETRIES_EXHAUSTED,
+    PoisonReason.DELIVERY_LIMIT: catalog_pb2.POISON_REASON_DELIVERY_LIMIT,
+}
+PURGE_ITEM_KIND: dict[PurgeItemKind, catalog_pb2.PurgeItemKind.ValueType] = {
+    PurgeItemKind.DELETED_ORIGINAL: catalog_pb2.PURGE_ITEM_KIND_DELETED_ORIGINAL,
+    PurgeItemKind.DELETED_RENDITION: catalog_pb2.PURGE_ITEM_KIND_DELETED_RENDITION,
+    PurgeItemKind.ORPHAN_OBJECT: catalog_pb2.PURGE_ITEM_KIND_ORPHAN_OBJECT,
+}
+
+
+def timestamp(value: dt.datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _image_format(name: str) -> common_pb2.ImageFormat.ValueType:
+    return common_pb2.ImageFormat.ValueType(format_from_name(name))
+
+
+def _id(value: uuid.UUID | None) -> str:
+    return str(value) if value else ""
+
+
+# Tenants and keys ----------------------------------------------------------------
+
+
+def tenant_message(tenant: Tenant) -> common_pb2.Tenant:
+    return common_pb2.Tenant(
+        tenant_id=str(tenant.id), name=tenant.name, create_time=timestamp(tenant.created_at)
+    )
+
+
+def api_key_message(key: ApiKey) -> common_pb2.ApiKey:
+    return common_pb2.ApiKey(
+        key_id=key.key_id,
+        tenant_id=str(key.tenant_id),
+        label=key.label,
+        create_time=timestamp(key.created_at),
+        revoke_time=timestamp(key.revoked_at),
+    )
+
+
+# Assets and renditions -------------------------------------------------------------
+
+
+def _scores(rendition: Rendition) -> common_pb2.QualityScores | None:
+    """Scores are recorded together, or not at all (SSIM is always among them)."""
+    if rendition.ssim is None:
+        return None
+    return common_pb2.QualityScores(
+        psnr_db=rendition.psnr_db or 0.0,
+        psnr_infinite=bool(rendition.psnr_infinite),
+        ssim=rendition.ssim,
+        hash_distance=rendition.hash_distance or 0,
+    )
+
+
+def rendition_message(rendition: Rendition) -> common_pb2.Rendition:
+    return common_pb2.Rendition(
+        asset_id=str(rendition.asset_id),
+        preset=rendition.preset,
+        format=_image_format(rendition.format),
+        width=rendition.width,
+        height=rendition.height,
+        size_bytes=rendition.size_bytes,
+        quality=rendition.quality,
+        create_time=timestamp(rendition.updated_at),
+        min_ssim=rendition.min_ssim,
+        scores=_scores(rendition),
+    )
+
+
+def rendition_record(rendition: Rendition) -> catalog_internal_pb2.RenditionRecord:
+    return catalog_internal_pb2.RenditionRecord(
+        rendition=rendition_message(rendition), object_key=rendition.object_key
+    )
+
+
+def asset_message(found: AssetWithRenditions) -> common_pb2.Asset:
+    asset = found.asset
+    placeholder = None
+    if asset.thumbhash or asset.dominant_color:
+        placeholder = common_pb2.Placeholder(
+            thumbhash=asset.thumbhash or "", dominant_color=asset.dominant_color or ""
+        )
+    return common_pb2.Asset(
+        asset_id=str(asset.id),
+        tenant_id=str(asset.tenant_id),
+        status=ASSET_STATUS[asset.status],
+        content_hash=asset.content_hash,
+        perceptual_hash=format_hash(asset.perceptual_hash),
+        filename=asset.filename,
+        declared_content_type=asset.declared_content_type,
+        content_type=asset.content_type,
+        format=_image_format(asset.format),
+        width=asset.width,
+        height=asset.height,
+        size_bytes=asset.size_bytes,
+        frame_count=asset.frame_count,
+        labels=asset.labels,
+        renditions=[rendition_message(r) for r in found.renditions],
+        create_time=timestamp(asset.created_at),
+        update_time=timestamp(asset.updated_at),
+        delete_time=timestamp(asset.deleted_at),
+        job_id=_id(asset.job_id),
+        upload_count=asset.upload_count,
+        placeholder=placeholder,
+    )
+
+
+def similar_messages(found: Iterable[SimilarAsset]) -> list[common_pb2.SimilarAsset]:
+    return [
+        common_pb2.SimilarAsset(
+            asset_id=str(s.asset_id),
+            perceptual_hash=format_hash(s.perceptual_hash),
+            distance=s.distance,
+        )
+        for s in found
+    ]
+
+
+def new_asset(
+    request: catalog_internal_pb2.RegisterAssetRequest,
+    *,
+    tenant_id: uuid.UUID,
+    image_format: str,
+    perceptual_hash: int,
+) -> NewAsset:
+    return NewAsset(
+        tenant_id=tenant_id,
+        content_hash=request.content_hash,
+        perceptual_hash=perceptual_hash,
+        filename=request.filename,
+        declared_content_type=request.declared_content_type,
+        content_type=request.content_type,
+        format=image_format,
+        width=request.width,
+        height=request.height,
+        size_bytes=request.size_bytes,
+        frame_count=request.frame_count or 1,
+        labels=dict(request.labels),
+        original_key=request.original_key,
+        request_id=request.request_id,
+    )
+
+
+def new_renditions(
+    request: catalog_internal_pb2.CompleteJobRequest, formats: Sequence[str]
+) -> list[NewRendition]:
+    """The renditions a completion records; `formats`: each one's format name."""
+    made = []
+    for record, image_format in zip(request.renditions, formats, strict=True):
+        rendition = record.rendition
+        scores = rendition.scores if rendition.HasField("scores") else None
+        made.append(
+            NewRendition(
+                preset=rendition.preset,
+                format=image_format,
+                object_key=record.object_key,
+                width=rendition.width,
+                height=rendition.height,
+                size_bytes=rendition.size_bytes,
+                quality=rendition.quality,
+                psnr_db=scores.psnr_db if scores else None,
+                psnr_infinite=scores.psnr_infinite if scores else None,
+                ssim=scores.ssim if scores else None,
+                hash_distance=scores.hash_distance if scores else None,
+                min_ssim=rendition.min_ssim,
+            )
+        )
+    return made
+
+
+# Jobs and poison jobs --------------------------------------------------------------
+
+
+def attempt_message(attempt: Attempt) -> common_pb2.JobAttempt:
+    return common_pb2.JobAttempt(
+        attempt=attempt.attempt,
+        start_time=timestamp(attempt.started_at),
+        end_time=timestamp(attempt.finished_at),
+        error=attempt.error,
+        worker=attempt.worker,
+        transient=attempt.transient,
+        repeats=attempt.repeats,
+        first_end_time=timestamp(attempt.first_finished_at),
+    )
+
+
+def job_message(job: Job, attempts: Iterable[Attempt] = ()) -> common_pb2.Job:
+    return common_pb2.Job(
+        job_id=str(job.id),
+        asset_id=str(job.asset_id),
+        state=JOB_STATE[job.state],
+        attempts=job.attempts,
+        last_error=job.last_error,
+        attempt_history=[attempt_message(a) for a in attempts],
+        create_time=timestamp(job.created_at),
+        update_time=timestamp(job.updated_at),
+        publish_time=timestamp(job.published_at),
+        finish_time=timestamp(job.finished_at),
+        request_id=job.request_id,
+    )
+
+
+def render_request_message(
+    request: RenderRequest, attempts: Iterable[Attempt] = ()
+) -> events_pb2.RenderRequest:
+    return events_pb2.RenderRequest(
+        attempts=[attempt_message(a) for a in attempts],
+        job_id=str(request.job_id),
+        tenant_id=str(request.tenant_id),
+        asset_id=str(request.asset_id),
+        original_key=request.original_key,
+        content_hash=request.content_hash,
+        source_format=_image_format(request.format),
+        request_id=request.request_id,
+        enqueue_time=timestamp(request.created_at),
+        interrupted=request.interrupted,
+    )
+
+
+def encode_request(
+    request: RenderRequest,
+    attempts: Sequence[Attempt],
+    *,
+    failed: tuple[int, str] | None = None,
+) -> bytes:
+    """ports.RequestEncoder: the render request a poison job keeps for replay."""
+    message = render_request_message(request, attempts)
+    if failed is not None:
+        attempt, error = failed
+        message.attempts.add(attempt=attempt, error=error)
+    return message.SerializeToString()
+
+
+def poison_job_message(found: PoisonJobWithAttempts) -> catalog_pb2.PoisonJob:
+    poison = found.poison_job
+    return catalog_pb2.PoisonJob(
+        poison_job_id=str(poison.id),
+        job_id=str(poison.job_id),
+        asset_id=str(poison.asset_id),
+        error=poison.error,
+        reason=POISON_REASON[poison.reason],
+        attempts=[attempt_message(a) for a in found.attempts],
+        request=events_pb2.RenderRequest.FromString(poison.request),
+        create_time=timestamp(poison.created_at),
+        replay_time=timestamp(poison.replayed_at),
+    )
+
+
+# Usage and purge -------------------------------------------------------------------
+
+
+def metrics_message(
+    tenant_id: uuid.UUID, metrics: TenantMetrics
+) -> catalog_pb2.GetTenantMetricsResponse:
+    return catalog_pb2.GetTenantMetricsResponse(
+        tenant_id=str(tenant_id),
+        asset_count=metrics.asset_count,
+        assets_by_status=[
+            catalog_pb2.AssetStatusCount(status=ASSET_STATUS[AssetStatus(s)], count=n)
+            for s, n in sorted(metrics.assets_by_status.items())
+        ],
+        rendition_count=metrics.rendition_count,
+        original_bytes=metrics.original_bytes,
+        rendition_bytes=metrics.rendition_bytes,
+        logical_bytes=metrics.logical_bytes,
+        physical_bytes=metrics.physical_bytes,
+        deduplicated_uploads=metrics.deduplicated_uploads,
+        jobs_by_state=[
+            catalog_pb2.JobStateCount(state=JOB_STATE[JobState(s)], count=n)
+            for s, n in sorted(metrics.jobs_by_state.items())
+        ],
+        poison_job_count=metrics.poison_job_count,
+        renditions_by_format=[
+            catalog_pb2.FormatBytes(format=_image_format(f), count=count, size_bytes=size)
+            for f, (count, size) in sorted(metrics.renditions_by_format.items())
+        ],
+    )
+
+
+def _purge_item(item: PurgeItem) -> catalog_pb2.PurgeItem:
+    return catalog_pb2.PurgeItem(
+        kind=PURGE_ITEM_KIND[item.kind],
+        object_key=item.object_key,
+        size_bytes=item.size_bytes,
+        asset_id=_id(item.asset_id),
+        modify_time=timestamp(item.modified),
+    )
+
+
+def purge_response(report: PurgeReport) -> catalog_pb2.PurgeResponse:
+    return catalog_pb2.PurgeResponse(
+        dry_run=report.dry_run,
+        cutoff_time=timestamp(report.cutoff),
+        items=[_purge_item(i) for i in report.items],
+        object_count=len(report.items),
+        bytes_freed=report.bytes_freed,
+        asset_rows_removed=report.asset_rows_removed,
+    )

@@ -1,0 +1,205 @@
+"""CatalogService: the tenant-facing calls. Translation only: request in, use case,
+message out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from imagepipe.v1 import catalog_pb2 as pb
+from imagepipe.v1 import catalog_pb2_grpc as pb_grpc
+from services.catalog.api import convert, requests
+from services.catalog.api.convert import asset_message, job_message, poison_job_message
+from services.catalog.model import Rendition
+from services.catalog.ports import AssetWatch, Stores
+from services.catalog.usecases import assets, jobs, poison, purge, similar, tenants
+from services.catalog.usecases.renditions import choose_rendition
+from services.shared.errors import Unavailable
+from services.shared.settings import Settings
+from services.shared.spool import MAX_CHUNK_BYTES
+from services.shared.storage import ObjectNotFound, ObjectStore
+
+__all__ = ["CatalogServicer"]
+
+
+class CatalogServicer(pb_grpc.CatalogServiceServicer):
+    def __init__(
+        self, stores: Stores, objects: ObjectStore, watch: AssetWatch, settings: Settings
+    ) -> None:
+        self._stores = stores
+        self._objects = objects
+        self._watch = watch
+        self._settings = settings
+
+    async def GetAsset(self, request: pb.GetAssetRequest, context: object) -> pb.GetAssetResponse:
+        tenant_id = requests.tenant()
+        asset_id = requests.parse_uuid(request.asset_id, "asset_id")
+        found = await assets.get_asset(self._stores.assets, tenant_id=tenant_id, asset_id=asset_id)
+        return pb.GetAssetResponse(asset=asset_message(found))
+
+    async def ListAssets(
+        self, request: pb.ListAssetsRequest, context: object
+    ) -> pb.ListAssetsResponse:
+        tenant_id = requests.tenant()
+        page = await assets.list_assets(
+            self._stores.assets,
+            tenant_id=tenant_id,
+            status=requests.status_filter(request.status),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListAssetsResponse(
+            assets=[asset_message(a) for a in page.items], next_page_token=page.next_page_token
+        )
+
+    async def GetJob(self, request: pb.GetJobRequest, context: object) -> pb.GetJobResponse:
+        tenant_id = requests.tenant()
+        job_id = requests.parse_uuid(request.job_id, "job_id")
+        found = await jobs.get_job(self._stores.jobs, tenant_id=tenant_id, job_id=job_id)
+        return pb.GetJobResponse(job=job_message(found.job, found.attempts))
+
+    async def WatchAsset(
+        self, request: pb.WatchAssetRequest, context: object
+    ) -> AsyncIterator[pb.WatchAssetResponse]:
+        tenant_id = requests.tenant()
+        asset_id = requests.parse_uuid(request.asset_id, "asset_id")
+        # Closed here, whichever way the call ends, so the subscription goes with it.
+        async with aclosing(
+            jobs.watch_asset(
+                self._stores.assets, self._watch, tenant_id=tenant_id, asset_id=asset_id
+            )
+        ) as changes:
+            async for found in changes:
+                yield pb.WatchAssetResponse(asset=asset_message(found))
+
+    async def DeleteAsset(
+        self, request: pb.DeleteAssetRequest, context: object
+    ) -> pb.DeleteAssetResponse:
+        tenant_id = requests.tenant()
+        asset_id = requests.parse_uuid(request.asset_id, "asset_id")
+        found = await assets.delete_asset(
+            self._stores.assets, tenant_id=tenant_id, asset_id=asset_id
+        )
+        return pb.DeleteAssetResponse(asset=asset_message(found))
+
+    async def FindSimilar(
+        self, request: pb.FindSimilarRequest, context: object
+    ) -> pb.FindSimilarResponse:
+        tenant_id = requests.tenant()
+        target, max_distance, limit = requests.similar_target(
+            request, self._settings.similarity_threshold
+        )
+        found = await similar.find_similar(
+            self._stores.assets,
+            tenant_id=tenant_id,
+            target=target,
+            max_distance=max_distance,
+            limit=limit,
+        )
+        return pb.FindSimilarResponse(assets=convert.similar_messages(found))
+
+    async def GetRendition(
+        self, request: pb.GetRenditionRequest, context: object
+    ) -> pb.GetRenditionResponse:
+        lifetime = requests.url_ttl(request.url_ttl_seconds, self._settings.presign_ttl_seconds)
+        chosen = await self._choose(request)
+        expires = convert.timestamp(dt.datetime.now(dt.UTC) + lifetime)
+        return pb.GetRenditionResponse(
+            rendition=convert.rendition_message(chosen),
+            url=await self._objects.presigned_get(chosen.object_key, lifetime),
+            url_expire_time=expires,
+        )
+
+    async def ReadRendition(
+        self, request: pb.ReadRenditionRequest, context: object
+    ) -> AsyncIterator[pb.ReadRenditionResponse]:
+        chosen = await self._choose(request)
+        yield pb.ReadRenditionResponse(rendition=convert.rendition_message(chosen))
+        try:
+            async for chunk in self._objects.iter_chunks(chosen.object_key, MAX_CHUNK_BYTES):
+                yield pb.ReadRenditionResponse(chunk=chunk)
+        except ObjectNotFound as missing:
+            # A row without its object: report it as a dependency fault, not a bug.
+            raise Unavailable(missing.message, reason=missing.reason) from None
+
+    async def _choose(self, request: pb.GetRenditionRequest | pb.ReadRenditionRequest) -> Rendition:
+        tenant_id = requests.tenant()
+        accept = [requests.known_format(f, "accept_formats") for f in request.accept_formats]
+        return await choose_rendition(
+            self._stores.assets,
+            tenant_id=tenant_id,
+            asset_id=requests.parse_uuid(request.asset_id, "asset_id"),
+            preset=request.preset,
+            accept=accept,
+        )
+
+    async def ListJobs(self, request: pb.ListJobsRequest, context: object) -> pb.ListJobsResponse:
+        tenant_id = requests.tenant()
+        state = requests.state_filter(request.state)
+        asset_id = requests.parse_uuid(request.asset_id, "asset_id") if request.asset_id else None
+        page = await jobs.list_jobs(
+            self._stores.jobs,
+            self._stores.assets,
+            tenant_id=tenant_id,
+            state=state,
+            asset_id=asset_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListJobsResponse(
+            jobs=[job_message(j.job, j.attempts) for j in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def ListPoisonJobs(
+        self, request: pb.ListPoisonJobsRequest, context: object
+    ) -> pb.ListPoisonJobsResponse:
+        page = await poison.list_poison_jobs(
+            self._stores.poison,
+            self._stores.jobs,
+            tenant_id=requests.tenant(),
+            include_replayed=request.include_replayed,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListPoisonJobsResponse(
+            poison_jobs=[poison_job_message(p) for p in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def RetryPoisonJob(
+        self, request: pb.RetryPoisonJobRequest, context: object
+    ) -> pb.RetryPoisonJobResponse:
+        tenant_id = requests.tenant()
+        replayed = await poison.retry_poison_job(
+            self._stores.poison,
+            self._stores.jobs,
+            tenant_id=tenant_id,
+            poison_job_id=requests.parse_uuid(request.poison_job_id, "poison_job_id"),
+        )
+        return pb.RetryPoisonJobResponse(
+            poison_job=poison_job_message(replayed.poison_job), job=job_message(replayed.job)
+        )
+
+    async def GetTenantMetrics(
+        self, request: pb.GetTenantMetricsRequest, context: object
+    ) -> pb.GetTenantMetricsResponse:
+        tenant_id = requests.tenant()
+        metrics = await tenants.tenant_metrics(self._stores.usage, tenant_id=tenant_id)
+        return convert.metrics_message(tenant_id, metrics)
+
+    async def Purge(self, request: pb.PurgeRequest, context: object) -> pb.PurgeResponse:
+        report = await purge.run_purge(
+            self._stores.purge,
+            self._objects,
+            tenant_id=requests.tenant(),
+            dry_run=request.dry_run if request.HasField("dry_run") else True,
+            older_than_days=(
+                request.older_than_days
+                if request.HasField("older_than_days")
+                else self._settings.purge_days
+            ),
+            rendition_grace=dt.timedelta(seconds=self._settings.purge_rendition_grace_seconds),
+        )
+        return convert.purge_response(report)

@@ -1,0 +1,237 @@
+"""Checks on what callers send, before a use case: ids, filters, limits, and the
+values the other services send the internal API.
+
+Only the internal credential reaches the internal calls, but a value the database
+refuses (an unknown format, a hash its CHECK rejects, an integer past PostgreSQL's
+32-bit `integer`) must be refused here with a reason that names the field, not
+surface as INTERNAL from a constraint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from imagepipe.v1 import catalog_internal_pb2 as internal_pb
+from imagepipe.v1 import catalog_pb2, common_pb2
+from services.catalog.api.convert import ASSET_STATUS, JOB_STATE, POISON_REASON
+from services.catalog.model import AssetStatus, JobState, PoisonReason
+from services.catalog.similarity import MAX_DISTANCE
+from services.shared.auth import current_tenant_id
+from services.shared.errors import InvalidArgument
+from services.shared.imaging.formats import format_name
+from services.shared.imaging.hashing import parse_hash
+
+__all__ = [
+    "checked_completion",
+    "checked_registration",
+    "claim_limit",
+    "known_format",
+    "lease",
+    "optional_seconds",
+    "parse_uuid",
+    "perceptual_hash",
+    "poison_reason",
+    "similar_target",
+    "state_filter",
+    "status_filter",
+    "tenant",
+    "url_ttl",
+]
+
+_T = TypeVar("_T")
+
+# The columns are PostgreSQL `integer`.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+_CONTENT_HASH = re.compile(r"[0-9a-f]{64}")
+MAX_CLAIM = 500
+MAX_LEASE_SECONDS = 3600
+MAX_URL_TTL_SECONDS = 7 * 86400
+DEFAULT_SIMILAR_LIMIT = 20
+MAX_SIMILAR_LIMIT = 200
+_ASSET_STATUSES = {v: k for k, v in ASSET_STATUS.items()}
+_JOB_STATES = {v: k for k, v in JOB_STATE.items()}
+_POISON_REASONS = {v: k for k, v in POISON_REASON.items()}
+
+
+def tenant() -> uuid.UUID:
+    """The calling tenant (a tenant-key RPC)."""
+    return uuid.UUID(current_tenant_id())
+
+
+def parse_uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(
+            f"{field} must be a UUID, got {value[:64]!r}",
+            reason="INVALID_ID",
+            metadata={"field": field},
+        ) from None
+
+
+def _filter(names: Mapping[Any, _T], value: int, field: str) -> _T | None:
+    """The stored value an enum filter selects; None when unset. An unknown value is
+    refused: read as "no filter", it would answer rows the caller did not ask for."""
+    if not value:
+        return None
+    name = names.get(value)
+    if name is None:
+        raise InvalidArgument(
+            f"{field} {value} is not one this server knows; leave it unset for no filter",
+            reason="INVALID_FILTER",
+            metadata={"field": field},
+        )
+    return name
+
+
+def status_filter(value: common_pb2.AssetStatus.ValueType) -> AssetStatus | None:
+    return _filter(_ASSET_STATUSES, value, "status")
+
+
+def state_filter(value: common_pb2.JobState.ValueType) -> JobState | None:
+    return _filter(_JOB_STATES, value, "state")
+
+
+def poison_reason(value: catalog_pb2.PoisonReason.ValueType) -> PoisonReason:
+    reason = _POISON_REASONS.get(value)
+    if reason is None:
+        raise InvalidArgument("reason must be set", reason="INVALID_POISON_REASON")
+    return reason
+
+
+def perceptual_hash(text: str) -> int:
+    """16 hex digits as the unsigned 64-bit hash; ValueError otherwise."""
+    return parse_hash(text) % (1 << 64)
+
+
+def similar_target(
+    request: catalog_pb2.FindSimilarRequest, default_distance: int
+) -> tuple[uuid.UUID | int, int, int]:
+    """FindSimilar's target (an asset id or a hash), max distance and limit."""
+    max_distance = request.max_distance or default_distance
+    if max_distance > MAX_DISTANCE:
+        raise InvalidArgument(
+            f"max_distance is at most {MAX_DISTANCE}",
+            reason="DISTANCE_TOO_LARGE",
+            metadata={"max_supported": MAX_DISTANCE},
+        )
+    limit = request.limit or DEFAULT_SIMILAR_LIMIT
+    if limit > MAX_SIMILAR_LIMIT:
+        raise InvalidArgument(f"limit is at most {MAX_SIMILAR_LIMIT}", reason="LIMIT_TOO_LARGE")
+    target = request.WhichOneof("target")
+    if target == "asset_id":
+        return parse_uuid(request.asset_id, "asset_id"), max_distance, limit
+    if target == "perceptual_hash":
+        try:
+            return perceptual_hash(request.perceptual_hash), max_distance, limit
+        except ValueError:
+            raise InvalidArgument(
+                "perceptual_hash must be 16 hex digits", reason="INVALID_HASH"
+            ) from None
+    raise InvalidArgument("set asset_id or perceptual_hash", reason="MISSING_TARGET")
+
+
+def url_ttl(requested: int, default: int) -> dt.timedelta:
+    ttl = requested or default
+    if ttl > MAX_URL_TTL_SECONDS:
+        raise InvalidArgument(
+            f"url_ttl_seconds is at most {MAX_URL_TTL_SECONDS} (7 days)", reason="INVALID_TTL"
+        )
+    return dt.timedelta(seconds=ttl)
+
+
+def lease(seconds: int) -> dt.timedelta:
+    return dt.timedelta(seconds=min(max(seconds, 1), MAX_LEASE_SECONDS))
+
+
+def claim_limit(requested: int) -> int:
+    return min(requested or 1, MAX_CLAIM)
+
+
+def optional_seconds(seconds: int) -> dt.timedelta | None:
+    """A duration where 0 means none."""
+    return dt.timedelta(seconds=seconds) if seconds else None
+
+
+def known_format(value: int, field: str) -> str:
+    """The stored name of a format; refuses values this server does not know."""
+    if value not in common_pb2.ImageFormat.values() or value == common_pb2.IMAGE_FORMAT_UNSPECIFIED:
+        raise InvalidArgument(
+            f"{field} is {value}, which is not an image format this server knows",
+            reason="INVALID_FORMAT",
+            metadata={"field": field},
+        )
+    return format_name(value)
+
+
+def _within(checks: list[tuple[str, int, int, int]], *, reason: str) -> None:
+    """Each (field, value, low, high) must hold low <= value <= high."""
+    for field, value, low, high in checks:
+        if not low <= value <= high:
+            raise InvalidArgument(
+                f"{field} is {value}; it must be between {low} and {high}",
+                reason=reason,
+                metadata={"field": field, "min": low, "max": high},
+            )
+
+
+def checked_registration(request: internal_pb.RegisterAssetRequest) -> tuple[str, int]:
+    """Refuse a registration the database cannot hold; returns the format's name and
+    the perceptual hash."""
+    if not _CONTENT_HASH.fullmatch(request.content_hash):
+        raise InvalidArgument(
+            "content_hash must be the SHA-256 of the bytes as 64 lowercase hex digits",
+            reason="INVALID_HASH",
+            metadata={"field": "content_hash"},
+        )
+    _within(
+        [
+            ("width", request.width, 1, INT32_MAX),
+            ("height", request.height, 1, INT32_MAX),
+            ("frame_count", request.frame_count, 0, INT32_MAX),
+        ],
+        reason="INVALID_DIMENSIONS",
+    )
+    _within([("size_bytes", request.size_bytes, 1, INT64_MAX)], reason="INVALID_SIZE")
+    image_format = known_format(request.format, "format")
+    try:
+        return image_format, perceptual_hash(request.perceptual_hash)
+    except ValueError as error:
+        raise InvalidArgument(str(error), reason="INVALID_HASH") from None
+
+
+def checked_completion(request: internal_pb.CompleteJobRequest) -> list[str]:
+    """Refuse a completion the database cannot hold; returns each rendition's format name."""
+    _within([("attempt", request.attempt, 1, INT32_MAX)], reason="INVALID_ATTEMPT")
+    names = []
+    for index, record in enumerate(request.renditions):
+        rendition = record.rendition
+        field = f"renditions[{index}]"
+        _within(
+            [
+                (f"{field}.width", rendition.width, 1, INT32_MAX),
+                (f"{field}.height", rendition.height, 1, INT32_MAX),
+            ],
+            reason="INVALID_DIMENSIONS",
+        )
+        _within(
+            [(f"{field}.size_bytes", rendition.size_bytes, 1, INT64_MAX)], reason="INVALID_SIZE"
+        )
+        _within([(f"{field}.quality", rendition.quality, 0, 100)], reason="INVALID_QUALITY")
+        _within(
+            [(f"{field}.scores.hash_distance", rendition.scores.hash_distance, 0, 64)],
+            reason="INVALID_SCORES",
+        )
+        if not 0 <= rendition.min_ssim < 1:
+            raise InvalidArgument(
+                f"{field}.min_ssim is {rendition.min_ssim}; it must be at least 0 and below 1",
+                reason="INVALID_SCORES",
+                metadata={"field": f"{field}.min_ssim"},
+            )
+        names.append(known_format(rendition.format, f"{field}.format"))
+    return names

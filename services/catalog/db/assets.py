@@ -1,0 +1,281 @@
+"""Assets and their renditions: registration (with the asset's first job), reads,
+near-duplicate search, soft delete."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from services.catalog.db import rows
+from services.catalog.db.pool import Connection, database_methods, sql_list, transaction
+from services.catalog.lifecycle import IN_FLIGHT
+from services.catalog.model import (
+    Asset,
+    AssetRegistration,
+    AssetStatus,
+    Job,
+    NewAsset,
+    Rendition,
+    SimilarAsset,
+)
+from services.catalog.ports import KeysetPosition
+from services.catalog.similarity import probes, signed_hash
+
+__all__ = ["PgAssetStore", "asset_row", "lock_content"]
+
+_INSERT_ASSET = """
+    INSERT INTO assets (id, tenant_id, status, content_hash, perceptual_hash, filename,
+        declared_content_type, content_type, format, width, height, size_bytes,
+        frame_count, labels, original_key)
+    VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    ON CONFLICT (tenant_id, content_hash) WHERE deleted_at IS NULL DO NOTHING
+    RETURNING id
+"""
+_INSERT_JOB = f"""
+    INSERT INTO jobs AS j (id, tenant_id, asset_id, state, request_id)
+    VALUES ($1, $2, $3, 'pending', $4)
+    RETURNING {rows.JOB_COLUMNS}
+"""
+_COUNT_UPLOAD = """
+    UPDATE assets SET upload_count = upload_count + 1
+    WHERE tenant_id = $1 AND content_hash = $2 AND deleted_at IS NULL RETURNING id
+"""
+# Found through the one live asset with these bytes (assets_tenant_content), then its
+# jobs (jobs_asset): no index on the request id is needed.
+_REGISTERED_BY = f"""
+    SELECT {rows.JOB_COLUMNS} FROM jobs j
+    JOIN assets a ON a.id = j.asset_id AND a.tenant_id = j.tenant_id
+    WHERE j.tenant_id = $1 AND j.request_id = $2 AND a.content_hash = $3
+      AND a.deleted_at IS NULL
+    ORDER BY j.created_at LIMIT 1
+"""
+_LIST_ASSETS = f"""
+    SELECT {rows.ASSET_COLUMNS} FROM assets a
+    WHERE a.tenant_id = $1 AND a.deleted_at IS NULL
+      AND ($2::text IS NULL OR a.status = $2)
+      AND ($3::timestamptz IS NULL OR (a.created_at, a.id) < ($3, $4::uuid))
+    ORDER BY a.created_at DESC, a.id DESC
+    LIMIT $5
+"""
+_LIST_RENDITIONS = f"""
+    SELECT {rows.RENDITION_COLUMNS}
+    FROM renditions WHERE tenant_id = $1 AND asset_id = ANY($2::uuid[])
+    ORDER BY asset_id, width * height DESC, preset, format
+"""
+# Multi-index hashing: one index-only probe per hash block (see similarity.py), then
+# the exact distance, instead of a scan of the tenant's assets.
+_NEAR_DUPLICATES = """
+    SELECT id, perceptual_hash, distance FROM (
+        SELECT id, perceptual_hash,
+               bit_count((perceptual_hash # $2)::bit(64))::int AS distance
+        FROM assets WHERE tenant_id = $1 AND deleted_at IS NULL
+          AND phash_b0 = ANY($6::int[])
+        UNION
+        SELECT id, perceptual_hash, bit_count((perceptual_hash # $2)::bit(64))::int
+        FROM assets WHERE tenant_id = $1 AND deleted_at IS NULL
+          AND phash_b1 = ANY($7::int[])
+        UNION
+        SELECT id, perceptual_hash, bit_count((perceptual_hash # $2)::bit(64))::int
+        FROM assets WHERE tenant_id = $1 AND deleted_at IS NULL
+          AND phash_b2 = ANY($8::int[])
+        UNION
+        SELECT id, perceptual_hash, bit_count((perceptual_hash # $2)::bit(64))::int
+        FROM assets WHERE tenant_id = $1 AND deleted_at IS NULL
+          AND phash_b3 = ANY($9::int[])
+    ) candidates
+    WHERE distance <= $3 AND id IS DISTINCT FROM $4
+    ORDER BY distance, id
+    LIMIT $5
+"""
+
+
+async def lock_content(connection: Connection, tenant_id: uuid.UUID, key: str) -> None:
+    """A transaction-scoped lock on one original object of a tenant."""
+    await connection.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{tenant_id}:{key}"
+    )
+
+
+async def asset_row(connection: Connection, tenant_id: uuid.UUID, asset_id: uuid.UUID) -> Asset:
+    row = await connection.fetchrow(
+        f"SELECT {rows.ASSET_COLUMNS} FROM assets a WHERE a.tenant_id = $1 AND a.id = $2",
+        tenant_id,
+        asset_id,
+    )
+    assert row is not None
+    return rows.asset(row)
+
+
+@database_methods
+class PgAssetStore:
+    def __init__(self, pool: asyncpg.Pool, *, tenant_max_in_flight: int = 0) -> None:
+        self._pool = pool
+        # Render jobs one tenant may have on the broker at once (0: no limit).
+        self._tenant_max_in_flight = tenant_max_in_flight
+
+    async def resolve_duplicate(
+        self, tenant_id: uuid.UUID, content_hash: str, request_id: str = ""
+    ) -> Asset | None:
+        """The live asset with these bytes, counting this upload against it.
+
+        None also when that asset was registered by this same request: an upload
+        retried after its answer was lost is not a duplicate of itself, and its
+        RegisterAsset answers `created` as the first did (see register_asset).
+        """
+        async with transaction(self._pool) as connection:
+            if request_id and await connection.fetchval(
+                "SELECT 1 FROM assets a "
+                "JOIN jobs j ON j.asset_id = a.id AND j.tenant_id = a.tenant_id "
+                "WHERE a.tenant_id = $1 AND a.content_hash = $2 AND a.deleted_at IS NULL "
+                "AND j.request_id = $3",
+                tenant_id,
+                content_hash,
+                request_id,
+            ):
+                return None
+            asset_id = await connection.fetchval(_COUNT_UPLOAD, tenant_id, content_hash)
+            if asset_id is None:
+                return None
+            return await asset_row(connection, tenant_id, asset_id)
+
+    async def register_asset(self, new: NewAsset) -> AssetRegistration:
+        """Insert the asset and its pending job together; the unique index picks a winner.
+
+        Idempotent on the request id: a registration repeated after its commit's answer
+        was lost (a retry here, or the caller's) finds its own row and answers as the
+        first run did, `created`, instead of taking itself for a duplicate.
+        """
+        tenant_id = new.tenant_id
+        async with transaction(self._pool) as connection:
+            # Serialises with Purge deleting this original (see locked_content), and
+            # with a concurrent repeat of this same registration.
+            await lock_content(connection, tenant_id, new.original_key)
+            own = await self._registered_by(connection, new)
+            if own is not None:
+                return AssetRegistration(
+                    asset=await asset_row(connection, tenant_id, own.asset_id),
+                    created=True,
+                    job=own,
+                    deferred=await self._at_in_flight_limit(connection, tenant_id),
+                )
+            asset_id = await connection.fetchval(
+                _INSERT_ASSET,
+                uuid.uuid4(),
+                tenant_id,
+                new.content_hash,
+                signed_hash(new.perceptual_hash),
+                new.filename,
+                new.declared_content_type,
+                new.content_type,
+                new.format,
+                new.width,
+                new.height,
+                new.size_bytes,
+                new.frame_count,
+                new.labels,
+                new.original_key,
+            )
+            if asset_id is None:
+                # A concurrent upload of the same bytes won; count this one against it.
+                asset_id = await connection.fetchval(_COUNT_UPLOAD, tenant_id, new.content_hash)
+                asset = await asset_row(connection, tenant_id, asset_id)
+                return AssetRegistration(asset=asset, created=False, job=None)
+            job = await connection.fetchrow(
+                _INSERT_JOB, uuid.uuid4(), tenant_id, asset_id, new.request_id
+            )
+            assert job is not None
+            return AssetRegistration(
+                asset=await asset_row(connection, tenant_id, asset_id),
+                created=True,
+                job=rows.job(job),
+                deferred=await self._at_in_flight_limit(connection, tenant_id),
+            )
+
+    @staticmethod
+    async def _registered_by(connection: Connection, new: NewAsset) -> Job | None:
+        """The job a registration with this request id and these bytes already created."""
+        if not new.request_id:
+            return None
+        row = await connection.fetchrow(
+            _REGISTERED_BY, new.tenant_id, new.request_id, new.content_hash
+        )
+        return None if row is None else rows.job(row)
+
+    async def _at_in_flight_limit(self, connection: Connection, tenant_id: uuid.UUID) -> bool:
+        if not self._tenant_max_in_flight:
+            return False
+        # A soft limit: concurrent uploads may each see room and pass it by a few.
+        in_flight = await connection.fetchval(
+            f"SELECT count(*) FROM jobs WHERE tenant_id = $1 AND state IN ({sql_list(IN_FLIGHT)})",
+            tenant_id,
+        )
+        return bool(in_flight >= self._tenant_max_in_flight)
+
+    async def get_asset(
+        self, tenant_id: uuid.UUID, asset_id: uuid.UUID, *, include_deleted: bool = False
+    ) -> Asset | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {rows.ASSET_COLUMNS} FROM assets a WHERE a.tenant_id = $1 AND a.id = $2 "
+            "AND ($3 OR a.deleted_at IS NULL)",
+            tenant_id,
+            asset_id,
+            include_deleted,
+        )
+        return None if row is None else rows.asset(row)
+
+    async def list_renditions(
+        self, tenant_id: uuid.UUID, asset_ids: Sequence[uuid.UUID]
+    ) -> list[Rendition]:
+        found = await self._pool.fetch(_LIST_RENDITIONS, tenant_id, list(asset_ids))
+        return [rows.rendition(r) for r in found]
+
+    async def list_assets(
+        self,
+        tenant_id: uuid.UUID,
+        status: AssetStatus | None,
+        after: KeysetPosition | None,
+        limit: int,
+    ) -> list[Asset]:
+        """Live assets newest first, keyset-paged on (created_at, id)."""
+        after_time, after_id = after if after else (None, None)
+        found = await self._pool.fetch(_LIST_ASSETS, tenant_id, status, after_time, after_id, limit)
+        return [rows.asset(r) for r in found]
+
+    async def near_duplicates(
+        self,
+        tenant_id: uuid.UUID,
+        perceptual_hash: int,
+        max_distance: int,
+        limit: int,
+        exclude: uuid.UUID | None,
+    ) -> list[SimilarAsset]:
+        """Live assets within `max_distance`, closest first, ties by id."""
+        found = await self._pool.fetch(
+            _NEAR_DUPLICATES,
+            tenant_id,
+            signed_hash(perceptual_hash),
+            max_distance,
+            exclude,
+            limit,
+            *probes(perceptual_hash, max_distance),
+        )
+        return [rows.similar_asset(r) for r in found]
+
+    async def delete_asset(self, tenant_id: uuid.UUID, asset_id: uuid.UUID) -> Asset | None:
+        """Soft delete (idempotent). None when the tenant has no such asset."""
+        async with transaction(self._pool) as connection:
+            await connection.execute(
+                "UPDATE assets SET status = 'deleted', deleted_at = clock_timestamp(), "
+                "updated_at = clock_timestamp() "
+                "WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+                tenant_id,
+                asset_id,
+            )
+            row = await connection.fetchrow(
+                f"SELECT {rows.ASSET_COLUMNS} FROM assets a WHERE a.tenant_id = $1 AND a.id = $2",
+                tenant_id,
+                asset_id,
+            )
+            return None if row is None else rows.asset(row)
