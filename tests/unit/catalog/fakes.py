@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from services.catalog.lifecycle import (
+    ABANDONED_AFTER,
     CLAIMABLE,
     IN_FLIGHT,
     STUCK_CANDIDATES,
@@ -567,13 +568,10 @@ class FakeJobStore:
         *,
         tenant_max_in_flight: int = 0,
         policy: RetryPolicy = DEFAULT_POLICY,
-        abandoned_after: dt.timedelta = dt.timedelta(seconds=30),
     ) -> None:
         self.db = db
         self.tenant_max_in_flight = tenant_max_in_flight
         self.policy = policy
-        # A running job whose lease expired this long ago has lost its renderer.
-        self.abandoned_after = abandoned_after
 
     def _tenant_job(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> _JobRow | None:
         row = self.db.jobs.get(job_id)
@@ -676,7 +674,7 @@ class FakeJobStore:
             if row.job.id in due:
                 return True
             if state == JobState.RUNNING:
-                return expires is not None and expires < now - self.abandoned_after
+                return expires is not None and expires < now - ABANDONED_AFTER
             return (
                 stuck_after is not None
                 and state in STUCK_CANDIDATES
