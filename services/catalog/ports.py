@@ -2,8 +2,7 @@
 
 The db package implements the stores on PostgreSQL (services/catalog/db) and
 db/watch.py the AssetWatch; unit tests implement them in memory. Every method
-returns model objects (services/catalog/model.py), never rows or messages. The
-method names are those of the SQL they stand for.
+returns model objects (services/catalog/model.py), never rows or messages.
 """
 
 from __future__ import annotations

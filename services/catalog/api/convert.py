@@ -37,8 +37,10 @@ __all__ = [
     "ASSET_STATUS",
     "JOB_STATE",
     "POISON_REASON",
+    "PURGE_ITEM_KIND",
     "api_key_message",
     "asset_message",
+    "attempt_message",
     "encode_request",
     "job_message",
     "metrics_message",
@@ -51,6 +53,7 @@ __all__ = [
     "rendition_record",
     "similar_messages",
     "tenant_message",
+    "timestamp",
 ]
 
 ASSET_STATUS: dict[AssetStatus, common_pb2.AssetStatus.ValueType] = {

@@ -26,6 +26,7 @@ from services.shared.errors import DeadlineExceeded, ImagepipeError, InvalidArgu
 from services.shared.logs import get_logger
 
 __all__ = [
+    "DISCONNECTED",
     "IDEMPOTENT",
     "Connection",
     "Uncommitted",

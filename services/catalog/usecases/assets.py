@@ -24,6 +24,7 @@ from services.shared.errors import InvalidArgument, NotFound
 __all__ = [
     "Duplicate",
     "Registered",
+    "asset_not_found",
     "delete_asset",
     "get_asset",
     "list_assets",

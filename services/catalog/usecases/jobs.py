@@ -40,6 +40,7 @@ __all__ = [
     "complete_job",
     "fail_attempt",
     "get_job",
+    "job_not_found",
     "list_jobs",
     "mark_published",
     "record_poison",

@@ -146,8 +146,8 @@ async def run_purge(
     cutoff = now - dt.timedelta(days=older_than_days)
     live_cutoff = min(cutoff, now - rendition_grace)
     run = _Purge(purge, store, tenant_id, dry_run=dry_run)
-    prefixes = tenant_prefixes(str(tenant_id))
-    for prefix in prefixes:
+    originals, renditions = tenant_prefixes(str(tenant_id))
+    for prefix in (originals, renditions):
         run.listed |= {o.key: o for o in await store.list(prefix)}
 
     for asset in await purge.deleted_assets(tenant_id, before=cutoff):
@@ -159,7 +159,7 @@ async def run_purge(
         if key not in run.handled and info.modified < cutoff
     ]
     for start in range(0, len(candidates), BATCH):
-        await run.orphans(candidates[start : start + BATCH], prefixes[1], live_cutoff)
+        await run.orphans(candidates[start : start + BATCH], renditions, live_cutoff)
 
     report = PurgeReport(
         dry_run=dry_run,

@@ -31,6 +31,7 @@ __all__ = [
     "list_tenants",
     "revoke_api_key",
     "tenant_metrics",
+    "tenant_not_found",
 ]
 
 # fullmatch: `$` would also accept a trailing newline, which the database's CHECK refuses.
