@@ -190,6 +190,9 @@ def _progress(as_json: bool) -> Progress:
         transient=False,
         # With --json stdout stays machine-readable; the bar still shows on a terminal.
         disable=as_json and not err.is_terminal,
+        # Rich would route stdout through the bar's console (stderr) while it shows, taking
+        # the JSON lines away from whoever reads stdout.
+        redirect_stdout=not as_json,
     )
 
 

@@ -296,3 +296,16 @@ async def test_missing_keys_fail_clearly(fake: FakeServer, tmp_path: Path) -> No
     status, _, text = await _cli(env, "tenant", "create", "acme")
     assert status == 1 and "IMAGEPIPE_ADMIN_KEY" in text
     assert fake.recorder.calls == {}
+
+
+async def test_upload_json_stays_on_stdout_when_the_bar_shows(
+    fake: FakeServer, tmp_path: Path
+) -> None:
+    # stderr on a terminal (as under `make run`, which pipes only stdout): the progress bar
+    # shows there, and the JSON lines must still reach stdout, not follow the bar.
+    (tmp_path / "one.jpg").write_bytes(b"\xff\xd8\xff one")
+    status, lines, _ = await _cli(
+        {**fake.env(), "FORCE_COLOR": "1"}, "upload", "--json", str(tmp_path / "one.jpg")
+    )
+    assert status == 0
+    assert [line["file"] for line in lines] == [str(tmp_path / "one.jpg")]
