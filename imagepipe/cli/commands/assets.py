@@ -10,7 +10,7 @@ import typer
 from imagepipe.cli.output import View, draw_asset, draw_assets, draw_similar, out, show
 from imagepipe.cli.running import JsonOption, each_id, run, run_view
 from imagepipe.cli.shapes import asset_json, similar_json
-from imagepipe.client import AsyncClient, status_name
+from imagepipe.client import AsyncClient, parse_status, status_name
 from imagepipe.v1 import common_pb2
 
 __all__ = ["delete", "get", "list_command", "similar", "watch"]
@@ -29,9 +29,24 @@ def get(
     run_view(view, as_json=as_json)
 
 
+def _known_status(value: str | None) -> str | None:
+    """Refuse an unknown status as a usage error (exit 2), before any call."""
+    if value is not None:
+        try:
+            parse_status(value)
+        except ValueError as error:
+            raise typer.BadParameter(
+                f"{error}; one of pending, processing, ready, failed"
+            ) from None
+    return value
+
+
 def list_command(
     status: Annotated[
-        str | None, typer.Option(help="Only assets in this status (pending, ready, failed …).")
+        str | None,
+        typer.Option(
+            help="Only assets in this status (pending, ready, failed …).", callback=_known_status
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
     as_json: JsonOption = False,

@@ -309,3 +309,10 @@ async def test_upload_json_stays_on_stdout_when_the_bar_shows(
     )
     assert status == 0
     assert [line["file"] for line in lines] == [str(tmp_path / "one.jpg")]
+
+
+async def test_an_unknown_status_filter_is_a_usage_error(fake: FakeServer) -> None:
+    status, _, output = await _cli(fake.env(), "list", "--status", "bogus")
+    assert status == 2
+    assert "unknown asset status 'bogus'" in output
+    assert "Traceback" not in output
