@@ -4,8 +4,11 @@
 -- Row triggers write signed deltas in the transaction that changes the rows, so the
 -- counters commit, roll back and survive a crash with them, and no code path has to
 -- remember them. Deltas are only ever inserted: there is no per-tenant row that every
--- writer would update and queue on (nor a new lock to order against the jobs row,
--- asset row, content lock order). tenant_usage_compact() folds them into
+-- writer would update and queue on. The only rows the triggers lock are ones their
+-- transaction locks anyway, in the same order (jobs row, then asset row, then content
+-- lock): a rendition's asset row (CompleteJob and Purge lock the job row first, and
+-- the asset row later in any case) and an original's counter row (written only under
+-- that original's content lock). tenant_usage_compact() folds the deltas into
 -- tenant_usage_base; tenant_usage() sums base and remaining deltas in one statement,
 -- one snapshot, so it is exact whether or not a compaction ran. tenant_usage_recount()
 -- is the full scan the counters replace, kept for checks (tests, the chaos checker).
@@ -52,21 +55,6 @@ CREATE TABLE tenant_usage_originals (
     PRIMARY KEY (tenant_id, original_key)
 );
 
--- What one asset row adds to its tenant's counters.
-CREATE FUNCTION tenant_usage_asset_terms(a assets)
-RETURNS TABLE (tenant_id uuid, metric text, key text, value bigint)
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT a.tenant_id, 'assets_by_status', a.status, 1::bigint
-    UNION ALL
-    SELECT a.tenant_id, m.metric, '', m.value
-    FROM (VALUES ('asset_count', 1::bigint),
-                 ('rendition_count', a.rendition_count::bigint),
-                 ('logical_bytes', a.size_bytes * a.upload_count),
-                 ('physical_bytes', a.size_bytes),
-                 ('deduplicated_uploads', a.upload_count - 1)) m (metric, value)
-    WHERE a.deleted_at IS NULL
-$$;
-
 -- A new asset row of an original key: its size when the key had no row before.
 CREATE FUNCTION tenant_usage_original_used(tenant uuid, original text, size bigint)
 RETURNS bigint LANGUAGE plpgsql AS $$
@@ -110,39 +98,64 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION tenant_usage_assets() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One asset row changing from `o` to `n` (NULL: inserted, deleted) within one tenant.
+-- Its renditions are counted by the renditions trigger while it lives; here only when
+-- it starts or stops living.
+CREATE FUNCTION tenant_usage_asset_changed(o assets, n assets) RETURNS void
+LANGUAGE plpgsql AS $$
 DECLARE
-    released bigint := 0;
-    used bigint := 0;
-    moved boolean := TG_OP = 'UPDATE'
-        AND (OLD.tenant_id, OLD.original_key) IS DISTINCT FROM (NEW.tenant_id, NEW.original_key);
+    was_live boolean := o.id IS NOT NULL AND o.deleted_at IS NULL;
+    is_live boolean := n.id IS NOT NULL AND n.deleted_at IS NULL;
+    status_changed boolean := o.status IS DISTINCT FROM n.status;
+    key_changed boolean := o.original_key IS DISTINCT FROM n.original_key;
+    original bigint := 0;
 BEGIN
-    IF TG_OP = 'DELETE' OR moved THEN
-        released := tenant_usage_original_released(OLD.tenant_id, OLD.original_key);
+    IF o.id IS NOT NULL AND key_changed THEN
+        original := tenant_usage_original_released(o.tenant_id, o.original_key);
     END IF;
-    IF TG_OP = 'INSERT' OR moved THEN
-        used := tenant_usage_original_used(NEW.tenant_id, NEW.original_key, NEW.size_bytes);
+    IF n.id IS NOT NULL AND key_changed THEN
+        original := original + tenant_usage_original_used(n.tenant_id, n.original_key, n.size_bytes);
     END IF;
     INSERT INTO tenant_usage_deltas (tenant_id, metric, key, value)
-    SELECT t.tenant_id, t.metric, t.key, sum(t.value)::bigint
-    FROM (
-        SELECT o.tenant_id, o.metric, o.key, -o.value
-        FROM tenant_usage_asset_terms(OLD) o WHERE TG_OP <> 'INSERT'
-        UNION ALL
-        SELECT n.tenant_id, n.metric, n.key, n.value
-        FROM tenant_usage_asset_terms(NEW) n WHERE TG_OP <> 'DELETE'
-        UNION ALL
-        SELECT OLD.tenant_id, 'original_bytes', '', released WHERE released <> 0
-        UNION ALL
-        SELECT NEW.tenant_id, 'original_bytes', '', used WHERE used <> 0
-    ) t (tenant_id, metric, key, value)
-    GROUP BY t.tenant_id, t.metric, t.key
-    HAVING sum(t.value) <> 0;
+    SELECT coalesce(n.tenant_id, o.tenant_id), d.metric, d.key, d.value
+    FROM (VALUES
+        ('assets_by_status', o.status, CASE WHEN status_changed THEN -1 ELSE 0 END),
+        ('assets_by_status', n.status, CASE WHEN status_changed THEN 1 ELSE 0 END),
+        ('asset_count', '', is_live::integer - was_live::integer),
+        ('rendition_count', '', CASE WHEN is_live THEN n.rendition_count ELSE 0 END
+                                - CASE WHEN was_live THEN o.rendition_count ELSE 0 END),
+        ('logical_bytes', '', CASE WHEN is_live THEN n.size_bytes * n.upload_count ELSE 0 END
+                              - CASE WHEN was_live THEN o.size_bytes * o.upload_count ELSE 0 END),
+        ('physical_bytes', '', CASE WHEN is_live THEN n.size_bytes ELSE 0 END
+                               - CASE WHEN was_live THEN o.size_bytes ELSE 0 END),
+        ('deduplicated_uploads', '', CASE WHEN is_live THEN n.upload_count - 1 ELSE 0 END
+                                     - CASE WHEN was_live THEN o.upload_count - 1 ELSE 0 END),
+        ('original_bytes', '', original)
+    ) d (metric, key, value)
+    WHERE d.value <> 0 AND d.key IS NOT NULL;
+END;
+$$;
+
+CREATE FUNCTION tenant_usage_assets() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.tenant_id <> NEW.tenant_id THEN
+        -- Never done by the catalog: the row leaves one tenant and joins another.
+        PERFORM tenant_usage_asset_changed(OLD, NULL);
+        PERFORM tenant_usage_asset_changed(NULL, NEW);
+    ELSE
+        PERFORM tenant_usage_asset_changed(OLD, NEW);
+    END IF;
     RETURN NULL;
 END;
 $$;
 
+-- The asset's rendition_count is updated here, and the live delta written here: the
+-- UPDATE waits for the asset row's lock and RETURNING shows its newest version, so a
+-- soft delete either committed before (the rendition is not counted live) or comes
+-- after and subtracts rendition_count, this rendition included.
 CREATE FUNCTION tenant_usage_renditions() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    live boolean;
 BEGIN
     IF TG_OP = 'UPDATE' AND (OLD.asset_id, OLD.tenant_id, OLD.format)
                             = (NEW.asset_id, NEW.tenant_id, NEW.format) THEN
@@ -153,17 +166,27 @@ BEGIN
     END IF;
     IF TG_OP <> 'INSERT' THEN
         UPDATE assets SET rendition_count = rendition_count - 1
-        WHERE id = OLD.asset_id AND tenant_id = OLD.tenant_id;
+        WHERE id = OLD.asset_id AND tenant_id = OLD.tenant_id
+        RETURNING deleted_at IS NULL INTO live;
         INSERT INTO tenant_usage_deltas (tenant_id, metric, key, value)
-        VALUES (OLD.tenant_id, 'renditions_by_format', OLD.format, -1),
-               (OLD.tenant_id, 'rendition_bytes', OLD.format, -OLD.size_bytes);
+        SELECT OLD.tenant_id, d.metric, d.key, d.value
+        FROM (VALUES ('renditions_by_format', OLD.format, -1),
+                     ('rendition_bytes', OLD.format, -OLD.size_bytes),
+                     ('rendition_count', '', CASE WHEN live THEN -1 ELSE 0 END))
+             d (metric, key, value)
+        WHERE d.value <> 0;
     END IF;
     IF TG_OP <> 'DELETE' THEN
         UPDATE assets SET rendition_count = rendition_count + 1
-        WHERE id = NEW.asset_id AND tenant_id = NEW.tenant_id;
+        WHERE id = NEW.asset_id AND tenant_id = NEW.tenant_id
+        RETURNING deleted_at IS NULL INTO live;
         INSERT INTO tenant_usage_deltas (tenant_id, metric, key, value)
-        VALUES (NEW.tenant_id, 'renditions_by_format', NEW.format, 1),
-               (NEW.tenant_id, 'rendition_bytes', NEW.format, NEW.size_bytes);
+        SELECT NEW.tenant_id, d.metric, d.key, d.value
+        FROM (VALUES ('renditions_by_format', NEW.format, 1),
+                     ('rendition_bytes', NEW.format, NEW.size_bytes),
+                     ('rendition_count', '', CASE WHEN live THEN 1 ELSE 0 END))
+             d (metric, key, value)
+        WHERE d.value <> 0;
     END IF;
     RETURN NULL;
 END;
@@ -323,7 +346,7 @@ BEGIN
     UPDATE assets a SET rendition_count = 0
     WHERE a.rendition_count <> 0 AND NOT EXISTS (
         SELECT 1 FROM renditions r WHERE r.asset_id = a.id AND r.tenant_id = a.tenant_id);
-    -- The UPDATEs above wrote deltas of their own: everything is counted afresh below.
+    -- The UPDATEs above may have written deltas: everything is counted afresh below.
     TRUNCATE tenant_usage_deltas, tenant_usage_base, tenant_usage_originals;
     INSERT INTO tenant_usage_originals (tenant_id, original_key, users, size_bytes)
     SELECT tenant_id, original_key, count(*), min(size_bytes) FROM assets
@@ -366,15 +389,17 @@ SELECT tenant_usage_rebuild();
 CREATE TRIGGER assets_usage_insert_delete
     AFTER INSERT OR DELETE ON assets
     FOR EACH ROW EXECUTE FUNCTION tenant_usage_assets();
--- Most updates of an asset (timestamps, thumbhash, labels) change no counter.
+-- Most updates of an asset (timestamps, thumbhash, labels) change no counter; nor
+-- does the renditions trigger's update of rendition_count (it counts those itself;
+-- anything else that sets rendition_count alone is tenant_usage_rebuild()).
 CREATE TRIGGER assets_usage_update
     AFTER UPDATE ON assets
     FOR EACH ROW
     WHEN ((OLD.tenant_id, OLD.status, OLD.deleted_at IS NULL, OLD.size_bytes, OLD.upload_count,
-           OLD.rendition_count, OLD.original_key)
+           OLD.original_key)
           IS DISTINCT FROM
           (NEW.tenant_id, NEW.status, NEW.deleted_at IS NULL, NEW.size_bytes, NEW.upload_count,
-           NEW.rendition_count, NEW.original_key))
+           NEW.original_key))
     EXECUTE FUNCTION tenant_usage_assets();
 
 CREATE TRIGGER renditions_usage_insert_delete
