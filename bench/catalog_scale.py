@@ -139,6 +139,16 @@ SEED_POISON = f"""
 """
 
 
+# Indexes not backing a constraint: dropped for a bulk load and built again after it,
+# which is many times faster than maintaining them row by row.
+SECONDARY_INDEXES = """
+    SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition
+    FROM pg_index i
+    WHERE i.indrelid = ANY ('{assets,renditions,jobs,poison_jobs}'::regclass[])
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+"""
+
+
 @dataclass
 class Figures:
     """Median milliseconds per RPC, per tenant size (a string when it failed)."""
@@ -304,6 +314,9 @@ async def seed(url: str, tenant: uuid.UUID, start: int, size: int, console: Cons
     seconds the rebuild (the migration's backfill) took."""
     connection = await asyncpg.connect(url, command_timeout=None)
     try:
+        indexes = await connection.fetch(SECONDARY_INDEXES)
+        for index in indexes:
+            await connection.execute(f"DROP INDEX {index['name']}")
         # A bulk load: no triggers, no foreign key checks; counted afterwards.
         await connection.execute("SET session_replication_role = replica")
         for low in range(start, size, CHUNK):
@@ -317,8 +330,11 @@ async def seed(url: str, tenant: uuid.UUID, start: int, size: int, console: Cons
             console.print(f"  seeded {high:,} assets ({time.perf_counter() - began:.0f} s)")
         await connection.execute("RESET session_replication_role")
         began = time.perf_counter()
+        await connection.execute("SET maintenance_work_mem = '512MB'")
+        for index in indexes:
+            await connection.execute(index["definition"])
         await connection.execute("VACUUM ANALYZE assets, renditions, jobs, poison_jobs")
-        console.print(f"  vacuumed in {time.perf_counter() - began:.0f} s")
+        console.print(f"  indexed and vacuumed in {time.perf_counter() - began:.0f} s")
         began = time.perf_counter()
         await connection.execute("SELECT tenant_usage_rebuild()")
         rebuilt = time.perf_counter() - began
