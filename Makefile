@@ -16,7 +16,7 @@ PACKAGES  := packages/contract/pyproject.toml packages/client/pyproject.toml
 GENERATE  := packages/contract/generate.py
 
 .PHONY: help install proto dist lint test test-unit test-contract test-integration test-faults fuzz \
-        chaos run stop status bench migrate breaking clean
+        chaos run stop status bench bench-catalog-scale migrate breaking clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -91,6 +91,12 @@ bench: $(STAMP_GEN) ## every benchmark (prints tables and `summary:` lines; slow
 	$(PY) -m bench.quality_target
 	$(PY) -m bench.similar
 	$(PY) -m bench.timings
+
+SIZES ?= 1000000,10000000
+# Not part of `make bench`: 10 M assets need about an hour and tens of GB of disk.
+bench-catalog-scale: $(STAMP_GEN) ## every tenant RPC at 1 M and 10 M assets beside 100 (SIZES=1000000 for 1 M only)
+	bash scripts/ensure-servers.sh
+	$(PY) -m bench.catalog_scale --sizes $(SIZES)
 
 SEEDS ?= 5
 CHAOS_PROFILE ?= full

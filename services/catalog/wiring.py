@@ -17,6 +17,7 @@ from services.catalog.api.admin import TenantAdminServicer
 from services.catalog.api.internal import CatalogInternalServicer
 from services.catalog.api.public import CatalogServicer
 from services.catalog.db import CatalogDatabase, create_pool
+from services.catalog.db.usage_compactor import UsageCompactor
 from services.catalog.db.watch import AssetWatchHub
 from services.catalog.usecases.tenants import KeyAuthenticator
 from services.shared.retry_policy import retry_policy
@@ -62,7 +63,8 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
             ],
             authenticator=authenticator,
             checks={"postgres": database.ping, "s3": store.check},
-            workers=[watch],
+            # The compactor keeps the usage deltas few; metrics are exact without it.
+            workers=[watch, UsageCompactor(pool)],
         )
     finally:
         await pool.close()

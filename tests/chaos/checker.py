@@ -19,6 +19,10 @@ although a row uses them; and rows of any asset (accepted or not) whose object i
 missing or has another size.
 
 Metrics: GetTenantMetrics of each tenant against the rows and the objects counted here.
+
+Usage counters: tenant_usage() (what GetTenantMetrics reads) of each tenant against
+tenant_usage_recount() (the full scan), in one snapshot, with the deltas as the run
+left them and again once folded (tenant_usage_compact()).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class Verdict:
     stuck: int = 0
     orphans: int = 0
     metrics_disagree: int = 0
+    usage_disagree: int = 0  # counters (field, tenant, folded or not) unlike the recount
     refused: int = 0
     rejected: int = 0
     good_poisoned: int = 0  # normal images that ended poison (e.g. killed beside a crasher)
@@ -70,7 +75,7 @@ class Verdict:
     def clean(self) -> bool:
         return (
             self.lost == self.duplicated == self.stuck == self.orphans == 0
-            and self.metrics_disagree == 0
+            and self.metrics_disagree == self.usage_disagree == 0
             and self.rejected == 0
         )
 
@@ -116,6 +121,9 @@ class Checker:
         self._classify(verdict, rows)
         self._orphans(verdict, rows, listed)
         self._metrics(verdict, rows, listed)
+        for finding in asyncio.run(self._usage_differences()):
+            verdict.usage_disagree += 1
+            verdict.findings.append(finding)
         verdict.slowest = [
             f"job {r['id']} {r['state']} after {float(str(r['took'])):.0f}s: {r['attempts']}"
             for r in rows["slowest"]
@@ -154,6 +162,36 @@ class Checker:
             }
         finally:
             await connection.close()
+
+    async def _usage_differences(self) -> list[str]:
+        connection = await connect(self.stack)
+        found = []
+        try:
+            for stage in ("unfolded", "folded"):
+                # Folded: compacted until a pass finds nothing left.
+                while stage == "folded" and await connection.fetchval(
+                    "SELECT tenant_usage_compact()"
+                ):
+                    pass
+                for tenant in self.tenants:
+                    # One snapshot for both: a late write cannot tell them apart.
+                    async with connection.transaction(isolation="repeatable_read", readonly=True):
+                        counted = await connection.fetchrow(
+                            "SELECT * FROM tenant_usage($1::uuid)", tenant.tenant_id
+                        )
+                        recounted = await connection.fetchrow(
+                            "SELECT * FROM tenant_usage_recount($1::uuid)", tenant.tenant_id
+                        )
+                    assert counted is not None and recounted is not None
+                    found += [
+                        f"USAGE tenant {tenant.tenant_id} ({stage}): {name} is {counted[name]} "
+                        f"in the counters, {value} recounted"
+                        for name, value in recounted.items()
+                        if counted[name] != value
+                    ]
+        finally:
+            await connection.close()
+        return found
 
     def _list_objects(self) -> dict[str, _Object]:
         return {

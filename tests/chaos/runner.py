@@ -83,7 +83,8 @@ class SeedResult:
             f"refused={self.verdict.refused} rejected={self.verdict.rejected}; "
             f"poison reasons: {reasons or 'none'} (good images among them: "
             f"{self.verdict.good_poisoned}); "
-            f"metrics {'DISAGREE' if self.verdict.metrics_disagree else 'agree'}"
+            f"metrics {'DISAGREE' if self.verdict.metrics_disagree else 'agree'}; "
+            f"usage counters {'DISAGREE' if self.verdict.usage_disagree else 'agree'}"
         )
         for error in self.errors:
             yield f"  ERROR {error}"
@@ -111,6 +112,7 @@ class SeedResult:
             "poison_reasons": dict(self.verdict.poison_reasons),
             "good_images_poisoned": self.verdict.good_poisoned,
             "metrics_disagree": self.verdict.metrics_disagree,
+            "usage_disagree": self.verdict.usage_disagree,
             "findings": self.verdict.findings,
             "notes": self.verdict.notes,
             "slowest_jobs": self.verdict.slowest,

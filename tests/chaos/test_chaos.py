@@ -31,6 +31,7 @@ def test_a_seed_without_faults_renders_everything_and_the_checker_sees_damage(
     done by hand to the store shows up as lost, orphaned, duplicated and as metrics
     that disagree, so a clean verdict means something."""
     seen: dict[str, tuple[int, int, int, int, int]] = {}
+    usage_disagree: list[int] = []
 
     def damage(stack: ChaosStack, checker: Checker) -> None:
         s3 = stack.s3.client()
@@ -75,6 +76,14 @@ def test_a_seed_without_faults_renders_everything_and_the_checker_sees_damage(
             row["object_key"],
         )
         seen["committed twice"] = verdict()
+        # A usage counter moved by hand: unlike the recount, folded or not.
+        query(
+            stack,
+            "INSERT INTO tenant_usage_deltas (tenant_id, metric, key, value) "
+            "VALUES ($1::uuid, 'poison_job_count', '', 1)",
+            tenant.tenant_id,
+        )
+        usage_disagree.append(checker.check().usage_disagree)
 
     result = Runner(1, PROFILES["calm"], rabbit, out_dir, pg_url).run(probe=damage)
     print("\n" + _report([result.line(), *result.summary()]))
@@ -87,6 +96,7 @@ def test_a_seed_without_faults_renders_everything_and_the_checker_sees_damage(
     assert seen["unrecorded rendition"] == (1, 2, 0, 1, uploads - 1)
     assert seen["purgeable original"] == (1, 2, 0, 1, uploads - 1)
     assert seen["committed twice"][:3] == (1, 2, 1)
+    assert usage_disagree == [2]
 
 
 @pytest.mark.parametrize("seed", [1, 2])
