@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import os
 import random
 import signal
 import statistics
@@ -285,29 +286,51 @@ async def _set_usage_triggers(connection: asyncpg.Connection, enabled: bool) -> 
         await connection.execute(f"ALTER TABLE {table} {actions}")
 
 
-async def write_path_ms(url: str, tenant: uuid.UUID, seed: int) -> dict[bool, float]:
-    """Median milliseconds of database work per upload, usage triggers on (True) and off,
-    in short alternating rounds so that the machine's other load falls on both alike."""
+def _backend_cpu_ms(pid: int) -> float | None:
+    """CPU time PostgreSQL's backend `pid` has used, when it runs on this machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+async def write_path_ms(url: str, tenant: uuid.UUID, seed: int) -> dict[str, float]:
+    """Median milliseconds of database work per upload, usage triggers on and off, in
+    short alternating rounds so that the machine's other load falls on both alike; and
+    the CPU time of the database backend per upload (when it runs here: unlike the
+    wall time, not lengthened by whatever else the machine is doing)."""
     pool = await create_pool(url, 1)
     connection = await asyncpg.connect(url)
     rng = random.Random(seed)
     samples: dict[bool, list[float]] = {True: [], False: []}
+    cpu: dict[bool, float] = {True: 0.0, False: 0.0}
     try:
         repo = CatalogDatabase(pool)
+        backend = int(await pool.fetchval("SELECT pg_backend_pid()"))
         for _ in range(3):  # warm-up: plans cached, pages in memory
             await _upload(repo, tenant, rng)
         for round_ in range(2 * WRITE_ROUNDS):
             enabled = round_ % 2 == 0
             await _set_usage_triggers(connection, enabled)
+            used = _backend_cpu_ms(backend)
             for _ in range(WRITE_UPLOADS):
                 began = time.perf_counter()
                 await _upload(repo, tenant, rng)
                 samples[enabled].append((time.perf_counter() - began) * 1000)
+            after = _backend_cpu_ms(backend)
+            if used is not None and after is not None:
+                cpu[enabled] += (after - used) / (WRITE_ROUNDS * WRITE_UPLOADS)
     finally:
         await _set_usage_triggers(connection, True)
         await connection.close()
         await pool.close()
-    return {enabled: statistics.median(times) for enabled, times in samples.items()}
+    return {
+        "ms": statistics.median(samples[True]),
+        "ms_no_counters": statistics.median(samples[False]),
+        "cpu_ms": cpu[True],
+        "cpu_ms_no_counters": cpu[False],
+    }
 
 
 async def seed(url: str, tenant: uuid.UUID, start: int, size: int, console: Console) -> float:
@@ -453,13 +476,20 @@ async def _a_hash(url: str, tenant: uuid.UUID) -> str:
     return format_hash(int(value) + (1 << 64) if value < 0 else int(value))
 
 
-async def _database_mib(url: str) -> float:
+async def _sizes_gib(url: str) -> tuple[float, float]:
+    """The database's size and the usage tables' (indexes included), GiB."""
     connection = await asyncpg.connect(url)
     try:
-        size = await connection.fetchval("SELECT pg_database_size(current_database())")
+        row = await connection.fetchrow(
+            "SELECT pg_database_size(current_database()) AS total, "
+            "pg_total_relation_size('tenant_usage_originals') "
+            "+ pg_total_relation_size('tenant_usage_base') "
+            "+ pg_total_relation_size('tenant_usage_deltas') AS usage"
+        )
     finally:
         await connection.close()
-    return int(size) / 2**20
+    assert row is not None
+    return int(row["total"]) / 2**30, int(row["usage"]) / 2**30
 
 
 def _label(size: int) -> str:
@@ -493,11 +523,16 @@ def report(
     console.print(table)
     for note in figures.notes:
         console.print(note)
-    on, off = float(writes["write_ms"]), float(writes["write_ms_no_counters"])
-    console.print(
-        f"write path per upload (register, publish, start, complete with 3 renditions): "
-        f"{on:.2f} ms with the usage triggers, {off:.2f} ms without (+{on - off:.2f} ms)"
-    )
+    largest = _label(sizes[-1])
+    for when, suffix in (("before seeding", ""), (f"at {largest}", f"_at_{largest}")):
+        on, off = float(writes[f"write_ms{suffix}"]), float(writes[f"write_ms_no_counters{suffix}"])
+        cpu_on = float(writes[f"write_cpu_ms{suffix}"])
+        cpu_off = float(writes[f"write_cpu_ms_no_counters{suffix}"])
+        console.print(
+            f"write path per upload {when} (register, publish, start, complete with 3 "
+            f"renditions): {on:.2f} ms with the usage triggers, {off:.2f} ms without "
+            f"(+{on - off:.2f} ms); PostgreSQL CPU {cpu_on:.2f} ms against {cpu_off:.2f} ms"
+        )
     summary: dict[str, float | int | str] = {}
     for key, name, size in (
         ("metrics_ms_1m", "GetTenantMetrics", 1_000_000),
@@ -539,19 +574,17 @@ def main(sizes: list[int], repeat: int) -> None:
             console.print(f"seeding {size:,} assets")
             rebuilt = asyncio.run(seed(catalog.url, large.tenant_id, seeded, size, console))
             seeded = size
-            mib = asyncio.run(_database_mib(catalog.url))
+            total, usage = asyncio.run(_sizes_gib(catalog.url))
             figures.notes.append(
-                f"{size:,} assets: database {mib / 1024:.1f} GiB; tenant_usage_rebuild() "
-                f"(the migration's backfill) {rebuilt:.0f} s"
+                f"{size:,} assets: database {total:.1f} GiB, of which the usage tables "
+                f"{usage:.2f} GiB; tenant_usage_rebuild() (the migration's backfill) "
+                f"{rebuilt:.0f} s"
             )
             time_rpcs(channel, catalog.url, large, size=size, repeat=repeat, figures=figures)
         at_scale = asyncio.run(write_path_ms(catalog.url, writer.tenant_id, seed=2))
-    writes: dict[str, float | int | str] = {
-        "write_ms": timed[True],
-        "write_ms_no_counters": timed[False],
-        f"write_ms_at_{_label(sizes[-1])}": at_scale[True],
-        f"write_ms_no_counters_at_{_label(sizes[-1])}": at_scale[False],
-    }
+    largest = _label(sizes[-1])
+    writes: dict[str, float | int | str] = {f"write_{k}": v for k, v in timed.items()}
+    writes |= {f"write_{k}_at_{largest}": v for k, v in at_scale.items()}
     report(figures, sizes, writes, console)
 
 
