@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from services.catalog.model import (
     AssetStatus,
     AssetWithRenditions,
+    Attempt,
     Job,
     JobState,
     JobWithAttempts,
@@ -63,13 +64,19 @@ def job_not_found(job_id: uuid.UUID) -> NotFound:
     return NotFound(f"no job {job_id}", reason="JOB_NOT_FOUND")
 
 
+async def attempts_by_job(
+    jobs: JobStore, tenant_id: uuid.UUID, job_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[Attempt, ...]]:
+    """The attempt history of each of these jobs, in one query (empty for none)."""
+    grouped = group_by(await jobs.list_attempts(tenant_id, job_ids), lambda a: a.job_id)
+    return {job_id: tuple(grouped.get(job_id, ())) for job_id in job_ids}
+
+
 async def with_attempts(
     jobs: JobStore, tenant_id: uuid.UUID, found: Sequence[Job]
 ) -> list[JobWithAttempts]:
-    attempts = group_by(
-        await jobs.list_attempts(tenant_id, [j.id for j in found]), lambda a: a.job_id
-    )
-    return [JobWithAttempts(j, tuple(attempts.get(j.id, ()))) for j in found]
+    attempts = await attempts_by_job(jobs, tenant_id, [j.id for j in found])
+    return [JobWithAttempts(j, attempts[j.id]) for j in found]
 
 
 async def get_job(jobs: JobStore, *, tenant_id: uuid.UUID, job_id: uuid.UUID) -> JobWithAttempts:
@@ -256,8 +263,8 @@ async def record_poison(
     recorded = await poison.record_poison(job_id, reason, clip_error(error), request)
     if recorded is None:
         return RecordedPoison()
-    attempts = await jobs.list_attempts(recorded.tenant_id, [job_id])
-    return RecordedPoison(poison_job=PoisonJobWithAttempts(recorded, tuple(attempts)))
+    attempts = await attempts_by_job(jobs, recorded.tenant_id, [job_id])
+    return RecordedPoison(poison_job=PoisonJobWithAttempts(recorded, attempts[job_id]))
 
 
 async def watch_asset(

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from services.catalog.model import Job, PoisonJob, PoisonJobWithAttempts
 from services.catalog.ports import JobStore, PoisonStore
 from services.catalog.usecases import paging
-from services.catalog.usecases.paging import Page, decode_token, encode_token, group_by, paginate
+from services.catalog.usecases.jobs import attempts_by_job
+from services.catalog.usecases.paging import Page, decode_token, encode_token, paginate
 from services.shared.errors import NotFound
 
 __all__ = ["Replayed", "list_poison_jobs", "retry_poison_job"]
@@ -24,10 +25,8 @@ class Replayed:
 async def _with_attempts(
     jobs: JobStore, tenant_id: uuid.UUID, found: Sequence[PoisonJob]
 ) -> list[PoisonJobWithAttempts]:
-    attempts = group_by(
-        await jobs.list_attempts(tenant_id, [p.job_id for p in found]), lambda a: a.job_id
-    )
-    return [PoisonJobWithAttempts(p, tuple(attempts.get(p.job_id, ()))) for p in found]
+    attempts = await attempts_by_job(jobs, tenant_id, [p.job_id for p in found])
+    return [PoisonJobWithAttempts(p, attempts[p.job_id]) for p in found]
 
 
 async def list_poison_jobs(
