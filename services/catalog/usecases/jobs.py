@@ -169,15 +169,17 @@ async def claim_for_render(
         limit=limit, lease=lease, owner=owner, delivery_limit=delivery_limit
     )
     for over in await _with_failed_attempts(jobs, claimed.over_limit):
-        job_id = over.request.job_id
-        if await jobs.spare_bystander(job_id, delivery_limit):
-            continue  # its deliveries start again: a later claim takes it, to run alone
-        await poison.record_poison(
-            job_id,
-            PoisonReason.DELIVERY_LIMIT,
-            f"claimed {delivery_limit + 1} times without an attempt being settled "
+        # As a dead letter of the work queue would be: spared (a later claim takes it,
+        # to run alone) or poison.
+        await record_poison(
+            jobs,
+            poison,
+            job_id=over.request.job_id,
+            reason=PoisonReason.DELIVERY_LIMIT,
+            error=f"claimed {delivery_limit + 1} times without an attempt being settled "
             "(the renderer crashed or was killed each time)",
-            encode(over.request, over.attempts),
+            request=encode(over.request, over.attempts),
+            delivery_limit=delivery_limit,
         )
     return await _with_failed_attempts(jobs, claimed.jobs)
 
