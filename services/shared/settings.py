@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     catalog_metrics_port: int = Field(default=9102, description="Prometheus port of catalog.")
     renderer_metrics_port: int = Field(default=9103, description="Prometheus port of renderer.")
     quality_metrics_port: int = Field(default=9104, description="Prometheus port of quality.")
+    delivery_port: int = Field(default=8090, description="HTTP port of delivery (images).")
+    delivery_metrics_port: int = Field(default=9105, description="Prometheus port of delivery.")
     catalog_addr: str = Field(
         default="127.0.0.1:50052", description="Where other services reach catalog."
     )
@@ -183,6 +185,41 @@ class Settings(BaseSettings):
         default=3600, ge=1, le=7 * 86400, description="Default lifetime of presigned URLs."
     )
     db_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections of catalog.")
+
+    # Delivery (HTTP)
+    delivery_public_url: str = Field(
+        default="http://127.0.0.1:8090",
+        description="Base URL browsers reach delivery at (scheme, host, optional path prefix); "
+        "GetDeliveryUrl builds URLs on it.",
+    )
+    delivery_lookup_ttl_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=60,
+        description="How long delivery caches lookups (renditions, signing keys): deletes and "
+        "revocations take effect within it.",
+    )
+    delivery_max_age_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="Cache-Control max-age of unversioned URLs (browsers revalidate with ETag).",
+    )
+    delivery_cache_bytes: int = Field(
+        default=64 * MIB,
+        ge=0,
+        description="Memory for hot small renditions served without S3 (0: no cache).",
+    )
+    delivery_cache_max_object_bytes: int = Field(
+        default=512 * 1024, ge=0, description="Largest rendition the hot cache keeps."
+    )
+    delivery_chunk_bytes: int = Field(
+        default=64 * 1024, ge=4096, description="Piece size of bodies streamed from S3."
+    )
+    delivery_retry_after_seconds: int = Field(
+        default=5,
+        ge=1,
+        description="Retry-After of a 404 for an asset whose renditions are still being made.",
+    )
 
     # Operations
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
