@@ -53,6 +53,7 @@ __all__ = [
     "is_permanent_s3_error",
     "original_key",
     "rendition_key",
+    "rendition_version",
     "tenant_prefixes",
 ]
 
@@ -83,6 +84,15 @@ def asset_of_rendition_key(key: str) -> str | None:
     except ValueError:
         return None
     return parts[2]
+
+
+def rendition_version(key: str) -> str:
+    """A rendition's version: the 16 hex digits of its bytes' SHA-256 its key carries."""
+    parts = key.rsplit("/", 1)[-1].split(".")
+    if len(parts) != 3 or len(parts[1]) != 16:
+        raise ValueError(f"not a rendition key: {key!r}")
+    int(parts[1], 16)
+    return parts[1]
 
 
 def tenant_prefixes(tenant_id: str) -> tuple[str, str]:
