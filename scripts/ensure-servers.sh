@@ -23,10 +23,13 @@ as_root() {
 # tests/unit/test_deploy.py validates deploy/docker-compose.yml with `docker-compose config`,
 # which needs no Docker daemon: Debian's package (without its recommended docker.io) is enough.
 # jq is what the README's grpcurl examples pipe into, and their test runs them as written.
+# chromium is Debian's browser, which tests/integration/test_browser.py drives.
 # A failed install is not fatal here; the tests that need a tool fail and name it.
 missing=()
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v jq >/dev/null || missing+=(jq)
+# The browser the delivery tests drive through Playwright (which never downloads one here).
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ensure-servers: installing ${missing[*]}"
   apt_install() {
