@@ -1,0 +1,190 @@
+"""Serving renditions: delivery beside the S3 server itself, the same objects, one run.
+
+Starts the real stack (devstack), uploads distinct photos and waits for their renditions,
+then loads three targets with wrk (64 connections, 20 s each), every request a `card`
+JPEG, the connections walking the same list of objects:
+
+  (a) s3    presigned GET URLs served by the S3 server directly (what a page used before);
+  (b) warm  delivery URLs (signed, versioned) on the stack's delivery service, its hot
+            object cache warm;
+  (c) cold  the same URLs on a second delivery process with its object cache off, so every
+            body is read from S3 through the minio SDK.
+
+Both delivery processes keep their lookup cache (catalog lookups are what the TTL cache is
+for, in production too). wrk and every server share this machine's cores; the ratios,
+measured in one run, are what carries over.
+
+    .venv/bin/python -m bench.delivery [--images 16] [--seconds 20] [--connections 64]
+
+Goal: warm >= 1.0x s3, cold >= 0.5x s3. Last line: `summary: s3_rps=... warm_rps=...
+cold_rps=... warm_ratio=... cold_ratio=... p99_ms_warm=...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import secrets
+import tempfile
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import grpc
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import corpus_photos, print_summary, rss_mib
+from bench.wrk import WrkResult, require_wrk, run_wrk
+from devstack import ServiceProcess, Stack, StackConfig, unique_jpeg
+from imagepipe.client import AsyncClient
+from imagepipe.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2
+from tests.helpers import downsized_jpeg
+
+PRESET = "card"
+
+
+async def _upload(stack: Stack, count: int) -> tuple[str, list[str]]:
+    """(a new tenant's API key, the ids of `count` ready assets)."""
+    photos = [downsized_jpeg(path, (1600, 1067)) for path in corpus_photos()]
+    tag = secrets.token_hex(4)
+    async with AsyncClient(
+        admin_key=stack.admin_key, catalog_addr=stack.address("catalog")
+    ) as admin:
+        tenant = await admin.create_tenant(f"bench-{tag}")
+    async with AsyncClient(
+        tenant.secret_key,
+        ingest_addr=stack.address("ingest"),
+        catalog_addr=stack.address("catalog"),
+    ) as client:
+        ids = []
+        for index in range(count):
+            data = unique_jpeg(photos[index % len(photos)], f"delivery-{tag}-{index}")
+            result = await client.upload(io.BytesIO(data), filename=f"d{index}.jpg")
+            asset = await client.wait_ready(result.asset_id, timeout=600)
+            if asset.status != common_pb2.ASSET_STATUS_READY:
+                raise RuntimeError(f"upload {index} ended {asset.status}")
+            ids.append(result.asset_id)
+    return tenant.secret_key, ids
+
+
+def _urls(stack: Stack, api_key: str, asset_ids: list[str]) -> tuple[list[str], list[str]]:
+    """(delivery URLs, presigned S3 URLs) of every asset's card JPEG."""
+    metadata = (("authorization", f"Bearer {api_key}"),)
+    with grpc.insecure_channel(stack.address("catalog")) as channel:
+        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+        stub.CreateSigningKey(catalog_pb2.CreateSigningKeyRequest(label="bench"), metadata=metadata)
+        delivery, presigned = [], []
+        for asset_id in asset_ids:
+            delivery.append(
+                stub.GetDeliveryUrl(
+                    catalog_pb2.GetDeliveryUrlRequest(
+                        asset_id=asset_id, preset=PRESET, format=common_pb2.IMAGE_FORMAT_JPEG
+                    ),
+                    metadata=metadata,
+                ).url
+            )
+            presigned.append(
+                stub.GetRendition(
+                    catalog_pb2.GetRenditionRequest(
+                        asset_id=asset_id,
+                        preset=PRESET,
+                        accept_formats=[common_pb2.IMAGE_FORMAT_JPEG],
+                        url_ttl_seconds=3600,
+                    ),
+                    metadata=metadata,
+                ).url
+            )
+    return delivery, presigned
+
+
+def _on_port(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
+
+
+def _pid(service: ServiceProcess) -> int:
+    assert service.process is not None
+    return service.process.pid
+
+
+def _fetch_all(urls: list[str]) -> int:
+    """GET every URL once (fills a cache); returns the bytes read."""
+    total = 0
+    for url in urls:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            total += len(response.read())
+    return total
+
+
+def _report(console: Console, results: dict[str, WrkResult], rss: dict[str, float]) -> None:
+    base = results["s3"]
+    table = Table(title=f"{PRESET} JPEGs over wrk, same objects, one run")
+    for column in ("target", "req/s", "MB/s", "p50 ms", "p99 ms", "errors", "vs s3", "RSS MiB"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for name, result in results.items():
+        table.add_row(
+            name,
+            f"{result.rps:.0f}",
+            f"{result.mb_s:.1f}",
+            f"{result.p50_ms:.1f}",
+            f"{result.p99_ms:.1f}",
+            str(result.errors + result.non_2xx),
+            f"{result.rps / base.rps:.2f}x",
+            f"{rss[name]:.0f}" if name in rss else "-",
+        )
+    console.print(table)
+
+
+def main(images: int, seconds: float, connections: int) -> None:
+    require_wrk()
+    console = Console(width=120)
+    with tempfile.TemporaryDirectory(prefix="imagepipe-bench-") as work:
+        stack = Stack(StackConfig.from_env(Path(work)))
+        with stack.running():
+            api_key, asset_ids = asyncio.run(_upload(stack, images))
+            delivery_urls, presigned = _urls(stack, api_key, asset_ids)
+            cold = stack.start_service(
+                "delivery", instance="cold", IMAGEPIPE_DELIVERY_CACHE_BYTES="0"
+            )
+            cold.wait_serving()
+            cold_urls = [_on_port(url, cold.port) for url in delivery_urls]
+            body_bytes = _fetch_all(delivery_urls)
+            _fetch_all(cold_urls)  # the lookups, not the bodies, are cached there
+            console.print(
+                f"{images} objects, {body_bytes / images / 1024:.1f} KiB each on average; "
+                f"{connections} connections, {seconds:g} s per target"
+            )
+            results = {
+                "s3": run_wrk(presigned, connections=connections, seconds=seconds),
+                "warm": run_wrk(delivery_urls, connections=connections, seconds=seconds),
+                "cold": run_wrk(cold_urls, connections=connections, seconds=seconds),
+            }
+            rss = {
+                name: rss_mib(_pid(process))
+                for name, process in (("warm", stack.services["delivery"]), ("cold", cold))
+            }
+            cold.stop()
+    _report(console, results, rss)
+    print_summary(
+        {
+            "s3_rps": results["s3"].rps,
+            "warm_rps": results["warm"].rps,
+            "cold_rps": results["cold"].rps,
+            "warm_ratio": results["warm"].rps / results["s3"].rps,
+            "cold_ratio": results["cold"].rps / results["s3"].rps,
+            "p99_ms_warm": results["warm"].p99_ms,
+        }
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    main(args.images, args.seconds, args.connections)
