@@ -54,7 +54,8 @@ def deliverable_format(value: str | _Format | None, request_id: str = "") -> str
             grpc.StatusCode.INVALID_ARGUMENT,
             f"delivery URLs serve {', '.join(EXTENSIONS)} (or no format: negotiated), "
             f"not {value!r}",
-            reason="FORMAT_NOT_DELIVERABLE",
+            reason="INVALID_FORMAT",
+            metadata={"field": "format"},
             request_id=request_id,
         )
     return name
@@ -69,10 +70,11 @@ def choose_version(
     callers branch on the same reasons whichever side signed.
     """
     if asset.status == common_pb2.ASSET_STATUS_DELETED:
+        # The catalog's answer for a deleted asset's URL, too.
         raise ImagepipeError(
             grpc.StatusCode.NOT_FOUND,
             f"asset {asset.asset_id} is deleted; delivery no longer serves it",
-            reason="ASSET_DELETED",
+            reason="ASSET_NOT_FOUND",
             request_id=request_id,
         )
     found = [r for r in asset.renditions if r.preset == preset]

@@ -176,7 +176,7 @@ async def test_errors_name_what_is_missing(signer: AsyncClient, fake: FakeServer
 
     with pytest.raises(InvalidArgument) as png:
         await signer.delivery_url(uploaded.asset_id, "card", "png")
-    assert png.value.reason == "FORMAT_NOT_DELIVERABLE"
+    assert png.value.reason == "INVALID_FORMAT"
     with pytest.raises(InvalidArgument):
         await signer.delivery_url(uploaded.asset_id, "card", "bmp-ish")
 
@@ -197,9 +197,9 @@ def test_version_choice_for_deleted_and_versionless_assets() -> None:
     deleted = common_pb2.Asset(
         asset_id="a", status=common_pb2.ASSET_STATUS_DELETED, renditions=RENDITIONS
     )
-    with pytest.raises(NotFound) as gone:
+    with pytest.raises(NotFound, match="is deleted") as gone:
         choose_version(deleted, "card", "jpeg")
-    assert gone.value.reason == "ASSET_DELETED"
+    assert gone.value.reason == "ASSET_NOT_FOUND"
     old = common_pb2.Rendition(preset="card", format=common_pb2.IMAGE_FORMAT_JPEG)
     older_server = common_pb2.Asset(
         asset_id="a", status=common_pb2.ASSET_STATUS_READY, renditions=[old]
