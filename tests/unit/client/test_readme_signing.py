@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ def _section() -> str:
 
 def _block(language: str, containing: str) -> str:
     blocks = re.findall(rf"```{language}\n(.*?)```", _section(), re.S)
-    (block,) = [b for b in blocks if containing in b]
+    (block,) = [str(b) for b in blocks if containing in b]
     return block
 
 
@@ -48,7 +49,7 @@ def _key() -> tuple[str, str]:
 def test_the_javascript_signer_signs_like_the_client() -> None:
     key_id, secret = _key()
     tenant, asset = str(uuid.uuid4()), str(uuid.uuid4())
-    cases = [
+    cases: list[dict[str, Any]] = [
         {"preset": "card", "ext": "webp", "version": "0123456789abcdef", "expires": 1767225600},
         {"preset": "card", "version": "fedcba9876543210"},  # negotiated, no expiry
     ]
