@@ -33,13 +33,17 @@ __all__ = [
     "draw_asset",
     "draw_assets",
     "draw_compare",
+    "draw_created_signing_key",
+    "draw_delivery_link",
     "draw_link",
     "draw_metrics",
     "draw_poison_jobs",
     "draw_presets",
     "draw_purge",
+    "draw_signing_keys",
     "draw_similar",
     "draw_tenant",
+    "draw_tenant_settings",
     "draw_written",
     "emit_json",
     "err",
@@ -400,4 +404,55 @@ def draw_poison_jobs(rows: Sequence[JsonObject]) -> None:
             escape(str(row["error"])[:80]),
             "yes" if row["replayed"] else "no",
         )
+    out.print(table)
+
+
+# -- delivery -----------------------------------------------------------------------
+
+
+def draw_delivery_link(row: JsonObject) -> None:
+    """The URL alone on stdout (so `$(imagepipe url …)` is the URL), notes on stderr."""
+    out.print(row["url"], soft_wrap=True, markup=False, highlight=False)
+    if row["expire_time"]:
+        err.print(f"[dim]expires {row['expire_time']}[/dim]")
+    if not row["signed"]:
+        err.print(
+            "[yellow]unsigned URL: delivery serves it only while the tenant allows unsigned "
+            "delivery (imagepipe settings set unsigned-delivery true); set "
+            "IMAGEPIPE_SIGNING_KEY_ID and IMAGEPIPE_SIGNING_SECRET to sign[/yellow]"
+        )
+
+
+def draw_signing_keys(rows: Sequence[JsonObject]) -> None:
+    table = Table(title=f"{len(rows)} signing key(s)")
+    for column in ("key id", "label", "created", "revoked"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["key_id"],
+            escape(row["label"]) or "-",
+            row["created"] or "-",
+            f"[dim]{row['revoked']}[/dim]" if row["revoked"] else "[green]active[/green]",
+        )
+    out.print(table)
+
+
+def draw_created_signing_key(row: JsonObject) -> None:
+    table = _properties()
+    table.add_row("key id", row["key_id"])
+    table.add_row("label", escape(row["label"]) or "-")
+    table.add_row("secret", row["secret"])
+    out.print(table)
+    err.print(
+        "[yellow]store the secret now: it is not shown again. Sign with it by setting "
+        f"IMAGEPIPE_SIGNING_KEY_ID={row['key_id']} and IMAGEPIPE_SIGNING_SECRET=<the secret>"
+        "[/yellow]"
+    )
+
+
+def draw_tenant_settings(row: JsonObject) -> None:
+    table = _properties()
+    for key, value in row.items():
+        shown = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        table.add_row(key.replace("_", "-"), shown)
     out.print(table)

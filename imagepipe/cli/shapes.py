@@ -6,11 +6,15 @@ on them and tests can check them without running a command. Keys are only ever a
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
+from google.protobuf import timestamp_pb2
+
 from imagepipe.client import (
+    CreatedSigningKey,
     CreatedTenant,
+    DeliveryLink,
     ImagepipeError,
     RenditionLink,
     UploadResult,
@@ -24,6 +28,8 @@ __all__ = [
     "JsonObject",
     "asset_json",
     "compare_json",
+    "created_signing_key_json",
+    "delivery_link_json",
     "error_json",
     "link_json",
     "metrics_json",
@@ -33,8 +39,10 @@ __all__ = [
     "purge_json",
     "rendition_json",
     "retried_json",
+    "signing_key_json",
     "similar_json",
     "tenant_json",
+    "tenant_settings_json",
     "upload_json",
     "written_json",
 ]
@@ -68,6 +76,9 @@ def rendition_json(rendition: common_pb2.Rendition) -> JsonObject:
     if rendition.HasField("scores"):
         row["psnr_db"] = psnr_value(rendition.scores)
         row["ssim"] = round(rendition.scores.ssim, 5)
+    if rendition.version:
+        # What delivery URLs carry in `v` (servers before delivery send none).
+        row["version"] = rendition.version
     return row
 
 
@@ -247,3 +258,50 @@ def retried_json(poison_job_id: str, replayed: catalog_pb2.RetryPoisonJobRespons
         "asset_id": replayed.job.asset_id,
         "state": job_state_name(replayed.job.state),
     }
+
+
+def _utc(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as the other JSON times are read by scripts."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
+def _timestamp(value: timestamp_pb2.Timestamp, present: bool) -> str | None:
+    return _utc(value.ToDatetime(tzinfo=UTC)) if present else None
+
+
+def delivery_link_json(
+    asset_id: str, preset: str, image_format: str | None, link: DeliveryLink, *, signer: str
+) -> JsonObject:
+    """A delivery URL; `signer` says who made it: "client" or "server" (signed_by is
+    null for an unsigned URL)."""
+    return {
+        "asset_id": asset_id,
+        "preset": preset,
+        "format": image_format,  # null: negotiated with the browser's Accept header
+        "url": link.url,
+        "version": link.version,
+        "expire_time": _utc(link.expire_time),
+        "key_id": link.key_id or None,
+        "signed": link.signed,
+        "signed_by": signer if link.signed else None,
+    }
+
+
+def signing_key_json(key: common_pb2.SigningKey) -> JsonObject:
+    return {
+        "key_id": key.key_id,
+        "label": key.label,
+        "created": _timestamp(key.create_time, key.HasField("create_time")),
+        "revoked": _timestamp(key.revoke_time, key.HasField("revoke_time")),
+    }
+
+
+def created_signing_key_json(created: CreatedSigningKey) -> JsonObject:
+    """A new signing key and its secret, the only time the secret is shown."""
+    return {**signing_key_json(created.signing_key), "secret": created.secret}
+
+
+def tenant_settings_json(settings: common_pb2.TenantSettings) -> JsonObject:
+    return {"unsigned_delivery": settings.unsigned_delivery}

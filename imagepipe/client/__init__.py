@@ -8,14 +8,18 @@ services' code, so any back end can install and import it::
     async with AsyncClient.from_env() as client:
         result = await client.upload("photo.jpg", labels={"album": "summer"})
         asset = await client.wait_ready(result.asset_id)
+        url = await client.delivery_url(asset.asset_id, "card")  # signed locally
 """
 
 from imagepipe.client._channels import DEFAULT_ADDRESSES, RETRYABLE_READS, service_config
 from imagepipe.client._client import (
     CHUNK_SIZE,
+    DEFAULT_DELIVERY_URL,
     DEFAULT_TIMEOUT,
     AsyncClient,
+    CreatedSigningKey,
     CreatedTenant,
+    DeliveryLink,
     RenditionContent,
     RenditionLink,
     UploadResult,
@@ -47,13 +51,16 @@ from imagepipe.client.names import (
 __all__ = [
     "CHUNK_SIZE",
     "DEFAULT_ADDRESSES",
+    "DEFAULT_DELIVERY_URL",
     "DEFAULT_TIMEOUT",
     "RETRYABLE_READS",
     "TERMINAL_STATUSES",
     "AlreadyExists",
     "AsyncClient",
+    "CreatedSigningKey",
     "CreatedTenant",
     "DeadlineExceeded",
+    "DeliveryLink",
     "FailedPrecondition",
     "ImagepipeError",
     "InvalidArgument",

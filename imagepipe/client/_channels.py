@@ -35,6 +35,10 @@ RETRYABLE_READS: Mapping[str, tuple[str, ...]] = {
         "ListJobs",
         "ListPoisonJobs",
         "GetTenantMetrics",
+        "ListSigningKeys",
+        "GetTenantSettings",
+        # Signs a URL and stores nothing: asking twice is harmless.
+        "GetDeliveryUrl",
     ),
     "imagepipe.v1.RendererService": ("ListPresets", "GetRendererStatus"),
     "imagepipe.v1.QualityService": ("Compare",),

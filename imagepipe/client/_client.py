@@ -20,14 +20,27 @@ import grpc
 
 from imagepipe.client._calls import ENV_ADMIN_KEY, ENV_API_KEY, Calls, new_request_id
 from imagepipe.client._channels import DEFAULT_ADDRESSES
+from imagepipe.client._delivery import (
+    ENV_SIGNING_KEY_ID,
+    ENV_SIGNING_SECRET,
+    DeliveryCalls,
+    Signer,
+)
 from imagepipe.client._errors import malformed_stream, map_rpc_errors
 from imagepipe.client._results import (
+    CreatedSigningKey,
     CreatedTenant,
+    DeliveryLink,
     RenditionContent,
     RenditionLink,
     UploadResult,
 )
-from imagepipe.client._settings import DEFAULT_TIMEOUT, ClientOptions, ClientSettings
+from imagepipe.client._settings import (
+    DEFAULT_DELIVERY_URL,
+    DEFAULT_TIMEOUT,
+    ClientOptions,
+    ClientSettings,
+)
 from imagepipe.client._upload import (
     CHUNK_SIZE,
     UNKNOWN_UPLOAD_SIZE,
@@ -54,9 +67,13 @@ from imagepipe.v1 import (
 
 __all__ = [
     "CHUNK_SIZE",
+    "DEFAULT_DELIVERY_URL",
     "DEFAULT_TIMEOUT",
+    "ENV_DELIVERY_URL",
     "AsyncClient",
+    "CreatedSigningKey",
     "CreatedTenant",
+    "DeliveryLink",
     "RenditionContent",
     "RenditionLink",
     "UploadResult",
@@ -66,9 +83,12 @@ __all__ = [
 _Format: TypeAlias = common_pb2.ImageFormat.ValueType
 _Status: TypeAlias = common_pb2.AssetStatus.ValueType
 
+ENV_DELIVERY_URL = "IMAGEPIPE_DELIVERY_URL"
 
-class AsyncClient:
-    """Tenant (and admin) access to ingest, catalog, renderer and quality.
+
+class AsyncClient(DeliveryCalls):
+    """Tenant (and admin) access to ingest, catalog, renderer and quality, and the
+    delivery URLs of renditions (signed locally; see DeliveryCalls).
 
     Use it as an async context manager, or call :meth:`close`; channels are opened on
     first use, inside the running event loop::
@@ -82,6 +102,9 @@ class AsyncClient:
         """Every option is keyword-only and has a default: see ClientSettings."""
         settings = ClientSettings(api_key=api_key, **options)
         self._calls = Calls(settings)
+        self._signer = Signer(
+            settings.delivery_url, settings.signing_key_id, settings.signing_secret
+        )
         self._upload_attempts = settings.upload_attempts
         self._min_upload_rate = settings.min_upload_rate
 
@@ -90,12 +113,16 @@ class AsyncClient:
         """Keys and addresses from IMAGEPIPE_* variables; keyword arguments win.
 
         A missing IMAGEPIPE_API_KEY is reported by the first tenant call, so an admin
-        who only has IMAGEPIPE_ADMIN_KEY can still create tenants.
+        who only has IMAGEPIPE_ADMIN_KEY can still create tenants. IMAGEPIPE_DELIVERY_URL,
+        IMAGEPIPE_SIGNING_KEY_ID and IMAGEPIPE_SIGNING_SECRET configure delivery URLs.
         """
         env = os.environ if environ is None else environ
         settings: dict[str, Any] = {
             "api_key": env.get(ENV_API_KEY) or None,
             "admin_key": env.get(ENV_ADMIN_KEY) or None,
+            "delivery_url": env.get(ENV_DELIVERY_URL) or DEFAULT_DELIVERY_URL,
+            "signing_key_id": env.get(ENV_SIGNING_KEY_ID) or None,
+            "signing_secret": env.get(ENV_SIGNING_SECRET) or None,
         }
         for service, default in DEFAULT_ADDRESSES.items():
             settings[f"{service}_addr"] = env.get(f"IMAGEPIPE_{service.upper()}_ADDR") or default

@@ -7,7 +7,14 @@ from datetime import datetime
 
 from imagepipe.v1 import common_pb2
 
-__all__ = ["CreatedTenant", "RenditionContent", "RenditionLink", "UploadResult"]
+__all__ = [
+    "CreatedSigningKey",
+    "CreatedTenant",
+    "DeliveryLink",
+    "RenditionContent",
+    "RenditionLink",
+    "UploadResult",
+]
 
 
 @dataclass(frozen=True)
@@ -48,3 +55,33 @@ class CreatedTenant:
     tenant: common_pb2.Tenant
     api_key: common_pb2.ApiKey
     secret_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DeliveryLink:
+    """A delivery URL and what it carries: the version, the expiry, the signing key.
+
+    `expire_time` is timezone-aware UTC (None: the URL does not expire); `key_id` is
+    empty for an unsigned URL.
+    """
+
+    url: str
+    version: str
+    expire_time: datetime | None
+    key_id: str
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.key_id)
+
+
+@dataclass(frozen=True)
+class CreatedSigningKey:
+    """A new signing key and its secret; the secret is shown only once, store it now."""
+
+    signing_key: common_pb2.SigningKey
+    secret: str = field(repr=False)
+
+    @property
+    def key_id(self) -> str:
+        return self.signing_key.key_id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import grpc
@@ -11,9 +11,11 @@ import grpc
 from imagepipe.client._channels import DEFAULT_ADDRESSES
 from imagepipe.client._upload import MIN_UPLOAD_RATE
 
-__all__ = ["DEFAULT_TIMEOUT", "ClientOptions", "ClientSettings"]
+__all__ = ["DEFAULT_DELIVERY_URL", "DEFAULT_TIMEOUT", "ClientOptions", "ClientSettings"]
 
 DEFAULT_TIMEOUT = 30.0
+# Where `make run` serves delivery URLs (IMAGEPIPE_DELIVERY_PUBLIC_URL of the stack).
+DEFAULT_DELIVERY_URL = "http://127.0.0.1:8090"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,10 +25,13 @@ class ClientSettings:
     `timeout` is the deadline of a unary call; uploads get it plus their size at
     `min_upload_rate`. `retry_attempts` is gRPC's budget for unary reads on
     UNAVAILABLE (1: none), `upload_attempts` the client's own for uploads.
+    `delivery_url` is the base URL browsers reach delivery at; `signing_key_id` and
+    `signing_secret` sign delivery URLs locally (neither: unsigned URLs). Keys and the
+    signing secret are left out of the repr.
     """
 
-    api_key: str | None = None
-    admin_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    admin_key: str | None = field(default=None, repr=False)
     ingest_addr: str = DEFAULT_ADDRESSES["ingest"]
     catalog_addr: str = DEFAULT_ADDRESSES["catalog"]
     renderer_addr: str = DEFAULT_ADDRESSES["renderer"]
@@ -37,6 +42,9 @@ class ClientSettings:
     min_upload_rate: float = MIN_UPLOAD_RATE
     credentials: grpc.ChannelCredentials | None = None
     channel_options: Sequence[tuple[str, Any]] = ()
+    delivery_url: str = DEFAULT_DELIVERY_URL
+    signing_key_id: str | None = None
+    signing_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.min_upload_rate <= 0:
@@ -72,3 +80,6 @@ class ClientOptions(TypedDict, total=False):
     min_upload_rate: float
     credentials: grpc.ChannelCredentials | None
     channel_options: Sequence[tuple[str, Any]]
+    delivery_url: str
+    signing_key_id: str | None
+    signing_secret: str | None

@@ -11,8 +11,11 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +34,21 @@ COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 RENDER_FILE = DEPLOY / "render.yaml"
 DASHBOARD_FILE = DEPLOY / "grafana" / "imagepipe.json"
 
+# The gRPC services, and delivery, the one that speaks HTTP.
 SERVICES = ("ingest", "catalog", "renderer", "quality")
+HTTP_SERVICES = ("delivery",)
+ALL_SERVICES = SERVICES + HTTP_SERVICES
 GRPC_PORTS = {"ingest": 50051, "catalog": 50052, "renderer": 50053, "quality": 50054}
-METRICS_PORTS = {"ingest": 9101, "catalog": 9102, "renderer": 9103, "quality": 9104}
+HTTP_PORTS = {"delivery": 8090}
+METRICS_PORTS = {
+    "ingest": 9101,
+    "catalog": 9102,
+    "renderer": 9103,
+    "quality": 9104,
+    "delivery": 9105,
+}
+# Where GetDeliveryUrl builds URLs (catalog) must be where delivery is reached.
+PUBLIC_URL = "IMAGEPIPE_DELIVERY_PUBLIC_URL"
 SETTING_NAMES = frozenset(f"IMAGEPIPE_{name.upper()}" for name in Settings.model_fields)
 # Read by the platform, not by imagepipe: Render picks the port `hostport` resolves to.
 PLATFORM_VARIABLES = frozenset({"PORT"})
@@ -128,10 +143,10 @@ def _is_one_shot(service: dict[str, Any]) -> bool:
     return str(service.get("restart", "no")) == "no"
 
 
-def test_compose_runs_the_four_services_from_the_one_dockerfile(compose: dict[str, Any]) -> None:
+def test_compose_runs_every_service_from_the_one_dockerfile(compose: dict[str, Any]) -> None:
     ours = _imagepipe(compose)
     assert {"postgres", "rabbitmq", "minio"} <= compose.keys()
-    for name in SERVICES:
+    for name in ALL_SERVICES:
         assert _command(ours[name]) == ["python", "-m", f"services.{name}"]
     assert _command(ours["migrate"]) == ["python", "-m", "services.catalog", "migrate"]
     images = {service["image"] for service in ours.values()}
@@ -158,6 +173,11 @@ def test_compose_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
     for name in SERVICES:
         test = ours[name]["healthcheck"]["test"]
         assert test == ["CMD", "python", "-m", "services.shared.healthcheck", name]
+    # delivery is HTTP: ready means /readyz answers 200 (test_delivery_healthcheck_…).
+    test = ours["delivery"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    assert f"http://127.0.0.1:{HTTP_PORTS['delivery']}/readyz" in test[3]
+    assert {"catalog", "minio"} <= ours["delivery"]["depends_on"].keys()
     assert compose["catalog"]["depends_on"]["migrate"]["condition"] == (
         "service_completed_successfully"
     )
@@ -173,10 +193,55 @@ def test_compose_renderer_can_be_scaled(compose: dict[str, Any]) -> None:
         assert not published, f"host port {published} for {target} stops --scale renderer=N"
 
 
-def test_compose_exposes_grpc_and_metrics_ports(compose: dict[str, Any]) -> None:
-    for name in SERVICES:
+def test_compose_exposes_grpc_http_and_metrics_ports(compose: dict[str, Any]) -> None:
+    for name in ALL_SERVICES:
         targets = {target for _, target in _ports(compose[name])}
-        assert {GRPC_PORTS[name], METRICS_PORTS[name]} <= targets, name
+        port = GRPC_PORTS.get(name) or HTTP_PORTS[name]
+        assert {port, METRICS_PORTS[name]} <= targets, name
+
+
+def test_compose_catalog_signs_urls_where_delivery_is_published(compose: dict[str, Any]) -> None:
+    public = compose["delivery"]["environment"][PUBLIC_URL]
+    assert compose["catalog"]["environment"][PUBLIC_URL] == public
+    published = {target: host for host, target in _ports(compose["delivery"])}
+    assert public == f"http://localhost:{published[HTTP_PORTS['delivery']]}"
+    assert "IMAGEPIPE_CATALOG_ADDR" in compose["delivery"]["environment"]
+
+
+class _Ready(BaseHTTPRequestHandler):
+    """/readyz answering the status the test sets."""
+
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/readyz" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
+def test_delivery_healthcheck_passes_only_while_readyz_is_200(compose: dict[str, Any]) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _, python, *args = compose["delivery"]["healthcheck"]["test"]
+    assert python == "python"
+    port = f":{HTTP_PORTS['delivery']}/"
+
+    def check(at: int) -> int:
+        command = [sys.executable, *(a.replace(port, f":{at}/") for a in args)]
+        return subprocess.run(command, capture_output=True, timeout=30, check=False).returncode
+
+    try:
+        _Ready.status = 200
+        assert check(server.server_port) == 0
+        _Ready.status = 503
+        assert check(server.server_port) != 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert check(server.server_port) != 0  # nothing listens
 
 
 # --- Kubernetes ----------------------------------------------------------------------
@@ -222,19 +287,27 @@ def test_manifests_have_the_basic_schema(manifests: list[dict[str, Any]]) -> Non
         assert selector.items() <= labels.items(), name
 
 
-def test_deployments_probe_grpc_health_and_bound_resources(
+def test_deployments_probe_health_and_bound_resources(
     manifests: list[dict[str, Any]],
 ) -> None:
     deployments = _of_kind(manifests, "Deployment")
-    assert set(SERVICES) <= deployments.keys()
+    assert set(ALL_SERVICES) <= deployments.keys()
     for name, deployment in deployments.items():
         template = deployment["spec"]["template"]
         for container in template["spec"]["containers"]:
             ports = {port["containerPort"] for port in container["ports"]}
-            for probe in ("livenessProbe", "readinessProbe"):
-                grpc_port = container[probe]["grpc"]["port"]
-                assert grpc_port in ports, (name, probe)
-                assert grpc_port == GRPC_PORTS.get(name, grpc_port), (name, probe)
+            if name in HTTP_PORTS:
+                # Ready while catalog and S3 answer; alive while the process serves.
+                paths = {"readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+                for probe, path in paths.items():
+                    assert container[probe]["httpGet"]["path"] == path, (name, probe)
+                    assert container[probe]["httpGet"]["port"] == HTTP_PORTS[name], name
+                assert HTTP_PORTS[name] in ports, name
+            else:
+                for probe in ("livenessProbe", "readinessProbe"):
+                    grpc_port = container[probe]["grpc"]["port"]
+                    assert grpc_port in ports, (name, probe)
+                    assert grpc_port == GRPC_PORTS.get(name, grpc_port), (name, probe)
             for bound in ("requests", "limits"):
                 assert {"cpu", "memory"} <= container["resources"][bound].keys(), (name, bound)
         annotations = template["metadata"]["annotations"]
@@ -276,6 +349,23 @@ def test_renderer_is_scaled_by_keda_on_the_render_queue(manifests: list[dict[str
     for hpa in _of_kind(manifests, "HorizontalPodAutoscaler").values():
         assert hpa["spec"]["scaleTargetRef"]["name"] != "renderer"
     assert "replicas" not in _of_kind(manifests, "Deployment")["renderer"]["spec"]
+
+
+def test_k8s_delivery_gets_its_public_url_and_secrets(manifests: list[dict[str, Any]]) -> None:
+    (config,) = _of_kind(manifests, "ConfigMap").values()
+    assert config["data"][PUBLIC_URL].startswith("https://")
+    (container,) = _of_kind(manifests, "Deployment")["delivery"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert [source["configMapRef"]["name"] for source in container["envFrom"]] == [
+        config["metadata"]["name"]
+    ]
+    secrets = {variable["name"] for variable in container["env"] if "valueFrom" in variable}
+    assert {"IMAGEPIPE_INTERNAL_TOKEN", "IMAGEPIPE_S3_ACCESS_KEY", "IMAGEPIPE_S3_SECRET_KEY"} == (
+        secrets
+    )
+    service = _of_kind(manifests, "Service")["delivery"]
+    assert {port["port"] for port in service["spec"]["ports"]} == {8090, 9105}
 
 
 def test_k8s_references_resolve(manifests: list[dict[str, Any]]) -> None:
@@ -336,6 +426,16 @@ def test_render_blueprint_runs_every_compose_service(
         assert service["type"] == "pserv" and service["runtime"] == "docker", name
         assert service["dockerfilePath"] == "./Dockerfile", name
         assert service["dockerCommand"] == " ".join(_command(ours[name])), name
+    delivery = services["imagepipe-delivery"]
+    # Public: browsers and CDNs fetch from it, over Render's HTTPS.
+    assert delivery["type"] == "web" and delivery["runtime"] == "docker"
+    assert delivery["dockerfilePath"] == "./Dockerfile"
+    assert delivery["dockerCommand"] == " ".join(_command(ours["delivery"]))
+    assert delivery["healthCheckPath"] == "/readyz"
+    port = {v["key"]: v.get("value") for v in delivery["envVars"] if "key" in v}["PORT"]
+    assert port == str(HTTP_PORTS["delivery"])
+    for name in ("catalog", "delivery"):
+        assert PUBLIC_URL in _render_env(blueprint, services[f"imagepipe-{name}"]), name
     renderer = services["imagepipe-renderer"]
     assert "numInstances" in renderer or "scaling" in renderer
     for name in ("rabbitmq", "minio"):
@@ -346,7 +446,7 @@ def test_render_sets_every_variable_compose_sets(
     compose: dict[str, Any], blueprint: dict[str, Any]
 ) -> None:
     services = {service["name"]: service for service in blueprint["services"]}
-    for name in SERVICES:
+    for name in ALL_SERVICES:
         missing = set(compose[name]["environment"]) - _render_env(
             blueprint, services[f"imagepipe-{name}"]
         )
@@ -438,7 +538,7 @@ def test_every_variable_given_to_imagepipe_is_a_setting(
             keys = resource.get("data") or resource.get("stringData") or {}
             used[f"k8s {kind} {name}"] = set(keys)
     for service in blueprint["services"]:
-        if service["name"].removeprefix("imagepipe-") in SERVICES:
+        if service["name"].removeprefix("imagepipe-") in ALL_SERVICES:
             used[f"render {service['name']}"] = _render_env(blueprint, service)
     for where, names in used.items():
         unknown = names - SETTING_NAMES - PLATFORM_VARIABLES

@@ -8,6 +8,8 @@ exercised over a real HTTP/2 connection rather than mocks.
 from __future__ import annotations
 
 import hashlib
+import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from imagepipe.client import format_name
+from imagepipe.delivery import delivery_path, preset_version, signed_url
 from imagepipe.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -32,6 +36,9 @@ from imagepipe.v1 import (
 )
 
 TENANT_KEY = "ip_0123456789abcdef_" + "cd" * 20
+TENANT_ID = "5b0e7c3a-9f41-4d2e-8a6b-0c1d2e3f4a5b"
+# Where the fake catalog's GetDeliveryUrl builds URLs (its IMAGEPIPE_DELIVERY_PUBLIC_URL).
+DELIVERY_BASE = "https://img.example.test/cdn"
 ADMIN_KEY = "admin-key-for-client-tests"
 HTML = b"<!DOCTYPE html><html><body>404</body></html>"
 
@@ -87,6 +94,7 @@ def _asset(data: bytes, header: ingest_pb2.UploadHeader) -> common_pb2.Asset:
     digest = hashlib.sha256(data).hexdigest()
     return common_pb2.Asset(
         asset_id=str(uuid.uuid5(uuid.NAMESPACE_OID, digest)),
+        tenant_id=TENANT_ID,
         status=common_pb2.ASSET_STATUS_PENDING,
         content_hash=digest,
         filename=header.filename,
@@ -102,10 +110,41 @@ def _asset(data: bytes, header: ingest_pb2.UploadHeader) -> common_pb2.Asset:
 
 RENDITIONS = (
     common_pb2.Rendition(
-        preset="card", format=common_pb2.IMAGE_FORMAT_JPEG, width=400, height=300, size_bytes=9000
+        preset="card",
+        format=common_pb2.IMAGE_FORMAT_JPEG,
+        width=400,
+        height=300,
+        size_bytes=9000,
+        content_hash="0a1b2c3d4e5f6071" + "ab" * 24,
+        version="0a1b2c3d4e5f6071",
     ),
     common_pb2.Rendition(
-        preset="thumb", format=common_pb2.IMAGE_FORMAT_JPEG, width=100, height=75, size_bytes=900
+        preset="thumb",
+        format=common_pb2.IMAGE_FORMAT_JPEG,
+        width=100,
+        height=75,
+        size_bytes=900,
+        content_hash="8192a3b4c5d6e7f8" + "cd" * 24,
+        version="8192a3b4c5d6e7f8",
+    ),
+)
+# The card in the modern formats too, for tests that make the fake render them.
+MODERN_CARDS = (
+    common_pb2.Rendition(
+        preset="card",
+        format=common_pb2.IMAGE_FORMAT_WEBP,
+        width=400,
+        height=300,
+        size_bytes=6000,
+        version="1f2e3d4c5b6a7988",
+    ),
+    common_pb2.Rendition(
+        preset="card",
+        format=common_pb2.IMAGE_FORMAT_AVIF,
+        width=400,
+        height=300,
+        size_bytes=5000,
+        version="99aabbccddeeff00",
     ),
 )
 
@@ -154,6 +193,9 @@ class Catalog(catalog_pb2_grpc.CatalogServiceServicer):
         self.reads_until_ready = 2
         self.reads: dict[str, int] = {}
         self.rendition_bytes = bytes(range(256)) * 5000  # > 1 MiB: several chunks
+        # What a ready asset carries; tests may add formats or take renditions away.
+        self.renditions: tuple[common_pb2.Rendition, ...] = RENDITIONS
+        self.signing = FakeSigning()
 
     def _find(self, asset_id: str) -> common_pb2.Asset | None:
         return next((a for a in self.store.values() if a.asset_id == asset_id), None)
@@ -167,7 +209,7 @@ class Catalog(catalog_pb2_grpc.CatalogServiceServicer):
             ready = common_pb2.Asset()
             ready.CopyFrom(asset)
             ready.status = common_pb2.ASSET_STATUS_READY
-            ready.renditions.extend(RENDITIONS)
+            ready.renditions.extend(self.renditions)
             ready.placeholder.CopyFrom(PLACEHOLDER)
             return ready
         return asset
@@ -256,6 +298,118 @@ class Catalog(catalog_pb2_grpc.CatalogServiceServicer):
 
     async def Purge(self, request: object, context: Context) -> Never:
         await _unimplemented(context)
+
+    async def CreateSigningKey(
+        self, request: catalog_pb2.CreateSigningKeyRequest, context: Context
+    ) -> catalog_pb2.CreateSigningKeyResponse:
+        await self.recorder.enter("CreateSigningKey", context)
+        key, secret = self.signing.create(request.label)
+        return catalog_pb2.CreateSigningKeyResponse(signing_key=key, secret=secret)
+
+    async def ListSigningKeys(
+        self, request: catalog_pb2.ListSigningKeysRequest, context: Context
+    ) -> catalog_pb2.ListSigningKeysResponse:
+        await self.recorder.enter("ListSigningKeys", context)
+        return catalog_pb2.ListSigningKeysResponse(signing_keys=self.signing.keys)
+
+    async def RevokeSigningKey(
+        self, request: catalog_pb2.RevokeSigningKeyRequest, context: Context
+    ) -> catalog_pb2.RevokeSigningKeyResponse:
+        await self.recorder.enter("RevokeSigningKey", context)
+        key = self.signing.find(request.key_id)
+        if key is None:
+            await abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"no signing key {request.key_id!r}",
+                "SIGNING_KEY_NOT_FOUND",
+            )
+        if not key.HasField("revoke_time"):
+            key.revoke_time.GetCurrentTime()
+        return catalog_pb2.RevokeSigningKeyResponse(signing_key=key)
+
+    async def GetDeliveryUrl(
+        self, request: catalog_pb2.GetDeliveryUrlRequest, context: Context
+    ) -> catalog_pb2.GetDeliveryUrlResponse:
+        """Enough of the real one for the client's wrapper: versions, keys, expiry."""
+        await self.recorder.enter("GetDeliveryUrl", context)
+        asset = await self._get(request.asset_id, context)
+        found = {
+            format_name(r.format): r.version for r in asset.renditions if r.preset == request.preset
+        }
+        fmt = (
+            None
+            if request.format == common_pb2.IMAGE_FORMAT_UNSPECIFIED
+            else format_name(request.format)
+        )
+        if fmt is not None and fmt not in found:
+            await abort(
+                context, grpc.StatusCode.NOT_FOUND, "no such format", "FORMAT_NOT_AVAILABLE"
+            )
+        version = found[fmt] if fmt is not None else preset_version(found.items())
+        key = self.signing.find(request.key_id) if request.key_id else self.signing.newest()
+        if key is None and (request.key_id or not self.signing.settings.unsigned_delivery):
+            await abort(
+                context, grpc.StatusCode.FAILED_PRECONDITION, "no signing key", "NO_SIGNING_KEY"
+            )
+        expires = int(time.time()) + request.ttl_seconds if request.ttl_seconds else None
+        response = catalog_pb2.GetDeliveryUrlResponse(
+            url=signed_url(
+                DELIVERY_BASE,
+                delivery_path(asset.tenant_id, asset.asset_id, request.preset, fmt),
+                version=version,
+                expires=expires,
+                key_id=key.key_id if key else None,
+                secret=self.signing.secrets[key.key_id] if key else None,
+            ),
+            version=version,
+            key_id=key.key_id if key else "",
+        )
+        if expires is not None:
+            response.expire_time.FromSeconds(expires)
+        return response
+
+    async def GetTenantSettings(
+        self, request: catalog_pb2.GetTenantSettingsRequest, context: Context
+    ) -> catalog_pb2.GetTenantSettingsResponse:
+        await self.recorder.enter("GetTenantSettings", context)
+        return catalog_pb2.GetTenantSettingsResponse(settings=self.signing.settings)
+
+    async def UpdateTenantSettings(
+        self, request: catalog_pb2.UpdateTenantSettingsRequest, context: Context
+    ) -> catalog_pb2.UpdateTenantSettingsResponse:
+        await self.recorder.enter("UpdateTenantSettings", context)
+        self.signing.masks.append(list(request.update_mask.paths))
+        if list(request.update_mask.paths) != ["unsigned_delivery"]:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "bad mask", "UPDATE_MASK_REQUIRED"
+            )
+        self.signing.settings.unsigned_delivery = request.settings.unsigned_delivery
+        return catalog_pb2.UpdateTenantSettingsResponse(settings=self.signing.settings)
+
+
+@dataclass
+class FakeSigning:
+    """The tenant's signing keys (secrets beside them) and its settings."""
+
+    keys: list[common_pb2.SigningKey] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)
+    settings: common_pb2.TenantSettings = field(default_factory=common_pb2.TenantSettings)
+    masks: list[list[str]] = field(default_factory=list)
+
+    def create(self, label: str) -> tuple[common_pb2.SigningKey, str]:
+        key = common_pb2.SigningKey(key_id=secrets.token_hex(8), label=label)
+        key.create_time.GetCurrentTime()
+        self.keys.append(key)
+        self.secrets[key.key_id] = secrets.token_urlsafe(32)
+        return key, self.secrets[key.key_id]
+
+    def find(self, key_id: str) -> common_pb2.SigningKey | None:
+        return next((k for k in self.keys if k.key_id == key_id), None)
+
+    def newest(self) -> common_pb2.SigningKey | None:
+        active = [k for k in self.keys if not k.HasField("revoke_time")]
+        return active[-1] if active else None
 
 
 class Renderer(renderer_pb2_grpc.RendererServiceServicer):

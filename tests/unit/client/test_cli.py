@@ -7,25 +7,51 @@ event loop, while this test's loop keeps serving the fake.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import grpc
+import pytest
+import typer
 
 from imagepipe.cli.batch import expand_paths
+from imagepipe.cli.commands.delivery import parse_lifetime
+from imagepipe.cli.commands.settings import parse_switch
 from imagepipe.cli.shapes import (
     asset_json,
     compare_json,
+    created_signing_key_json,
+    delivery_link_json,
     error_json,
     psnr_value,
+    rendition_json,
+    signing_key_json,
+    tenant_settings_json,
     upload_json,
 )
-from imagepipe.client import ImagepipeError, UploadResult
+from imagepipe.client import (
+    AsyncClient,
+    CreatedSigningKey,
+    DeliveryLink,
+    ImagepipeError,
+    UploadResult,
+)
+from imagepipe.delivery import canonical_string, parse_query, verify
 from imagepipe.v1 import common_pb2, quality_pb2
-from tests.unit.client.fakes import HTML, PLACEHOLDER, RENDITIONS, FakeServer
+from tests.unit.client.fakes import (
+    DELIVERY_BASE,
+    HTML,
+    PLACEHOLDER,
+    RENDITIONS,
+    TENANT_ID,
+    FakeServer,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 UPLOAD_KEYS = {
@@ -91,6 +117,7 @@ def test_upload_json_shape() -> None:
         "bytes": 9000,
         "format": "jpeg",
         "quality": 0,
+        "version": RENDITIONS[0].version,
     }
     # After --wait the waited-for asset wins over the upload's snapshot.
     waited = upload_json("a.jpg", result, _asset(common_pb2.ASSET_STATUS_READY))
@@ -316,3 +343,196 @@ async def test_an_unknown_status_filter_is_a_usage_error(fake: FakeServer) -> No
     assert status == 2
     assert "unknown asset status 'bogus'" in output
     assert "Traceback" not in output
+
+
+# -- delivery URLs, signing keys, settings -----------------------------------------
+
+
+def test_delivery_shapes() -> None:
+    link = DeliveryLink(
+        url="https://img.example.test/v1/t/a/card.jpg?v=0a1b2c3d4e5f6071&e=4102444800&k=k&s=s",
+        version="0a1b2c3d4e5f6071",
+        expire_time=datetime(2100, 1, 1, tzinfo=UTC),
+        key_id="00ff00ff00ff00ff",
+    )
+    assert delivery_link_json("a-1", "card", "jpeg", link, signer="client") == {
+        "asset_id": "a-1",
+        "preset": "card",
+        "format": "jpeg",
+        "url": link.url,
+        "version": "0a1b2c3d4e5f6071",
+        "expire_time": "2100-01-01T00:00:00Z",
+        "key_id": "00ff00ff00ff00ff",
+        "signed": True,
+        "signed_by": "client",
+    }
+    unsigned = DeliveryLink(url="u", version="v", expire_time=None, key_id="")
+    row = delivery_link_json("a-1", "card", None, unsigned, signer="server")
+    assert (row["format"], row["expire_time"], row["key_id"], row["signed"]) == (
+        None,
+        None,
+        None,
+        False,
+    )
+    assert row["signed_by"] is None
+
+    key = common_pb2.SigningKey(key_id="00ff00ff00ff00ff", label="www")
+    key.create_time.FromSeconds(4102444800)
+    assert signing_key_json(key) == {
+        "key_id": "00ff00ff00ff00ff",
+        "label": "www",
+        "created": "2100-01-01T00:00:00Z",
+        "revoked": None,
+    }
+    created = created_signing_key_json(CreatedSigningKey(signing_key=key, secret="s" * 43))
+    assert created["secret"] == "s" * 43 and created["key_id"] == key.key_id
+    assert tenant_settings_json(common_pb2.TenantSettings(unsigned_delivery=True)) == {
+        "unsigned_delivery": True
+    }
+    # Renditions show their version once the server sends one.
+    assert rendition_json(RENDITIONS[0])["version"] == RENDITIONS[0].version
+    assert "version" not in rendition_json(common_pb2.Rendition(preset="card"))
+
+
+def test_lifetimes_and_switches_parse_or_are_usage_errors() -> None:
+    assert parse_lifetime(None) is None
+    assert [parse_lifetime(v) for v in ("90", "90s", "30m", "1h", "7d", " 2H ")] == [
+        90,
+        90,
+        1800,
+        3600,
+        7 * 86400,
+        7200,
+    ]
+    for bad in ("0", "1w", "-5", "soon", ""):
+        with pytest.raises(typer.BadParameter):
+            parse_lifetime(bad)
+    assert [parse_switch(v) for v in ("true", "On", "yes", "1", "false", "off", "no", "0")] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+    with pytest.raises(typer.BadParameter):
+        parse_switch("maybe")
+
+
+async def _ready_asset_id(fake: FakeServer) -> str:
+    fake.catalog.reads_until_ready = 0
+    async with AsyncClient.from_env(fake.env()) as client:
+        uploaded = await client.upload(io.BytesIO(b"\xff\xd8\xff photo"), filename="p.jpg")
+    return uploaded.asset_id
+
+
+def _signature_verifies(url: str, secret: str) -> bool:
+    split = urlsplit(url)
+    parsed = parse_query(dict(parse_qsl(split.query)))
+    assert parsed is not None and parsed.signature is not None
+    path = split.path.removeprefix(urlsplit(DELIVERY_BASE).path)
+    canonical = canonical_string(
+        path, version=parsed.version, expires=parsed.expires, key_id=parsed.key_id
+    )
+    return verify(secret, canonical, parsed.signature)
+
+
+async def test_signing_keys_then_urls_signed_here_and_by_the_server(fake: FakeServer) -> None:
+    asset_id = await _ready_asset_id(fake)
+
+    status, (created,), _ = await _cli(
+        fake.env(), "signing-keys", "create", "--label", "www", "--json"
+    )
+    assert status == 0 and created["label"] == "www" and len(created["secret"]) >= 43
+    status, _, text = await _cli(fake.env(), "signing-keys", "create")
+    assert status == 0 and "store the secret now" in text
+
+    env = {
+        **fake.env(),
+        "IMAGEPIPE_DELIVERY_URL": DELIVERY_BASE,
+        "IMAGEPIPE_SIGNING_KEY_ID": created["key_id"],
+        "IMAGEPIPE_SIGNING_SECRET": created["secret"],
+    }
+    args = ("url", asset_id, "card", "--format", "jpeg", "--expires", "1h", "--json")
+    status, (local,), _ = await _cli(env, *args)
+    assert status == 0 and local["signed_by"] == "client"
+    assert local["url"].startswith(f"{DELIVERY_BASE}/v1/{TENANT_ID}/{asset_id}/card.jpg?v=")
+    assert _signature_verifies(local["url"], created["secret"])
+    status, (served,), _ = await _cli(env, *args, "--server")
+    assert status == 0 and served["signed_by"] == "server"
+    assert (served["version"], served["key_id"]) == (local["version"], created["key_id"])
+    assert _signature_verifies(served["url"], created["secret"])
+
+    # For people: the URL alone on stdout, so `$(imagepipe url …)` is the URL.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "imagepipe.cli",
+        "url",
+        asset_id,
+        "thumb",
+        env={**os.environ, **env},
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    (line,) = stdout.decode().splitlines()
+    assert line.startswith(f"{DELIVERY_BASE}/v1/") and "?v=" in line and "&s=" in line
+    assert created["secret"] not in stderr.decode()
+
+    status, keys, _ = await _cli(fake.env(), "signing-keys", "list", "--json")
+    assert status == 0 and len(keys) == 2 and keys[0]["key_id"] == created["key_id"]
+    assert all("secret" not in k for k in keys)
+    status, (revoked,), _ = await _cli(
+        fake.env(), "signing-keys", "revoke", created["key_id"], "--json"
+    )
+    assert status == 0 and revoked["revoked"]
+    status, (unknown,), _ = await _cli(
+        fake.env(), "signing-keys", "revoke", "0000000000000000", "--json"
+    )
+    assert status == 1 and unknown["error"]["reason"] == "SIGNING_KEY_NOT_FOUND"
+
+
+async def test_unsigned_urls_and_tenant_settings(fake: FakeServer) -> None:
+    asset_id = await _ready_asset_id(fake)
+
+    status, _, text = await _cli(fake.env(), "url", asset_id, "card")
+    assert status == 0 and "unsigned URL" in text and "unsigned-delivery true" in text
+    status, (row,), _ = await _cli(fake.env(), "url", asset_id, "card", "--json")
+    assert row["signed"] is False and "&s=" not in row["url"] and row["format"] is None
+
+    status, (shown,), _ = await _cli(fake.env(), "settings", "show", "--json")
+    assert status == 0 and shown == {"unsigned_delivery": False}
+    status, (changed,), _ = await _cli(
+        fake.env(), "settings", "set", "unsigned-delivery", "true", "--json"
+    )
+    assert status == 0 and changed == {"unsigned_delivery": True}
+    status, _, text = await _cli(fake.env(), "settings", "show")
+    assert status == 0 and "unsigned-delivery  true" in text
+    # The server signs nothing without a key once unsigned delivery is on.
+    status, (served,), _ = await _cli(fake.env(), "url", asset_id, "thumb", "--server", "--json")
+    assert status == 0 and served["signed"] is False
+
+
+async def test_delivery_usage_errors_and_refusals(fake: FakeServer) -> None:
+    asset_id = await _ready_asset_id(fake)
+    for args, complaint in (
+        (("url", asset_id, "card", "--expires", "soon"), "not a lifetime"),
+        (("url", asset_id, "card", "--format", "png"), "png"),
+        (("settings", "set", "unsigned-delivery", "maybe"), "neither true nor false"),
+        (("settings", "set", "gps", "true"), "gps"),
+    ):
+        status, _, output = await _cli(fake.env(), *args)
+        assert status == 2, args
+        assert complaint in output and "Traceback" not in output
+    status, (missing,), _ = await _cli(
+        fake.env(), "url", asset_id, "card", "--format", "avif", "--json"
+    )
+    assert status == 1 and missing["error"]["reason"] == "FORMAT_NOT_AVAILABLE"
+    half = {**fake.env(), "IMAGEPIPE_SIGNING_KEY_ID": "00ff00ff00ff00ff"}
+    status, _, output = await _cli(half, "url", asset_id, "card")
+    assert status == 1 and "IMAGEPIPE_SIGNING_SECRET" in output
