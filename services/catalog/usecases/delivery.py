@@ -114,7 +114,7 @@ async def _signing_key(
     if key_id:
         named = await tenants.active_signing_key(tenant_id, key_id) if is_key_id(key_id) else None
         if named is None:
-            raise signing_key_not_found(key_id)
+            raise signing_key_not_found(key_id, active=True)
         return named
     newest = await tenants.active_signing_key(tenant_id, None)
     if newest is not None:

@@ -57,8 +57,10 @@ def is_key_id(text: str) -> bool:
     return _KEY_ID.fullmatch(text) is not None
 
 
-def signing_key_not_found(key_id: str) -> NotFound:
-    return NotFound(f"no active signing key {key_id[:64]!r}", reason="SIGNING_KEY_NOT_FOUND")
+def signing_key_not_found(key_id: str, *, active: bool = False) -> NotFound:
+    """Unknown, malformed and other tenants' keys alike (never reveal that one exists)."""
+    which = "active signing key" if active else "signing key"
+    return NotFound(f"no {which} {key_id[:64]!r}", reason="SIGNING_KEY_NOT_FOUND")
 
 
 async def create_signing_key(
@@ -88,5 +90,5 @@ async def revoke_signing_key(
     """Revoked from now on (revoking again keeps the first time)."""
     revoked = await tenants.revoke_signing_key(tenant_id, key_id) if is_key_id(key_id) else None
     if revoked is None:
-        raise NotFound(f"no signing key {key_id[:64]!r}", reason="SIGNING_KEY_NOT_FOUND")
+        raise signing_key_not_found(key_id)
     return revoked
