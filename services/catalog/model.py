@@ -9,12 +9,14 @@ stores them as PostgreSQL's signed bigint (similarity.signed_hash / unsigned_has
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import uuid
 from dataclasses import dataclass
 
 __all__ = [
+    "TENANT_SETTING_NAMES",
     "ApiKey",
     "Asset",
     "AssetRegistration",
@@ -32,16 +34,19 @@ __all__ = [
     "PoisonJob",
     "PoisonJobWithAttempts",
     "PoisonReason",
+    "PresetRenditions",
     "PurgeItem",
     "PurgeItemKind",
     "PurgeReport",
     "RenderRequest",
     "RenderRequestWithAttempts",
     "Rendition",
+    "SigningKey",
     "SimilarAsset",
     "StoredApiKey",
     "Tenant",
     "TenantMetrics",
+    "TenantSettings",
 ]
 
 
@@ -98,6 +103,30 @@ class StoredApiKey:
     revoked_at: dt.datetime | None
 
 
+@dataclass(frozen=True)
+class SigningKey:
+    """A key that signs delivery URLs; its secret is derived, never stored."""
+
+    key_id: str
+    tenant_id: uuid.UUID
+    label: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """The choices a tenant makes for itself. Each field is a column of `tenants` and a
+    field of the TenantSettings message of the same name: a new setting is one line
+    here (with its migration and proto field); the stores, the mask check and the
+    conversions follow the field list."""
+
+    unsigned_delivery: bool = False
+
+
+TENANT_SETTING_NAMES = tuple(f.name for f in dataclasses.fields(TenantSettings))
+
+
 # Assets and renditions -------------------------------------------------------------
 
 
@@ -143,11 +172,20 @@ class Rendition:
     hash_distance: int | None
     min_ssim: float
     updated_at: dt.datetime
+    content_sha256: str | None  # None: recorded before the hash was kept
 
 
 @dataclass(frozen=True)
 class AssetWithRenditions:
     asset: Asset
+    renditions: tuple[Rendition, ...] = ()
+
+
+@dataclass(frozen=True)
+class PresetRenditions:
+    """An asset's status (deleted included) and its renditions of one preset."""
+
+    status: AssetStatus
     renditions: tuple[Rendition, ...] = ()
 
 
@@ -194,6 +232,7 @@ class NewRendition:
     ssim: float | None
     hash_distance: int | None
     min_ssim: float = 0.0  # the SSIM target the quality was chosen for; 0: fixed quality
+    content_sha256: str | None = None  # SHA-256 of the bytes (hex); None: not sent
 
 
 # Jobs --------------------------------------------------------------------------------

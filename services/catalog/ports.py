@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Protocol, TypeAlias
 
@@ -29,12 +29,15 @@ from services.catalog.model import (
     NewRendition,
     PoisonJob,
     PoisonReason,
+    PresetRenditions,
     RenderRequest,
     Rendition,
+    SigningKey,
     SimilarAsset,
     StoredApiKey,
     Tenant,
     TenantMetrics,
+    TenantSettings,
 )
 
 __all__ = [
@@ -76,6 +79,41 @@ class TenantStore(Protocol):
 
     async def get_api_key(self, key_id: str) -> StoredApiKey | None: ...
 
+    async def create_signing_key(
+        self, tenant_id: uuid.UUID, key_id: str, label: str, max_active: int
+    ) -> SigningKey | None:
+        """The new key; None when the tenant already has `max_active` active keys
+        (counted and inserted under a lock on the tenant, so racing calls cannot
+        pass the limit together)."""
+        ...
+
+    async def list_signing_keys(self, tenant_id: uuid.UUID) -> list[SigningKey]:
+        """Oldest first, revoked ones included."""
+        ...
+
+    async def revoke_signing_key(self, tenant_id: uuid.UUID, key_id: str) -> SigningKey | None:
+        """Revoked from now on (revoking again keeps the first time); None when the
+        tenant has no such key."""
+        ...
+
+    async def active_signing_key(
+        self, tenant_id: uuid.UUID, key_id: str | None
+    ) -> SigningKey | None:
+        """The tenant's unrevoked key `key_id`, or its newest unrevoked key when
+        `key_id` is None; None when there is none such."""
+        ...
+
+    async def tenant_settings(self, tenant_id: uuid.UUID) -> TenantSettings | None:
+        """None when there is no such tenant."""
+        ...
+
+    async def update_tenant_settings(
+        self, tenant_id: uuid.UUID, changes: Mapping[str, object]
+    ) -> TenantSettings | None:
+        """Set the named settings (TenantSettings field names); the settings after
+        the change, None when there is no such tenant."""
+        ...
+
 
 class AssetStore(Protocol):
     async def resolve_duplicate(
@@ -97,6 +135,13 @@ class AssetStore(Protocol):
         self, tenant_id: uuid.UUID, asset_ids: Sequence[uuid.UUID]
     ) -> list[Rendition]:
         """By asset, then largest first, then preset and format."""
+        ...
+
+    async def preset_renditions(
+        self, tenant_id: uuid.UUID, asset_id: uuid.UUID, preset: str
+    ) -> PresetRenditions | None:
+        """The asset's status, deleted ones included, and its `preset` renditions by
+        format; None when the tenant has no such asset."""
         ...
 
     async def list_assets(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
 import os
 import socket
 import time
@@ -243,6 +244,8 @@ class JobRunner:
                 request.tenant_id, request.asset_id, image.preset, image.extension, image.data
             )
             await self._store.put_bytes(key, image.data, image.content_type)
+            # The delivery service's ETag; the key carries its first 16 digits.
+            content_hash = hashlib.sha256(image.data).hexdigest()
             rendition = common_pb2.Rendition(
                 asset_id=request.asset_id,
                 preset=image.preset,
@@ -252,6 +255,7 @@ class JobRunner:
                 size_bytes=len(image.data),
                 quality=image.quality,
                 min_ssim=image.min_ssim,
+                content_hash=content_hash,
             )
             if image.scores is not None:
                 rendition.scores.CopyFrom(image.scores.message())

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from devstack import Stack
 from imagepipe.v1 import (
@@ -33,7 +34,7 @@ from imagepipe.v1 import (
     tenant_admin_pb2,
     tenant_admin_pb2_grpc,
 )
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, ISSUED_TENANT_KEYS
 from tests.contract import test_input_edges as edges
 from tests.contract import test_malformed_requests as malformed
 from tests.helpers import (
@@ -209,6 +210,28 @@ def _registration(w: World, **changes: Any) -> catalog_internal_pb2.RegisterAsse
         "original_key": f"originals/{w.tenant.tenant_id}/{digest}",
     }
     return catalog_internal_pb2.RegisterAssetRequest(**(fields | changes))
+
+
+def _too_many_signing_keys(w: World) -> object:
+    """An eleventh active signing key, on a tenant of its own."""
+    created = w.admin.CreateTenant(
+        tenant_admin_pb2.CreateTenantRequest(name=f"keys-{uuid.uuid4().hex[:8]}"),
+        metadata=w.services.admin_metadata,
+    )
+    ISSUED_TENANT_KEYS[f"key of tenant {created.tenant.name}"] = created.secret_key
+    md = (("authorization", f"Bearer {created.secret_key}"),)
+    for _ in range(10):
+        w.catalog.CreateSigningKey(catalog_pb2.CreateSigningKeyRequest(), metadata=md)
+    return w.catalog.CreateSigningKey(catalog_pb2.CreateSigningKeyRequest(), metadata=md)
+
+
+def _settings(w: World, *paths: str) -> object:
+    return w.catalog.UpdateTenantSettings(
+        catalog_pb2.UpdateTenantSettingsRequest(
+            settings=common_pb2.TenantSettings(), update_mask=FieldMask(paths=list(paths))
+        ),
+        metadata=w.md,
+    )
 
 
 def _complete_with(w: World, **rendition: Any) -> object:
@@ -412,6 +435,31 @@ CASES: dict[str, tuple[grpc.StatusCode, Callable[[World], object]]] = {
         ),
     ),
     "OBJECT_MISSING": (S.UNAVAILABLE, _missing_object),
+    # Delivery URLs, signing keys and settings ("reasons" has no signing key, and no
+    # case here gives it one).
+    "NO_SIGNING_KEY": (
+        S.FAILED_PRECONDITION,
+        lambda w: w.catalog.GetDeliveryUrl(
+            catalog_pb2.GetDeliveryUrlRequest(asset_id=w.ready.asset_id, preset="thumb"),
+            metadata=w.md,
+        ),
+    ),
+    "SIGNING_KEY_NOT_FOUND": (
+        S.NOT_FOUND,
+        lambda w: w.catalog.RevokeSigningKey(
+            catalog_pb2.RevokeSigningKeyRequest(key_id="0123456789abcdef"), metadata=w.md
+        ),
+    ),
+    "TOO_MANY_SIGNING_KEYS": (S.FAILED_PRECONDITION, _too_many_signing_keys),
+    "INVALID_PRESET": (
+        S.INVALID_ARGUMENT,
+        lambda w: w.catalog.GetDeliveryUrl(
+            catalog_pb2.GetDeliveryUrlRequest(asset_id=w.ready.asset_id, preset="Thumb"),
+            metadata=w.md,
+        ),
+    ),
+    "UPDATE_MASK_REQUIRED": (S.INVALID_ARGUMENT, _settings),
+    "UNKNOWN_SETTING": (S.INVALID_ARGUMENT, lambda w: _settings(w, "unsigned_delivery", "gps")),
     # Poison jobs and purge
     "POISON_JOB_NOT_FOUND": (
         S.NOT_FOUND,
@@ -482,6 +530,10 @@ CASES: dict[str, tuple[grpc.StatusCode, Callable[[World], object]]] = {
     ),
     "INVALID_QUALITY": (S.INVALID_ARGUMENT, lambda w: _complete_with(w, quality=101)),
     "INVALID_SCORES": (S.INVALID_ARGUMENT, lambda w: _complete_with(w, min_ssim=1.0)),
+    "CONTENT_HASH_MISMATCH": (
+        S.INVALID_ARGUMENT,
+        lambda w: _complete_with(w, content_hash="0" * 64),
+    ),
     "INVALID_POISON_REASON": (
         S.INVALID_ARGUMENT,
         lambda w: w.internal.RecordPoisonJob(
@@ -493,6 +545,71 @@ CASES: dict[str, tuple[grpc.StatusCode, Callable[[World], object]]] = {
 # A second producer of the same reason, on another service.
 EXTRA_CASES: dict[str, tuple[str, grpc.StatusCode, Callable[[World], object]]] = {
     "compare-images-empty": ("IMAGE_EMPTY", S.INVALID_ARGUMENT, _compare_nothing),
+    "delivery-url-ttl": (
+        "INVALID_TTL",
+        S.INVALID_ARGUMENT,
+        lambda w: w.catalog.GetDeliveryUrl(
+            catalog_pb2.GetDeliveryUrlRequest(
+                asset_id=w.ready.asset_id, preset="thumb", ttl_seconds=365 * 86400 + 1
+            ),
+            metadata=w.md,
+        ),
+    ),
+    "delivery-url-format": (
+        "INVALID_FORMAT",
+        S.INVALID_ARGUMENT,
+        lambda w: w.catalog.GetDeliveryUrl(
+            catalog_pb2.GetDeliveryUrlRequest(
+                asset_id=w.ready.asset_id, preset="thumb", format=common_pb2.IMAGE_FORMAT_PNG
+            ),
+            metadata=w.md,
+        ),
+    ),
+    "delivery-url-not-ready": (
+        "ASSET_NOT_READY",
+        S.FAILED_PRECONDITION,
+        lambda w: w.catalog.GetDeliveryUrl(
+            catalog_pb2.GetDeliveryUrlRequest(
+                asset_id=register_directly(w.services, w.tenant).asset.asset_id, preset="thumb"
+            ),
+            metadata=w.md,
+        ),
+    ),
+    "delivery-url-no-format": (
+        "FORMAT_NOT_AVAILABLE",
+        S.NOT_FOUND,
+        lambda w: w.catalog.GetDeliveryUrl(
+            catalog_pb2.GetDeliveryUrlRequest(
+                asset_id=w.ready.asset_id, preset="thumb", format=common_pb2.IMAGE_FORMAT_AVIF
+            ),
+            metadata=w.md,
+        ),
+    ),
+    "signing-key-label": (
+        "INVALID_LABEL",
+        S.INVALID_ARGUMENT,
+        lambda w: w.catalog.CreateSigningKey(
+            catalog_pb2.CreateSigningKeyRequest(label="l" * 201), metadata=w.md
+        ),
+    ),
+    "resolve-preset": (
+        "INVALID_PRESET",
+        S.INVALID_ARGUMENT,
+        lambda w: w.internal.ResolveDelivery(
+            catalog_internal_pb2.ResolveDeliveryRequest(
+                tenant_id=w.tenant.tenant_id, asset_id=w.ready.asset_id, preset="../x"
+            ),
+            metadata=w.services.internal_metadata,
+        ),
+    ),
+    "delivery-access-tenant": (
+        "INVALID_ID",
+        S.INVALID_ARGUMENT,
+        lambda w: w.internal.GetDeliveryAccess(
+            catalog_internal_pb2.GetDeliveryAccessRequest(tenant_id="nope"),
+            metadata=w.services.internal_metadata,
+        ),
+    ),
 }
 
 

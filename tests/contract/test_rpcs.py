@@ -50,9 +50,10 @@ ALL_SERVICES = [
     for s in module.DESCRIPTOR.services_by_name.values()
 ]
 
-# Tested with working behaviour below; written out by hand (not read from the
-# descriptors it is checked against), so an RPC added to a proto without a case
-# here, or a case whose RPC is gone, fails the completeness check.
+# Tested with working behaviour below (the delivery RPCs in test_delivery_rpcs.py);
+# written out by hand (not read from the descriptors it is checked against), so an RPC
+# added to a proto without a case here, or a case whose RPC is gone, fails the
+# completeness check.
 IMPLEMENTED = {
     "imagepipe.v1.IngestService.Upload",
     "imagepipe.v1.CatalogService.GetAsset",
@@ -88,6 +89,15 @@ IMPLEMENTED = {
     "imagepipe.v1.CatalogInternalService.FailJobAttempt",
     "imagepipe.v1.CatalogInternalService.RecordPoisonJob",
     "imagepipe.v1.CatalogInternalService.GetAssetObjects",
+    # Delivery (tests/contract/test_delivery_rpcs.py).
+    "imagepipe.v1.CatalogService.CreateSigningKey",
+    "imagepipe.v1.CatalogService.ListSigningKeys",
+    "imagepipe.v1.CatalogService.RevokeSigningKey",
+    "imagepipe.v1.CatalogService.GetDeliveryUrl",
+    "imagepipe.v1.CatalogService.GetTenantSettings",
+    "imagepipe.v1.CatalogService.UpdateTenantSettings",
+    "imagepipe.v1.CatalogInternalService.GetDeliveryAccess",
+    "imagepipe.v1.CatalogInternalService.ResolveDelivery",
 }
 # The servicer class registered for each service, and the generated base it extends.
 SERVICERS: dict[str, tuple[type, type]] = {

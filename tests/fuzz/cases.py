@@ -435,6 +435,23 @@ def _page(rng: random.Random, query: str, real: str, filters: dict[str, Any]) ->
     return fields if forged else {**fields, **filters}
 
 
+def _mask(rng: random.Random) -> bytes:
+    """A FieldMask's bytes (its paths may be invalid UTF-8): known, unknown, none."""
+    paths: list[Text] = rng.choice(
+        [
+            [],
+            ["unsigned_delivery"],
+            ["unsigned_delivery", "unsigned_delivery"],
+            ["gps"],
+            ["unsigned_delivery", hostile_text(rng, ["unsigned_delivery"])],
+            [hostile_text(rng, ["unsigned_delivery"])] * rng.choice([1, 50]),
+        ]
+    )
+    return b"".join(
+        wire.length_delimited(1, p if isinstance(p, bytes) else p.encode()) for p in paths
+    )
+
+
 def _formats(rng: random.Random) -> list[int]:
     return rng.choice([[], [0], [99], [-1], [1, 1, 1], [8, 7, 99], [2**31 - 1], [3] * 1000])
 
@@ -581,13 +598,39 @@ FIELD_BUILDERS: dict[str, FieldBuilder] = {
         "retry_after_seconds": r.choice(UINT32),
     },
     "RecordPoisonJob": lambda r, c: {
-        "request": events_pb2.RenderRequest(job_id=str(uuid.uuid4()), tenant_id=c.rpc_tenant_id),
+        "request": events_pb2.RenderRequest(
+            job_id=str(uuid.UUID(int=r.getrandbits(128))), tenant_id=c.rpc_tenant_id
+        ),
         "error": hostile_text(r, ["boom"]),
         "reason": r.choice(ENUMS),
     },
     "GetAssetObjects": lambda r, c: {
         "tenant_id": hostile_id(r, [c.rpc_tenant_id]),
         "asset_id": hostile_id(r, c.own_assets, c.other_assets),
+    },
+    # Delivery: signing keys, settings, URLs, and the delivery service's lookups.
+    "CreateSigningKey": lambda r, c: {"label": hostile_text(r, ["site"])},
+    "RevokeSigningKey": lambda r, c: {"key_id": hostile_text(r, ["0123456789abcdef"])},
+    "UpdateTenantSettings": lambda r, c: {
+        "settings": common_pb2.TenantSettings(unsigned_delivery=r.random() < 0.5),
+        "update_mask": _mask(r),
+    },
+    "GetDeliveryUrl": lambda r, c: {
+        "asset_id": hostile_id(r, c.own_assets, c.other_assets),
+        "preset": r.choice([*c.presets, hostile_text(r, c.presets)]),
+        "format": r.choice(ENUMS),
+        "ttl_seconds": r.choice(UINT32),
+        "key_id": r.choice(["", hostile_text(r, ["0123456789abcdef"])]),
+    },
+    "GetDeliveryAccess": lambda r, c: {
+        "tenant_id": hostile_id(r, [c.rpc_tenant_id]),
+        "key_id": hostile_text(r, ["0123456789abcdef"]),
+    },
+    "ResolveDelivery": lambda r, c: {
+        "tenant_id": hostile_id(r, [c.rpc_tenant_id]),
+        "asset_id": hostile_id(r, c.own_assets, c.other_assets),
+        "preset": r.choice([*c.presets, hostile_text(r, c.presets)]),
+        "accept_formats": _formats(r),
     },
 }
 NEEDS = {"admin": {"TenantAdminService", "GetRendererStatus"}, "internal": {"CatalogInternal"}}

@@ -3,6 +3,7 @@ catalog's messages, and the enums stored as text on one side and numbers on the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
@@ -11,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagepipe.v1 import catalog_internal_pb2, catalog_pb2, common_pb2, events_pb2
 from services.catalog.model import (
+    TENANT_SETTING_NAMES,
     ApiKey,
     AssetStatus,
     AssetWithRenditions,
@@ -26,11 +28,14 @@ from services.catalog.model import (
     PurgeReport,
     RenderRequest,
     Rendition,
+    SigningKey,
     SimilarAsset,
     Tenant,
     TenantMetrics,
+    TenantSettings,
 )
-from services.shared.imaging.formats import format_from_name
+from services.catalog.usecases.delivery import version_of
+from services.shared.imaging.formats import ACCEPTED, format_from_name
 from services.shared.imaging.hashing import format_hash
 
 __all__ = [
@@ -41,6 +46,7 @@ __all__ = [
     "api_key_message",
     "asset_message",
     "attempt_message",
+    "deliverable_rendition",
     "encode_request",
     "job_message",
     "metrics_message",
@@ -51,8 +57,11 @@ __all__ = [
     "render_request_message",
     "rendition_message",
     "rendition_record",
+    "signing_key_message",
     "similar_messages",
     "tenant_message",
+    "tenant_settings",
+    "tenant_settings_message",
     "timestamp",
 ]
 
@@ -117,6 +126,24 @@ def api_key_message(key: ApiKey) -> common_pb2.ApiKey:
     )
 
 
+def signing_key_message(key: SigningKey) -> common_pb2.SigningKey:
+    return common_pb2.SigningKey(
+        key_id=key.key_id,
+        label=key.label,
+        create_time=timestamp(key.created_at),
+        revoke_time=timestamp(key.revoked_at),
+    )
+
+
+def tenant_settings_message(settings: TenantSettings) -> common_pb2.TenantSettings:
+    # The message's fields are the model's, by name (model.TenantSettings).
+    return common_pb2.TenantSettings(**dataclasses.asdict(settings))
+
+
+def tenant_settings(message: common_pb2.TenantSettings) -> TenantSettings:
+    return TenantSettings(**{name: getattr(message, name) for name in TENANT_SETTING_NAMES})
+
+
 # Assets and renditions -------------------------------------------------------------
 
 
@@ -144,12 +171,27 @@ def rendition_message(rendition: Rendition) -> common_pb2.Rendition:
         create_time=timestamp(rendition.updated_at),
         min_ssim=rendition.min_ssim,
         scores=_scores(rendition),
+        content_hash=rendition.content_sha256 or "",
+        version=version_of(rendition),
     )
 
 
 def rendition_record(rendition: Rendition) -> catalog_internal_pb2.RenditionRecord:
     return catalog_internal_pb2.RenditionRecord(
         rendition=rendition_message(rendition), object_key=rendition.object_key
+    )
+
+
+def deliverable_rendition(rendition: Rendition) -> catalog_internal_pb2.DeliverableRendition:
+    return catalog_internal_pb2.DeliverableRendition(
+        format=_image_format(rendition.format),
+        object_key=rendition.object_key,
+        content_hash=rendition.content_sha256 or "",
+        version=version_of(rendition),
+        size_bytes=rendition.size_bytes,
+        width=rendition.width,
+        height=rendition.height,
+        content_type=ACCEPTED[rendition.format.upper()].mime,
     )
 
 
@@ -243,6 +285,7 @@ def new_renditions(
                 ssim=scores.ssim if scores else None,
                 hash_distance=scores.hash_distance if scores else None,
                 min_ssim=rendition.min_ssim,
+                content_sha256=rendition.content_hash or None,
             )
         )
     return made

@@ -7,12 +7,12 @@ import datetime as dt
 
 from imagepipe.v1 import catalog_internal_pb2 as pb
 from imagepipe.v1 import catalog_internal_pb2_grpc as pb_grpc
-from imagepipe.v1 import events_pb2
+from imagepipe.v1 import common_pb2, events_pb2
 from services.catalog.api import convert, requests
 from services.catalog.api.convert import asset_message, job_message
 from services.catalog.model import RenderRequestWithAttempts
 from services.catalog.ports import Stores
-from services.catalog.usecases import assets, jobs
+from services.catalog.usecases import assets, delivery, jobs
 from services.catalog.usecases.tenants import KeyAuthenticator
 from services.shared.logs import request_id_var
 from services.shared.settings import Settings
@@ -30,6 +30,7 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
         self._authenticator = authenticator
         self._threshold = settings.similarity_threshold
         self._delivery_limit = settings.delivery_limit
+        self._pepper = settings.key_pepper.get_secret_value()
 
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: object
@@ -196,4 +197,39 @@ class CatalogInternalServicer(pb_grpc.CatalogInternalServiceServicer):
             asset=asset_message(found),
             original_key=found.asset.original_key,
             renditions=[convert.rendition_record(r) for r in found.renditions],
+        )
+
+    async def GetDeliveryAccess(
+        self, request: pb.GetDeliveryAccessRequest, context: object
+    ) -> pb.GetDeliveryAccessResponse:
+        access = await delivery.delivery_access(
+            self._stores.tenants,
+            tenant_id=requests.parse_uuid(request.tenant_id, "tenant_id"),
+            key_id=request.key_id,
+            pepper=self._pepper,
+        )
+        return pb.GetDeliveryAccessResponse(
+            tenant_found=access.tenant_found,
+            unsigned_delivery=access.unsigned_delivery,
+            key_secret=access.key_secret,
+        )
+
+    async def ResolveDelivery(
+        self, request: pb.ResolveDeliveryRequest, context: object
+    ) -> pb.ResolveDeliveryResponse:
+        resolved = await delivery.resolve_delivery(
+            self._stores.assets,
+            tenant_id=requests.parse_uuid(request.tenant_id, "tenant_id"),
+            asset_id=requests.parse_uuid(request.asset_id, "asset_id"),
+            preset=requests.preset_name(request.preset),
+            accept=[requests.known_format(f, "accept_formats") for f in request.accept_formats],
+        )
+        return pb.ResolveDeliveryResponse(
+            status=(
+                convert.ASSET_STATUS[resolved.status]
+                if resolved.status is not None
+                else common_pb2.ASSET_STATUS_UNSPECIFIED
+            ),
+            renditions=[convert.deliverable_rendition(r) for r in resolved.renditions],
+            preset_version=resolved.preset_version,
         )

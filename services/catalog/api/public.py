@@ -13,7 +13,16 @@ from services.catalog.api import convert, requests
 from services.catalog.api.convert import asset_message, job_message, poison_job_message
 from services.catalog.model import Rendition
 from services.catalog.ports import AssetWatch, Stores
-from services.catalog.usecases import assets, jobs, poison, purge, similar, tenants
+from services.catalog.usecases import (
+    assets,
+    delivery,
+    jobs,
+    poison,
+    purge,
+    signing_keys,
+    similar,
+    tenants,
+)
 from services.catalog.usecases.renditions import choose_rendition
 from services.shared.errors import Unavailable
 from services.shared.settings import Settings
@@ -31,6 +40,8 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
         self._objects = objects
         self._watch = watch
         self._settings = settings
+        self._pepper = settings.key_pepper.get_secret_value()
+        self._signing = delivery.UrlSigning(settings.delivery_public_url, self._pepper)
 
     async def GetAsset(self, request: pb.GetAssetRequest, context: object) -> pb.GetAssetResponse:
         tenant_id = requests.tenant()
@@ -203,3 +214,77 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
             rendition_grace=dt.timedelta(seconds=self._settings.purge_rendition_grace_seconds),
         )
         return convert.purge_response(report)
+
+    async def CreateSigningKey(
+        self, request: pb.CreateSigningKeyRequest, context: object
+    ) -> pb.CreateSigningKeyResponse:
+        issued = await signing_keys.create_signing_key(
+            self._stores.tenants,
+            tenant_id=requests.tenant(),
+            label=request.label,
+            pepper=self._pepper,
+        )
+        return pb.CreateSigningKeyResponse(
+            signing_key=convert.signing_key_message(issued.signing_key), secret=issued.secret
+        )
+
+    async def ListSigningKeys(
+        self, request: pb.ListSigningKeysRequest, context: object
+    ) -> pb.ListSigningKeysResponse:
+        keys = await signing_keys.list_signing_keys(
+            self._stores.tenants, tenant_id=requests.tenant()
+        )
+        return pb.ListSigningKeysResponse(
+            signing_keys=[convert.signing_key_message(k) for k in keys]
+        )
+
+    async def RevokeSigningKey(
+        self, request: pb.RevokeSigningKeyRequest, context: object
+    ) -> pb.RevokeSigningKeyResponse:
+        revoked = await signing_keys.revoke_signing_key(
+            self._stores.tenants, tenant_id=requests.tenant(), key_id=request.key_id
+        )
+        return pb.RevokeSigningKeyResponse(signing_key=convert.signing_key_message(revoked))
+
+    async def GetDeliveryUrl(
+        self, request: pb.GetDeliveryUrlRequest, context: object
+    ) -> pb.GetDeliveryUrlResponse:
+        made = await delivery.delivery_url(
+            self._stores.assets,
+            self._stores.tenants,
+            tenant_id=requests.tenant(),
+            request=delivery.UrlRequest(
+                asset_id=requests.parse_uuid(request.asset_id, "asset_id"),
+                preset=requests.preset_name(request.preset),
+                image_format=requests.delivery_format(request.format),
+                ttl_seconds=request.ttl_seconds,
+                key_id=request.key_id,
+            ),
+            signing=self._signing,
+            now=dt.datetime.now(dt.UTC),
+        )
+        return pb.GetDeliveryUrlResponse(
+            url=made.url,
+            version=made.version,
+            expire_time=convert.timestamp(made.expires_at),
+            key_id=made.key_id,
+        )
+
+    async def GetTenantSettings(
+        self, request: pb.GetTenantSettingsRequest, context: object
+    ) -> pb.GetTenantSettingsResponse:
+        settings = await tenants.get_tenant_settings(
+            self._stores.tenants, tenant_id=requests.tenant()
+        )
+        return pb.GetTenantSettingsResponse(settings=convert.tenant_settings_message(settings))
+
+    async def UpdateTenantSettings(
+        self, request: pb.UpdateTenantSettingsRequest, context: object
+    ) -> pb.UpdateTenantSettingsResponse:
+        settings = await tenants.update_tenant_settings(
+            self._stores.tenants,
+            tenant_id=requests.tenant(),
+            values=convert.tenant_settings(request.settings),
+            paths=list(request.update_mask.paths),
+        )
+        return pb.UpdateTenantSettingsResponse(settings=convert.tenant_settings_message(settings))

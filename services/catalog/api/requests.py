@@ -24,17 +24,20 @@ from services.shared.auth import current_tenant_id
 from services.shared.errors import InvalidArgument
 from services.shared.imaging.formats import format_name
 from services.shared.imaging.hashing import parse_hash
+from services.shared.storage import rendition_version
 
 __all__ = [
     "checked_completion",
     "checked_registration",
     "claim_limit",
+    "delivery_format",
     "known_format",
     "lease",
     "optional_seconds",
     "parse_uuid",
     "perceptual_hash",
     "poison_reason",
+    "preset_name",
     "similar_target",
     "state_filter",
     "status_filter",
@@ -48,6 +51,9 @@ _T = TypeVar("_T")
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 _CONTENT_HASH = re.compile(r"[0-9a-f]{64}")
+# What a preset may be named (services.shared.settings.Preset), so what a delivery
+# path may carry.
+_PRESET_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 MAX_CLAIM = 500
 MAX_LEASE_SECONDS = 3600
 MAX_URL_TTL_SECONDS = 7 * 86400
@@ -169,6 +175,22 @@ def known_format(value: int, field: str) -> str:
     return format_name(value)
 
 
+def delivery_format(value: int) -> str | None:
+    """A delivery URL's format name; None (UNSPECIFIED) for a negotiated one."""
+    return None if value == common_pb2.IMAGE_FORMAT_UNSPECIFIED else known_format(value, "format")
+
+
+def preset_name(value: str) -> str:
+    if not _PRESET_NAME.fullmatch(value):
+        raise InvalidArgument(
+            f"preset must be a preset name (a-z first, then up to 31 of a-z, 0-9, '-' and "
+            f"'_'), got {value[:64]!r}",
+            reason="INVALID_PRESET",
+            metadata={"field": "preset"},
+        )
+    return value
+
+
 def _within(checks: list[tuple[str, int, int, int]], *, reason: str) -> None:
     """Each (field, value, low, high) must hold low <= value <= high."""
     for field, value, low, high in checks:
@@ -234,4 +256,29 @@ def checked_completion(request: internal_pb.CompleteJobRequest) -> list[str]:
                 metadata={"field": f"{field}.min_ssim"},
             )
         names.append(known_format(rendition.format, f"{field}.format"))
+        _check_content_hash(record, field)
     return names
+
+
+def _check_content_hash(record: internal_pb.RenditionRecord, field: str) -> None:
+    """A rendition's hash, when sent, names the bytes its key's version names."""
+    content_hash = record.rendition.content_hash
+    if not content_hash:
+        return
+    if not _CONTENT_HASH.fullmatch(content_hash):
+        raise InvalidArgument(
+            f"{field}.content_hash must be the SHA-256 of the bytes as 64 lowercase hex digits",
+            reason="INVALID_HASH",
+            metadata={"field": f"{field}.content_hash"},
+        )
+    try:
+        version = rendition_version(record.object_key)
+    except ValueError:
+        version = ""
+    if content_hash[:16] != version:
+        raise InvalidArgument(
+            f"{field}.content_hash does not start with the version its object_key carries "
+            f"({version or 'none'}): the key must name these bytes",
+            reason="CONTENT_HASH_MISMATCH",
+            metadata={"field": f"{field}.content_hash"},
+        )

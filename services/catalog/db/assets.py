@@ -17,6 +17,7 @@ from services.catalog.model import (
     AssetStatus,
     Job,
     NewAsset,
+    PresetRenditions,
     Rendition,
     SimilarAsset,
 )
@@ -63,6 +64,18 @@ _LIST_RENDITIONS = f"""
     SELECT {rows.RENDITION_COLUMNS}
     FROM renditions WHERE tenant_id = $1 AND asset_id = ANY($2::uuid[])
     ORDER BY asset_id, width * height DESC, preset, format
+"""
+# The delivery service's lookup on a CDN miss: the asset by its primary key, its
+# renditions of one preset by theirs (asset_id, preset, format). Only the asset's status
+# is taken from `assets`, so the rendition columns keep their names.
+_PRESET_RENDITIONS = f"""
+    SELECT a.status AS asset_status, r.* FROM assets a
+    LEFT JOIN LATERAL (
+        SELECT {rows.RENDITION_COLUMNS} FROM renditions
+        WHERE asset_id = a.id AND tenant_id = a.tenant_id AND preset = $3
+    ) r ON true
+    WHERE a.tenant_id = $1 AND a.id = $2
+    ORDER BY r.format
 """
 # Multi-index hashing: one index-only probe per hash block (see similarity.py), then
 # the exact distance, instead of a scan of the tenant's assets.
@@ -230,6 +243,17 @@ class PgAssetStore:
     ) -> list[Rendition]:
         found = await self._pool.fetch(_LIST_RENDITIONS, tenant_id, list(asset_ids))
         return [rows.rendition(r) for r in found]
+
+    async def preset_renditions(
+        self, tenant_id: uuid.UUID, asset_id: uuid.UUID, preset: str
+    ) -> PresetRenditions | None:
+        found = await self._pool.fetch(_PRESET_RENDITIONS, tenant_id, asset_id, preset)
+        if not found:
+            return None
+        return PresetRenditions(
+            status=AssetStatus(found[0]["asset_status"]),
+            renditions=tuple(rows.rendition(r) for r in found if r["asset_id"] is not None),
+        )
 
     async def list_assets(
         self,

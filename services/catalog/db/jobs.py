@@ -138,15 +138,16 @@ _START = f"""
 _UPSERT_RENDITION = """
     INSERT INTO renditions (asset_id, tenant_id, preset, format, object_key, width,
         height, size_bytes, quality, psnr_db, psnr_infinite, ssim, hash_distance,
-        job_id, min_ssim)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        job_id, min_ssim, content_sha256)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
     ON CONFLICT (asset_id, preset, format) DO UPDATE SET
         object_key = EXCLUDED.object_key, width = EXCLUDED.width,
         height = EXCLUDED.height, size_bytes = EXCLUDED.size_bytes,
         quality = EXCLUDED.quality, psnr_db = EXCLUDED.psnr_db,
         psnr_infinite = EXCLUDED.psnr_infinite, ssim = EXCLUDED.ssim,
         hash_distance = EXCLUDED.hash_distance, job_id = EXCLUDED.job_id,
-        min_ssim = EXCLUDED.min_ssim, updated_at = clock_timestamp()
+        min_ssim = EXCLUDED.min_ssim, content_sha256 = EXCLUDED.content_sha256,
+        updated_at = clock_timestamp()
 """
 _DONE = f"""
     UPDATE jobs j SET state = 'done', last_error = '', lease_owner = NULL,
@@ -410,7 +411,7 @@ class PgJobStore:
                     _UPSERT_RENDITION,
                     *(asset_id, tenant_id, r.preset, r.format, r.object_key, r.width, r.height),
                     *(r.size_bytes, r.quality, r.psnr_db, r.psnr_infinite, r.ssim),
-                    *(r.hash_distance, job_id, r.min_ssim),
+                    *(r.hash_distance, job_id, r.min_ssim, r.content_sha256),
                 )
             await connection.execute(
                 "UPDATE job_attempts SET finished_at = coalesce(finished_at, clock_timestamp()), "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncpg
 
 from services.catalog.model import (
+    TENANT_SETTING_NAMES,
     ApiKey,
     Asset,
     AssetStatus,
@@ -20,10 +21,12 @@ from services.catalog.model import (
     PoisonReason,
     RenderRequest,
     Rendition,
+    SigningKey,
     SimilarAsset,
     StoredApiKey,
     Tenant,
     TenantMetrics,
+    TenantSettings,
 )
 from services.catalog.similarity import unsigned_hash
 
@@ -35,7 +38,9 @@ __all__ = [
     "POISON_COLUMNS",
     "RENDER_REQUEST_COLUMNS",
     "RENDITION_COLUMNS",
+    "SIGNING_KEY_COLUMNS",
     "TENANT_COLUMNS",
+    "TENANT_SETTINGS_COLUMNS",
     "Record",
     "api_key",
     "asset",
@@ -45,16 +50,21 @@ __all__ = [
     "poison_job",
     "render_request",
     "rendition",
+    "signing_key",
     "similar_asset",
     "stored_api_key",
     "tenant",
     "tenant_metrics",
+    "tenant_settings",
 ]
 
 Record = asyncpg.Record
 
 TENANT_COLUMNS = "id, name, created_at"
 API_KEY_COLUMNS = "key_id, tenant_id, label, created_at, revoked_at"
+SIGNING_KEY_COLUMNS = "key_id, tenant_id, label, created_at, revoked_at"
+# Each setting is the `tenants` column of its field's name.
+TENANT_SETTINGS_COLUMNS = ", ".join(TENANT_SETTING_NAMES)
 ASSET_COLUMNS = """
     a.id, a.tenant_id, a.status, a.content_hash, a.perceptual_hash, a.filename,
     a.declared_content_type, a.content_type, a.format, a.width, a.height, a.size_bytes,
@@ -65,7 +75,7 @@ ASSET_COLUMNS = """
 """
 RENDITION_COLUMNS = """
     asset_id, preset, format, object_key, width, height, size_bytes, quality,
-    psnr_db, psnr_infinite, ssim, hash_distance, min_ssim, updated_at
+    psnr_db, psnr_infinite, ssim, hash_distance, min_ssim, updated_at, content_sha256
 """
 JOB_COLUMNS = """
     j.id, j.tenant_id, j.asset_id, j.state, j.attempts, j.last_error, j.request_id,
@@ -102,6 +112,20 @@ def api_key(row: Record) -> ApiKey:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )
+
+
+def signing_key(row: Record) -> SigningKey:
+    return SigningKey(
+        key_id=row["key_id"],
+        tenant_id=row["tenant_id"],
+        label=row["label"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def tenant_settings(row: Record) -> TenantSettings:
+    return TenantSettings(**{name: row[name] for name in TENANT_SETTING_NAMES})
 
 
 def stored_api_key(row: Record) -> StoredApiKey:
@@ -156,6 +180,7 @@ def rendition(row: Record) -> Rendition:
         hash_distance=row["hash_distance"],
         min_ssim=row["min_ssim"],
         updated_at=row["updated_at"],
+        content_sha256=row["content_sha256"],
     )
 
 

@@ -1,16 +1,30 @@
-"""Tenants and their API keys."""
+"""Tenants: their API keys, signing keys and settings."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 import asyncpg
 
 from services.catalog.db import rows
 from services.catalog.db.pool import Connection, database_methods, transaction
-from services.catalog.model import ApiKey, StoredApiKey, Tenant
+from services.catalog.model import (
+    TENANT_SETTING_NAMES,
+    ApiKey,
+    SigningKey,
+    StoredApiKey,
+    Tenant,
+    TenantSettings,
+)
 
 __all__ = ["PgTenantStore"]
+
+_ACTIVE_SIGNING_KEY = f"""
+    SELECT {rows.SIGNING_KEY_COLUMNS} FROM signing_keys
+    WHERE tenant_id = $1 AND revoked_at IS NULL AND ($2::text IS NULL OR key_id = $2)
+    ORDER BY created_at DESC, key_id DESC LIMIT 1
+"""
 
 
 async def _insert_key(
@@ -88,3 +102,73 @@ class PgTenantStore:
             key_id,
         )
         return None if row is None else rows.stored_api_key(row)
+
+    async def create_signing_key(
+        self, tenant_id: uuid.UUID, key_id: str, label: str, max_active: int
+    ) -> SigningKey | None:
+        async with transaction(self._pool) as connection:
+            # NO KEY UPDATE: serialises key creations of the tenant without blocking the
+            # inserts elsewhere whose foreign keys lock the tenant row for KEY SHARE.
+            await connection.execute(
+                "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE", tenant_id
+            )
+            active = await connection.fetchval(
+                "SELECT count(*) FROM signing_keys WHERE tenant_id = $1 AND revoked_at IS NULL",
+                tenant_id,
+            )
+            if active >= max_active:
+                return None
+            row = await connection.fetchrow(
+                "INSERT INTO signing_keys (key_id, tenant_id, label) VALUES ($1, $2, $3) "
+                f"RETURNING {rows.SIGNING_KEY_COLUMNS}",
+                key_id,
+                tenant_id,
+                label,
+            )
+            assert row is not None
+            return rows.signing_key(row)
+
+    async def list_signing_keys(self, tenant_id: uuid.UUID) -> list[SigningKey]:
+        found = await self._pool.fetch(
+            f"SELECT {rows.SIGNING_KEY_COLUMNS} FROM signing_keys "
+            "WHERE tenant_id = $1 ORDER BY created_at, key_id",
+            tenant_id,
+        )
+        return [rows.signing_key(r) for r in found]
+
+    async def revoke_signing_key(self, tenant_id: uuid.UUID, key_id: str) -> SigningKey | None:
+        row = await self._pool.fetchrow(
+            "UPDATE signing_keys SET revoked_at = coalesce(revoked_at, clock_timestamp()) "
+            f"WHERE tenant_id = $1 AND key_id = $2 RETURNING {rows.SIGNING_KEY_COLUMNS}",
+            tenant_id,
+            key_id,
+        )
+        return None if row is None else rows.signing_key(row)
+
+    async def active_signing_key(
+        self, tenant_id: uuid.UUID, key_id: str | None
+    ) -> SigningKey | None:
+        row = await self._pool.fetchrow(_ACTIVE_SIGNING_KEY, tenant_id, key_id)
+        return None if row is None else rows.signing_key(row)
+
+    async def tenant_settings(self, tenant_id: uuid.UUID) -> TenantSettings | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {rows.TENANT_SETTINGS_COLUMNS} FROM tenants WHERE id = $1", tenant_id
+        )
+        return None if row is None else rows.tenant_settings(row)
+
+    async def update_tenant_settings(
+        self, tenant_id: uuid.UUID, changes: Mapping[str, object]
+    ) -> TenantSettings | None:
+        names = list(changes)
+        # Column names cannot be parameters: only the known settings reach the text.
+        if not names or not set(names) <= set(TENANT_SETTING_NAMES):
+            raise ValueError(f"not tenant settings: {names}")
+        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+        row = await self._pool.fetchrow(
+            f"UPDATE tenants SET {assignments} WHERE id = $1 "
+            f"RETURNING {rows.TENANT_SETTINGS_COLUMNS}",
+            tenant_id,
+            *changes.values(),
+        )
+        return None if row is None else rows.tenant_settings(row)

@@ -1,14 +1,21 @@
 """Tenants and API keys: creation, listing, revocation, and resolving a presented key
-to its tenant; and a tenant's usage."""
+to its tenant; a tenant's usage and its settings."""
 
 from __future__ import annotations
 
 import hmac
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.catalog.model import ApiKey, Tenant, TenantMetrics
+from services.catalog.model import (
+    TENANT_SETTING_NAMES,
+    ApiKey,
+    Tenant,
+    TenantMetrics,
+    TenantSettings,
+)
 from services.catalog.ports import TenantStore, UsageStore
 from services.catalog.usecases import paging
 from services.catalog.usecases.paging import Page, decode_name_token, encode_name_token, paginate
@@ -25,13 +32,16 @@ __all__ = [
     "CreatedTenant",
     "IssuedApiKey",
     "KeyAuthenticator",
+    "check_label",
     "create_tenant",
+    "get_tenant_settings",
     "issue_api_key",
     "list_api_keys",
     "list_tenants",
     "revoke_api_key",
     "tenant_metrics",
     "tenant_not_found",
+    "update_tenant_settings",
 ]
 
 # fullmatch: `$` would also accept a trailing newline, which the database's CHECK refuses.
@@ -53,7 +63,7 @@ class IssuedApiKey:
     secret_key: str  # the full key, shown once
 
 
-def _check_label(label: str) -> None:
+def check_label(label: str) -> None:
     if len(label) > _LABEL_MAX:
         raise InvalidArgument(
             f"label is limited to {_LABEL_MAX} characters", reason="INVALID_LABEL"
@@ -96,7 +106,7 @@ async def list_tenants(tenants: TenantStore, *, page_size: int, page_token: str)
 async def issue_api_key(
     tenants: TenantStore, *, tenant_id: uuid.UUID, label: str, pepper: str
 ) -> IssuedApiKey:
-    _check_label(label)
+    check_label(label)
     if not await tenants.tenant_exists(tenant_id):
         raise tenant_not_found(tenant_id)
     key = generate_api_key()
@@ -122,6 +132,41 @@ async def revoke_api_key(tenants: TenantStore, *, key_id: str) -> ApiKey:
 
 async def tenant_metrics(usage: UsageStore, *, tenant_id: uuid.UUID) -> TenantMetrics:
     return await usage.tenant_metrics(tenant_id)
+
+
+async def get_tenant_settings(tenants: TenantStore, *, tenant_id: uuid.UUID) -> TenantSettings:
+    settings = await tenants.tenant_settings(tenant_id)
+    if settings is None:
+        raise tenant_not_found(tenant_id)
+    return settings
+
+
+async def update_tenant_settings(
+    tenants: TenantStore, *, tenant_id: uuid.UUID, values: TenantSettings, paths: Sequence[str]
+) -> TenantSettings:
+    """Set the settings `paths` (an update mask) names to their `values`; the others
+    keep theirs. An empty mask is refused rather than read as "all": a client that
+    sends only the fields it knows would reset the ones added after it."""
+    known = ", ".join(TENANT_SETTING_NAMES)
+    if not paths:
+        raise InvalidArgument(
+            f"update_mask must name the settings to change (known: {known})",
+            reason="UPDATE_MASK_REQUIRED",
+            metadata={"known": known},
+        )
+    unknown = sorted(set(paths) - set(TENANT_SETTING_NAMES))
+    if unknown:
+        raise InvalidArgument(
+            f"update_mask names {', '.join(repr(p[:64]) for p in unknown[:5])}, which are not "
+            f"settings; the settings are: {known}",
+            reason="UNKNOWN_SETTING",
+            metadata={"known": known},
+        )
+    changes = {name: getattr(values, name) for name in dict.fromkeys(paths)}
+    settings = await tenants.update_tenant_settings(tenant_id, changes)
+    if settings is None:
+        raise tenant_not_found(tenant_id)
+    return settings
 
 
 class KeyAuthenticator:

@@ -27,7 +27,15 @@ import contextlib
 import datetime as dt
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -56,12 +64,15 @@ from services.catalog.model import (
     NewRendition,
     PoisonJob,
     PoisonReason,
+    PresetRenditions,
     RenderRequest,
     Rendition,
+    SigningKey,
     SimilarAsset,
     StoredApiKey,
     Tenant,
     TenantMetrics,
+    TenantSettings,
 )
 from services.catalog.ports import KeysetPosition, Stores
 from services.shared.retry_policy import DEFAULT_POLICY, RetryPolicy
@@ -169,6 +180,8 @@ class FakeDatabase:
     clock: FakeClock = field(default_factory=FakeClock)
     tenants: dict[uuid.UUID, Tenant] = field(default_factory=dict)
     api_keys: dict[str, tuple[ApiKey, bytes]] = field(default_factory=dict)
+    signing_keys: dict[str, SigningKey] = field(default_factory=dict)
+    settings: dict[uuid.UUID, TenantSettings] = field(default_factory=dict)  # by tenant
     assets: dict[uuid.UUID, Asset] = field(default_factory=dict)  # job_id filled on reading
     renditions: dict[tuple[uuid.UUID, str, str], _RenditionRow] = field(default_factory=dict)
     jobs: dict[uuid.UUID, _JobRow] = field(default_factory=dict)
@@ -351,6 +364,7 @@ class FakeTenantStore:
             return None
         tenant = Tenant(uuid.uuid4(), name, self.db.clock.now())
         self.db.tenants[tenant.id] = tenant
+        self.db.settings[tenant.id] = TenantSettings()
         return tenant, self._insert_key(tenant.id, key_id, secret_hash, label)
 
     async def list_tenants(self, after_name: str, limit: int) -> list[Tenant]:
@@ -389,6 +403,65 @@ class FakeTenantStore:
             return None
         key, secret_hash = self.db.api_keys[key_id]
         return StoredApiKey(key.key_id, key.tenant_id, secret_hash, key.revoked_at)
+
+    def _signing_keys(self, tenant_id: uuid.UUID) -> list[SigningKey]:
+        """The tenant's keys, oldest first."""
+        keys = [k for k in self.db.signing_keys.values() if k.tenant_id == tenant_id]
+        return sorted(keys, key=lambda k: (k.created_at, k.key_id))
+
+    async def create_signing_key(
+        self, tenant_id: uuid.UUID, key_id: str, label: str, max_active: int
+    ) -> SigningKey | None:
+        await self.db.query("create_signing_key")
+        if tenant_id not in self.db.tenants:
+            raise ValueError(f"no tenant {tenant_id}")  # the foreign key refuses it
+        if key_id in self.db.signing_keys:
+            raise ValueError(f"duplicate signing key id {key_id}")  # the primary key
+        active = [k for k in self._signing_keys(tenant_id) if k.revoked_at is None]
+        if len(active) >= max_active:
+            return None
+        key = SigningKey(key_id, tenant_id, label, self.db.clock.now(), None)
+        self.db.signing_keys[key_id] = key
+        return key
+
+    async def list_signing_keys(self, tenant_id: uuid.UUID) -> list[SigningKey]:
+        await self.db.query("list_signing_keys")
+        return self._signing_keys(tenant_id)
+
+    async def revoke_signing_key(self, tenant_id: uuid.UUID, key_id: str) -> SigningKey | None:
+        await self.db.query("revoke_signing_key")
+        key = self.db.signing_keys.get(key_id)
+        if key is None or key.tenant_id != tenant_id:
+            return None
+        if key.revoked_at is None:  # revoking again keeps the first time
+            key = replace(key, revoked_at=self.db.clock.now())
+            self.db.signing_keys[key_id] = key
+        return key
+
+    async def active_signing_key(
+        self, tenant_id: uuid.UUID, key_id: str | None
+    ) -> SigningKey | None:
+        await self.db.query("active_signing_key")
+        active = [
+            k
+            for k in self._signing_keys(tenant_id)
+            if k.revoked_at is None and (key_id is None or k.key_id == key_id)
+        ]
+        return active[-1] if active else None
+
+    async def tenant_settings(self, tenant_id: uuid.UUID) -> TenantSettings | None:
+        await self.db.query("tenant_settings")
+        return self.db.settings.get(tenant_id)
+
+    async def update_tenant_settings(
+        self, tenant_id: uuid.UUID, changes: Mapping[str, object]
+    ) -> TenantSettings | None:
+        await self.db.query("update_tenant_settings")
+        settings = self.db.settings.get(tenant_id)
+        if settings is None:
+            return None
+        self.db.settings[tenant_id] = replace(settings, **changes)  # type: ignore[arg-type]
+        return self.db.settings[tenant_id]
 
 
 class FakeAssetStore:
@@ -515,6 +588,22 @@ class FakeAssetStore:
             if row.tenant_id == tenant_id and row.rendition.asset_id in wanted
         ]
         return sorted(found, key=lambda r: (r.asset_id, -r.width * r.height, r.preset, r.format))
+
+    async def preset_renditions(
+        self, tenant_id: uuid.UUID, asset_id: uuid.UUID, preset: str
+    ) -> PresetRenditions | None:
+        await self.db.query("preset_renditions")
+        asset = self.db.tenant_asset(tenant_id, asset_id, include_deleted=True)
+        if asset is None:
+            return None
+        found = [
+            row.rendition
+            for row in self.db.renditions.values()
+            if row.tenant_id == tenant_id
+            and row.rendition.asset_id == asset_id
+            and row.rendition.preset == preset
+        ]
+        return PresetRenditions(asset.status, tuple(sorted(found, key=lambda r: r.format)))
 
     async def list_assets(
         self,
@@ -784,6 +873,7 @@ class FakeJobStore:
                 hash_distance=new.hash_distance,
                 min_ssim=new.min_ssim,
                 updated_at=self.db.clock.now(),
+                content_sha256=new.content_sha256,
             ),
         )
 

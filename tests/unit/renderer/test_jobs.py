@@ -96,6 +96,11 @@ async def test_a_successful_attempt_writes_every_rendition_then_completes(pool: 
     assert all(
         r.rendition.size_bytes == len(store.objects[r.object_key][0]) for r in completed.renditions
     )
+    # Each rendition names its bytes in full (the delivery service's ETag).
+    assert all(
+        r.rendition.content_hash == hashlib.sha256(store.objects[r.object_key][0]).hexdigest()
+        for r in completed.renditions
+    )
     # The placeholder travels in the same CompleteJob that marks the asset ready.
     assert completed.placeholder.thumbhash and completed.placeholder.dominant_color.startswith("#")
     # Fixed-quality presets: no scores, no target.
