@@ -17,6 +17,10 @@ from services.shared.storage import S3ObjectStore
 
 __all__ = ["Delivery", "build"]
 
+# Each streamed body holds an S3 connection until it ends: keep enough of them for
+# reuse that a burst of downloads does not close (and reopen) one per response.
+S3_CONNECTIONS = 256
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -27,7 +31,7 @@ class Delivery:
 @asynccontextmanager
 async def build(settings: Settings) -> AsyncIterator[Delivery]:
     channel = open_channel(settings.catalog_addr)
-    store = S3ObjectStore(settings)
+    store = S3ObjectStore(settings, max_connections=S3_CONNECTIONS)
     try:
         client = CatalogInternalClient(channel, settings)
         policy = DeliveryPolicy.from_settings(settings)

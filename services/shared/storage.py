@@ -204,14 +204,17 @@ class ObjectStore(Protocol):
 class S3ObjectStore:
     """ObjectStore over S3 (MinIO in production, `rclone serve s3` locally)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, max_connections: int | None = None) -> None:
+        """`max_connections`: connections kept open for reuse (default: one per thread).
+        A caller that keeps many responses open at once (streamed reads) wants more: a
+        connection released into a full pool is closed, with a warning each time."""
         self._bucket = settings.s3_bucket
         self._endpoint = settings.s3_endpoint
         access = settings.s3_access_key.get_secret_value()
         secret = settings.s3_secret_key.get_secret_value()
         self._pool = ThreadPoolExecutor(settings.s3_threads, thread_name_prefix="s3")
         http = urllib3.PoolManager(
-            maxsize=settings.s3_threads,
+            maxsize=max(settings.s3_threads, max_connections or 0),
             timeout=urllib3.Timeout(connect=3, read=60),
             retries=urllib3.Retry(
                 total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
