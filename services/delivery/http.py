@@ -23,7 +23,7 @@ from aiohttp import web
 from services.delivery.core import DeliveryCore, route_of
 from services.delivery.observe import record_request, request_id_from
 from services.delivery.readiness import DependencyReadiness
-from services.delivery.reply import ObjectStream, Request
+from services.delivery.reply import ObjectStream, Request, Route
 from services.shared import metrics
 from services.shared.logs import get_logger, request_id_var
 from services.shared.settings import Settings
@@ -33,7 +33,9 @@ __all__ = ["make_app", "serve"]
 log = get_logger(__name__)
 
 NAME = "delivery"
-BODY_BYTES = web.RequestKey("body_bytes", int)  # what the handler sent of the body
+# Per request, for the middleware: the route the core named, the body bytes sent.
+ROUTE: web.RequestKey[Route] = web.RequestKey("route")
+BODY_BYTES = web.RequestKey("body_bytes", int)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Status recorded for a request whose client went away before its reply was made.
 CLIENT_CLOSED = 499
@@ -54,7 +56,7 @@ async def observe(request: web.Request, handler: _Handler) -> web.StreamResponse
             path=request.rel_url.raw_path,
             query=request.query,
             status=status,
-            route=route_of(request.rel_url.raw_path),
+            route=request.get(ROUTE) or route_of(request.rel_url.raw_path),
             body_bytes=request.get(BODY_BYTES, 0),
             seconds=time.perf_counter() - started,
         )
@@ -66,6 +68,7 @@ def _handler(core: DeliveryCore) -> _Handler:
         reply = await core.handle(
             Request(request.method, request.rel_url.raw_path, request.query, request.headers)
         )
+        request[ROUTE] = reply.route
         response = web.StreamResponse(status=reply.status, headers=reply.headers)
         response.headers["X-Request-Id"] = request_id_var.get()
         body, sent = reply.body, 0
