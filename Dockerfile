@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
-# One image for the four imagepipe services; the command picks what runs:
+# One image for the imagepipe services; the command picks what runs:
 #
-#   docker run IMAGE python -m services.ingest        (catalog, renderer, quality alike)
+#   docker run IMAGE python -m services.ingest        (catalog, renderer, quality, delivery alike)
 #   docker run IMAGE python -m services.catalog migrate
 #
 # Built with the same scripts/install.sh and `make proto` as a developer's checkout, so
@@ -51,7 +51,7 @@ RUN --mount=type=cache,target=/root/.cache/pip bash scripts/install.sh --no-dev 
 
 FROM base AS runtime
 LABEL org.opencontainers.image.title="imagepipe" \
-      org.opencontainers.image.description="Image-asset pipeline as gRPC microservices: ingest, catalog, renderer, quality." \
+      org.opencontainers.image.description="Image-asset pipeline as gRPC microservices: ingest, catalog, renderer, quality; delivery over HTTP." \
       org.opencontainers.image.licenses="Apache-2.0"
 # tini as PID 1 forwards SIGTERM to the service (which drains gracefully) and reaps the
 # decoder worker processes the services spawn.
@@ -67,9 +67,11 @@ ENV PATH=/app/.venv/bin:$PATH \
     IMAGEPIPE_BIND_HOST=0.0.0.0
 # Numeric, so Kubernetes can verify runAsNonRoot without a passwd lookup.
 USER 10001:10001
-# gRPC 50051-50054 and Prometheus 9101-9104 (ingest, catalog, renderer, quality).
-EXPOSE 50051 50052 50053 50054 9101 9102 9103 9104
+# gRPC 50051-50054 and Prometheus 9101-9104 (ingest, catalog, renderer, quality); delivery's
+# HTTP 8090 and its Prometheus 9105.
+EXPOSE 50051 50052 50053 50054 9101 9102 9103 9104 8090 9105
 # No HEALTHCHECK: the port depends on the service; orchestrators run
-# `python -m services.shared.healthcheck <service>` or a native gRPC probe.
+# `python -m services.shared.healthcheck <service>` or a native gRPC probe (delivery:
+# GET /healthz and /readyz).
 ENTRYPOINT ["tini", "--"]
 CMD ["python", "-m", "services.catalog"]

@@ -4,7 +4,8 @@ A Stack owns what it starts and removes it again:
 - an S3 server (`rclone serve s3`, data on disk) on a free port, with its bucket;
 - a PostgreSQL database (created, migrated, dropped);
 - a RabbitMQ name prefix (its queues and exchanges are deleted at the end);
-- the four services as subprocesses on free ports, each logging to its own file.
+- the services as subprocesses on free ports, each logging to its own file: the four
+  gRPC services (SERVICES) and delivery, the HTTP one (HTTP_SERVICES).
 
 PostgreSQL and RabbitMQ themselves must already run; `require_servers` says clearly
 which one is missing. Only the catalog talks to PostgreSQL from Python (its `migrate`
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import re
 import secrets
@@ -26,8 +26,8 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,10 +38,15 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 from minio import Minio
 
+from devstack.ports import PORT_LOCK_DIR, free_port, port_in, release_port
+from devstack.ports import _held as _held  # the reservations, for tests to look at
 from services.shared.broker import Topology
 from services.shared.healthcheck import check as health_status
 
 __all__ = [
+    "ALL_SERVICES",
+    "HTTP_SERVICES",
+    "PORT_LOCK_DIR",
     "SERVICES",
     "S3Server",
     "ServerMissing",
@@ -57,11 +62,14 @@ __all__ = [
     "release_port",
     "require_servers",
     "scrape_metric",
+    "service_ready",
     "session_processes",
     "unique_jpeg",
 ]
 
-SERVICES = ("catalog", "ingest", "renderer", "quality")
+SERVICES = ("catalog", "ingest", "renderer", "quality")  # gRPC, health by grpc.health.v1
+HTTP_SERVICES = {"delivery": "/readyz"}  # HTTP, ready while GET of this path is 200
+ALL_SERVICES = (*SERVICES, *HTTP_SERVICES)
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -128,85 +136,6 @@ def kill_session(session: int, timeout: float = 10) -> list[int]:
 
 class ServerMissing(RuntimeError):
     """A server the stack needs is not reachable."""
-
-
-# Ports this process holds: each with the open lock file that reserves it.
-_held: dict[int, int] = {}
-# Shared by every process on the machine that picks ports this way (every test
-# session, bench and `make run`): a port is reserved by an flock on its file, which
-# the kernel releases when the holder dies, however it dies.
-PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "imagepipe-ports"
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def _reserve(port: int) -> bool:
-    """Take the machine-wide reservation of `port`; False if another process holds it."""
-    PORT_LOCK_DIR.mkdir(exist_ok=True)
-    fd = os.open(PORT_LOCK_DIR / f"{port}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return False
-    _held[port] = fd
-    return True
-
-
-def release_port(port: int) -> None:
-    """Give back a reservation (it also ends with this process)."""
-    fd = _held.pop(port, None)
-    if fd is not None:
-        os.close(fd)
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def port_in(first: int, last: int, attempts: int = 200) -> int:
-    """A port in [first, last] that this process now holds and nobody listens on.
-
-    Choosing a port and the service binding it are seconds apart, and a listener can
-    only bind a port once it is free: two sessions that chose the same port (each
-    having seen it free) collide, and so does a service binding a port while another
-    session's probe holds it for an instant ("Address already in use"). So a port is
-    reserved first, machine-wide, and only then probed: a reserved port is never
-    probed nor handed out by anyone else until its holder ends.
-    """
-    rng = secrets.SystemRandom()
-    for _ in range(attempts):
-        port = rng.randint(first, last)
-        if port in _held or not _reserve(port):
-            continue
-        if _bindable(port):
-            return port
-        release_port(port)  # something outside these reservations listens there
-    raise RuntimeError(f"no free loopback port in {first}-{last}")
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on or holds, outside the kernel's ephemeral range.
-
-    A port the kernel picked for `bind(0)` lies inside the range it also uses for the
-    local end of outgoing connections, so between choosing it and the service binding
-    it, a client socket of this very stack can take it. Ports below that range are
-    only ever taken by an explicit bind, and each is reserved (see port_in).
-    """
-    low, high = _ephemeral_range()
-    first, last = (20000, low - 1) if low > 21000 else (high + 1, 65535)
-    return port_in(first, last)
 
 
 def _tool(name: str) -> str:
@@ -390,6 +319,18 @@ class S3Server:
         kill_session(self._process.pid)
 
 
+def service_ready(name: str, port: int, timeout: float = 1) -> bool:
+    """A gRPC service reports SERVING; an HTTP service answers 200 on its readiness path."""
+    path = HTTP_SERVICES.get(name)
+    if path is None:
+        return health_status(f"127.0.0.1:{port}", timeout=timeout) == "SERVING"
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 @dataclass
 class ServiceProcess:
     name: str
@@ -417,7 +358,7 @@ class ServiceProcess:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited; see {self.log_file}\n{self.tail()}")
-            if health_status(self.address, timeout=1) == "SERVING":
+            if service_ready(self.name, self.port):
                 return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} not SERVING after {timeout:g} s\n{self.tail()}")
@@ -486,9 +427,19 @@ class Stack:
             access=f"ak{secrets.token_hex(8)}",
             secret=secrets.token_hex(20),
         )
-        self.ports = {name: free_port() for name in SERVICES}
-        self.metrics_ports = {name: free_port() for name in SERVICES}
+        self.ports = {name: free_port() for name in SERVICES}  # gRPC ports
+        self.http_ports = {name: free_port() for name in HTTP_SERVICES}
+        self.metrics_ports = {name: free_port() for name in ALL_SERVICES}
         self.services: dict[str, ServiceProcess] = {}
+
+    def port_of(self, service: str) -> int:
+        """The port a service listens on, gRPC or HTTP."""
+        return self.ports.get(service) or self.http_ports[service]
+
+    @property
+    def delivery_url(self) -> str:
+        """Where browsers reach delivery: the base of every delivery URL."""
+        return f"http://127.0.0.1:{self.http_ports['delivery']}"
 
     def env(self, **overrides: str) -> dict[str, str]:
         """The environment every service process gets (plus per-call overrides)."""
@@ -505,9 +456,12 @@ class Stack:
             IMAGEPIPE_INTERNAL_TOKEN=self.internal_token,
             IMAGEPIPE_CATALOG_ADDR=f"127.0.0.1:{self.ports['catalog']}",
             IMAGEPIPE_HEALTH_INTERVAL_SECONDS="0.5",
+            IMAGEPIPE_DELIVERY_PUBLIC_URL=self.delivery_url,
+            # Short, so tests see a delete or a revocation take effect within seconds.
+            IMAGEPIPE_DELIVERY_LOOKUP_TTL_SECONDS="2",
         )
-        for name in SERVICES:
-            env[f"IMAGEPIPE_{name.upper()}_PORT"] = str(self.ports[name])
+        for name in ALL_SERVICES:
+            env[f"IMAGEPIPE_{name.upper()}_PORT"] = str(self.port_of(name))
             env[f"IMAGEPIPE_{name.upper()}_METRICS_PORT"] = str(self.metrics_ports[name])
         env.update(self.config.extra_env)
         env.update(overrides)
@@ -522,7 +476,7 @@ class Stack:
         self.s3.start()
         self.s3.client().make_bucket(self.bucket)
         migrate_database(self.env())
-        for name in SERVICES:
+        for name in ALL_SERVICES:
             self.services[name] = self.start_service(name)
         for service in self.services.values():
             service.wait_serving()
@@ -531,7 +485,7 @@ class Stack:
         self, name: str, *, instance: str = "", **env_overrides: str
     ) -> ServiceProcess:
         """Start one service process (another renderer, a restarted one, ...)."""
-        port = self.ports[name]
+        port = self.port_of(name)
         if instance:
             port = free_port()
             env_overrides.setdefault(f"IMAGEPIPE_{name.upper()}_PORT", str(port))

@@ -31,7 +31,8 @@ def run() -> None:
     console.print(
         f"stack {how}: S3 on {settings.s3_endpoint}, ingest :{settings.ingest_port}, "
         f"catalog :{settings.catalog_port}, renderer :{settings.renderer_port}, "
-        f"quality :{settings.quality_port} (logs in var/log/)"
+        f"quality :{settings.quality_port}, delivery {settings.delivery_public_url} "
+        "(logs in var/log/)"
     )
     key = ensure_demo_key(settings, stack.demo_file)
     result = run_demo(settings, key, ROOT / "tests" / "corpus", console)
@@ -46,6 +47,7 @@ The demo tenant's key is in [bold]var/demo.env[/bold]. Things to try next:
   .venv/bin/grpcurl -plaintext -H "authorization: Bearer $IMAGEPIPE_API_KEY" \\
       -d '{{"asset_id": "{asset_id}"}}' {catalog} imagepipe.v1.CatalogService/GetAsset
   .venv/bin/imagepipe rendition {asset_id} card    # a presigned URL: curl -o card.jpg '<url>'
+  curl -s {settings.delivery_public_url}/readyz     # delivery: renditions at signed URLs
 
 The stack keeps running; `make stop` stops it."""
     )

@@ -11,8 +11,8 @@ Unlike the per-test Stack, this one keeps its state between runs under `var/`:
                       `stop` signals exactly these, then kills whatever is left in their
                       sessions (decoder workers of a service that was SIGKILLed, ...)
 
-It uses the default ports (gRPC 50051-50054, metrics 9101-9104, S3 9000), all
-overridable with the usual IMAGEPIPE_* variables.
+It uses the default ports (gRPC 50051-50054, delivery's HTTP 8090, metrics 9101-9105,
+S3 9000), all overridable with the usual IMAGEPIPE_* variables.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from devstack import (
-    SERVICES,
+    ALL_SERVICES,
     S3Server,
     ServerMissing,
     ServiceProcess,
@@ -39,9 +39,9 @@ from devstack import (
     kill_session,
     migrate_database,
     require_servers,
+    service_ready,
     session_processes,
 )
-from services.shared.healthcheck import check as health_status
 from services.shared.settings import Settings
 
 __all__ = ["LocalStack", "destroy"]
@@ -121,7 +121,7 @@ class LocalStack:
         self.demo_file = self.var / "demo.env"
         self.components = [
             Component(S3_PROCESS, "serve s3", self.run_dir / "s3.pid"),
-            *(Component(n, f"services.{n}", self.run_dir / f"{n}.pid") for n in SERVICES),
+            *(Component(n, f"services.{n}", self.run_dir / f"{n}.pid") for n in ALL_SERVICES),
         ]
         # Processes this object started (to reap them once they are stopped).
         self._children: list[subprocess.Popen[bytes]] = []
@@ -154,6 +154,9 @@ class LocalStack:
         env = dict(os.environ)
         for key, value in self._secrets().items():
             env.setdefault(key, value)
+        # Delivery URLs the catalog signs point at the port delivery listens on.
+        port = env.get("IMAGEPIPE_DELIVERY_PORT") or Settings.model_fields["delivery_port"].default
+        env.setdefault("IMAGEPIPE_DELIVERY_PUBLIC_URL", f"http://127.0.0.1:{port}")
         return env
 
     def settings(self) -> Settings:
@@ -173,15 +176,7 @@ class LocalStack:
 
     def healthy(self) -> bool:
         settings = self.settings()
-        ports = {
-            "ingest": settings.ingest_port,
-            "catalog": settings.catalog_port,
-            "renderer": settings.renderer_port,
-            "quality": settings.quality_port,
-        }
-        return all(
-            health_status(f"127.0.0.1:{port}", timeout=2) == "SERVING" for port in ports.values()
-        )
+        return all(service_ready(name, _port(settings, name), timeout=2) for name in ALL_SERVICES)
 
     def up(self) -> str:
         """Start what is not running, reuse what is; returns what was done.
@@ -221,7 +216,7 @@ class LocalStack:
             self._start_s3(settings)
         if "catalog" in names:
             migrate_database(env)
-        for name in SERVICES:
+        for name in ALL_SERVICES:
             if name not in names:
                 continue
             process = ServiceProcess(
@@ -239,14 +234,10 @@ class LocalStack:
         """Wait until every service answers SERVING; returns those that exited or were
         still not SERVING after `timeout`."""
         deadline = time.monotonic() + timeout
-        waiting = [c for c in self.components if c.name in SERVICES]
+        waiting = [c for c in self.components if c.name in ALL_SERVICES]
         exited: list[Component] = []
         while waiting and time.monotonic() < deadline:
-            waiting = [
-                c
-                for c in waiting
-                if health_status(f"127.0.0.1:{_port(settings, c.name)}", timeout=1) != "SERVING"
-            ]
+            waiting = [c for c in waiting if not service_ready(c.name, _port(settings, c.name))]
             # By pid alone: a process just started runs under our command line only
             # once it has executed Python.
             exited += [c for c in waiting if (pid := c.pid()) is None or not _exists(pid)]
@@ -256,7 +247,7 @@ class LocalStack:
         return exited + waiting
 
     def _check_ports_free(self, settings: Settings, names: set[str]) -> None:
-        ports = [_port(settings, n) for n in SERVICES if n in names]
+        ports = [_port(settings, n) for n in ALL_SERVICES if n in names]
         if S3_PROCESS in names:
             ports.append(int(settings.s3_endpoint.rpartition(":")[2]))
         taken = [p for p in ports if _port_in_use(p)]

@@ -40,6 +40,8 @@ _RETRYABLE = (
     "FailJobAttempt",
     "RecordPoisonJob",
     "GetAssetObjects",
+    "GetDeliveryAccess",
+    "ResolveDelivery",
     "ClaimUnpublishedJobs",
     "ClaimRenderJobs",
 )
@@ -221,6 +223,26 @@ class CatalogInternalClient:
         return await self._call(
             self._stub.GetAssetObjects,
             internal_pb2.GetAssetObjectsRequest(tenant_id=tenant_id, asset_id=asset_id),
+        )
+
+    async def get_delivery_access(
+        self, tenant_id: str, key_id: str
+    ) -> internal_pb2.GetDeliveryAccessResponse:
+        """How the tenant's delivery URLs are checked; key_id empty for an unsigned URL."""
+        return await self._call(
+            self._stub.GetDeliveryAccess,
+            internal_pb2.GetDeliveryAccessRequest(tenant_id=tenant_id, key_id=key_id),
+        )
+
+    async def resolve_delivery(
+        self, tenant_id: str, asset_id: str, preset: str
+    ) -> internal_pb2.ResolveDeliveryResponse:
+        """The asset's status and the preset's renditions in every format."""
+        return await self._call(
+            self._stub.ResolveDelivery,
+            internal_pb2.ResolveDeliveryRequest(
+                tenant_id=tenant_id, asset_id=asset_id, preset=preset
+            ),
         )
 
 

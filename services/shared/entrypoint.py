@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from urllib.parse import urlsplit
 
@@ -14,7 +14,7 @@ from services.shared.logs import configure_logging, get_logger
 from services.shared.server import ServiceSpec, serve
 from services.shared.settings import Settings, load_settings
 
-__all__ = ["run_service", "secret_values"]
+__all__ = ["run_main", "run_service", "secret_values"]
 
 Builder = Callable[[Settings], AbstractAsyncContextManager[ServiceSpec]]
 
@@ -58,7 +58,12 @@ async def _drain_background_tasks(timeout: float) -> None:
         await asyncio.wait(pending, timeout=remaining)
 
 
-def run_service(name: str, build: Builder) -> None:
+def run_main(name: str, main: Callable[[Settings], Awaitable[None]]) -> None:
+    """Settings, logging and the internal credential checked, then `main` until it returns.
+
+    Every service starts this way: the gRPC ones through run_service, delivery (HTTP)
+    with a main of its own.
+    """
     try:
         settings = load_settings()
     except ValidationError as error:
@@ -69,9 +74,18 @@ def run_service(name: str, build: Builder) -> None:
         get_logger(name).error("IMAGEPIPE_INTERNAL_TOKEN is required (the same on every service)")
         raise SystemExit(2)
 
-    async def main() -> None:
-        async with build(settings) as spec:
-            await serve(spec, settings)
+    async def run() -> None:
+        await main(settings)
         await _drain_background_tasks(CLOSE_CALLBACKS_SECONDS)
 
-    asyncio.run(main())
+    asyncio.run(run())
+
+
+def run_service(name: str, build: Builder) -> None:
+    """A gRPC service: the spec `build` yields, served until SIGTERM."""
+
+    async def main(settings: Settings) -> None:
+        async with build(settings) as spec:
+            await serve(spec, settings)
+
+    run_main(name, main)

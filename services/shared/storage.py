@@ -183,7 +183,12 @@ class ObjectStore(Protocol):
 
     async def get_bytes(self, key: str) -> bytes: ...
 
-    def iter_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes]: ...
+    def iter_chunks(
+        self, key: str, chunk_size: int, *, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """The object's bytes from `offset`, `length` of them (None: to the end), in pieces
+        of at most `chunk_size`: only one piece is held at a time. Closing the iterator
+        early releases the connection."""
 
     async def stat(self, key: str) -> ObjectInfo: ...
 
@@ -199,14 +204,17 @@ class ObjectStore(Protocol):
 class S3ObjectStore:
     """ObjectStore over S3 (MinIO in production, `rclone serve s3` locally)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, max_connections: int | None = None) -> None:
+        """`max_connections`: connections kept open for reuse (default: one per thread).
+        A caller that keeps many responses open at once (streamed reads) wants more: a
+        connection released into a full pool is closed, with a warning each time."""
         self._bucket = settings.s3_bucket
         self._endpoint = settings.s3_endpoint
         access = settings.s3_access_key.get_secret_value()
         secret = settings.s3_secret_key.get_secret_value()
         self._pool = ThreadPoolExecutor(settings.s3_threads, thread_name_prefix="s3")
         http = urllib3.PoolManager(
-            maxsize=settings.s3_threads,
+            maxsize=max(settings.s3_threads, max_connections or 0),
             timeout=urllib3.Timeout(connect=3, read=60),
             retries=urllib3.Retry(
                 total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
@@ -324,8 +332,15 @@ class S3ObjectStore:
 
         return await self._run(partial(get, self._bucket, key))
 
-    async def iter_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
-        response = await self._run(partial(self._client.get_object, self._bucket, key))
+    async def iter_chunks(
+        self, key: str, chunk_size: int, *, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        if length == 0:
+            return
+        # A ranged GET: the server sends only the bytes asked for (length 0: to the end).
+        response = await self._run(
+            partial(self._client.get_object, self._bucket, key, offset=offset, length=length or 0)
+        )
         try:
             while chunk := await self._run(partial(response.read, chunk_size)):
                 yield chunk
@@ -388,10 +403,13 @@ class MemoryObjectStore:
             raise ObjectNotFound(key)
         return self.objects[key][0]
 
-    async def iter_chunks(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
+    async def iter_chunks(
+        self, key: str, chunk_size: int, *, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
         data = await self.get_bytes(key)
-        for start in range(0, len(data), chunk_size):
-            yield data[start : start + chunk_size]
+        end = len(data) if length is None else min(len(data), offset + length)
+        for start in range(offset, end, chunk_size):
+            yield data[start : min(start + chunk_size, end)]
 
     async def stat(self, key: str) -> ObjectInfo:
         data = await self.get_bytes(key)
