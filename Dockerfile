@@ -68,8 +68,8 @@ ENV PATH=/app/.venv/bin:$PATH \
 # Numeric, so Kubernetes can verify runAsNonRoot without a passwd lookup.
 USER 10001:10001
 # gRPC 50051-50054 and Prometheus 9101-9104 (ingest, catalog, renderer, quality); delivery's
-# HTTP 8090 and its Prometheus 9105.
-EXPOSE 50051 50052 50053 50054 9101 9102 9103 9104 8090 9105
+# HTTP 8080 and its Prometheus 9105.
+EXPOSE 50051 50052 50053 50054 9101 9102 9103 9104 8080 9105
 # No HEALTHCHECK: the port depends on the service; orchestrators run
 # `python -m services.shared.healthcheck <service>` or a native gRPC probe (delivery:
 # GET /healthz and /readyz).

@@ -416,6 +416,7 @@ class Stack:
         self.name = config.name
         self.admin_key = secrets.token_hex(24)
         self.internal_token = secrets.token_hex(24)
+        self.key_pepper = secrets.token_hex(16)
         self.database_url = _with_database(config.pg_url, self.name)
         self.bucket = self.name
         self.prefix = self.name
@@ -454,6 +455,7 @@ class Stack:
             IMAGEPIPE_S3_BUCKET=self.bucket,
             IMAGEPIPE_ADMIN_KEY=self.admin_key,
             IMAGEPIPE_INTERNAL_TOKEN=self.internal_token,
+            IMAGEPIPE_KEY_PEPPER=self.key_pepper,
             IMAGEPIPE_CATALOG_ADDR=f"127.0.0.1:{self.ports['catalog']}",
             IMAGEPIPE_HEALTH_INTERVAL_SECONDS="0.5",
             IMAGEPIPE_DELIVERY_PUBLIC_URL=self.delivery_url,

@@ -11,7 +11,7 @@ Unlike the per-test Stack, this one keeps its state between runs under `var/`:
                       `stop` signals exactly these, then kills whatever is left in their
                       sessions (decoder workers of a service that was SIGKILLed, ...)
 
-It uses the default ports (gRPC 50051-50054, delivery's HTTP 8090, metrics 9101-9105,
+It uses the default ports (gRPC 50051-50054, delivery's HTTP 8080, metrics 9101-9105,
 S3 9000), all overridable with the usual IMAGEPIPE_* variables.
 """
 
@@ -42,6 +42,7 @@ from devstack import (
     service_ready,
     session_processes,
 )
+from devstack.gallery import WEB_PRESETS_JSON
 from services.shared.settings import Settings
 
 __all__ = ["LocalStack", "destroy"]
@@ -157,6 +158,8 @@ class LocalStack:
         # Delivery URLs the catalog signs point at the port delivery listens on.
         port = env.get("IMAGEPIPE_DELIVERY_PORT") or Settings.model_fields["delivery_port"].default
         env.setdefault("IMAGEPIPE_DELIVERY_PUBLIC_URL", f"http://127.0.0.1:{port}")
+        # The gallery shows what a browser gets: small presets in AVIF, WebP and JPEG.
+        env.setdefault("IMAGEPIPE_PRESETS", WEB_PRESETS_JSON)
         return env
 
     def settings(self) -> Settings:

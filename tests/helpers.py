@@ -188,6 +188,7 @@ def stack_secrets(stack: Stack) -> dict[str, str]:
         "admin key": stack.admin_key,
         "internal token": stack.internal_token,
         "S3 secret key": stack.s3.secret,
+        "key pepper": stack.key_pepper,
     }
 
 

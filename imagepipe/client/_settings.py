@@ -15,7 +15,7 @@ __all__ = ["DEFAULT_DELIVERY_URL", "DEFAULT_TIMEOUT", "ClientOptions", "ClientSe
 
 DEFAULT_TIMEOUT = 30.0
 # Where `make run` serves delivery URLs (IMAGEPIPE_DELIVERY_PUBLIC_URL of the stack).
-DEFAULT_DELIVERY_URL = "http://127.0.0.1:8090"
+DEFAULT_DELIVERY_URL = "http://127.0.0.1:8080"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -91,7 +91,8 @@ class Settings(BaseSettings):
     )
     key_pepper: SecretStr = Field(
         default=SecretStr(""),
-        description="Secret mixed into API-key hashes (HMAC-SHA256); changing it invalidates keys.",
+        description="Secret mixed into API-key hashes and delivery signing secrets (HMAC-SHA256); "
+        "changing it invalidates both kinds of key. Signing needs 16 characters or more.",
     )
 
     # Network
@@ -104,7 +105,7 @@ class Settings(BaseSettings):
     catalog_metrics_port: int = Field(default=9102, description="Prometheus port of catalog.")
     renderer_metrics_port: int = Field(default=9103, description="Prometheus port of renderer.")
     quality_metrics_port: int = Field(default=9104, description="Prometheus port of quality.")
-    delivery_port: int = Field(default=8090, description="HTTP port of delivery (images).")
+    delivery_port: int = Field(default=8080, description="HTTP port of delivery (images).")
     delivery_metrics_port: int = Field(default=9105, description="Prometheus port of delivery.")
     catalog_addr: str = Field(
         default="127.0.0.1:50052", description="Where other services reach catalog."
@@ -188,7 +189,7 @@ class Settings(BaseSettings):
 
     # Delivery (HTTP)
     delivery_public_url: str = Field(
-        default="http://127.0.0.1:8090",
+        default="http://127.0.0.1:8080",
         description="Base URL browsers reach delivery at (scheme, host, optional path prefix); "
         "GetDeliveryUrl builds URLs on it.",
     )

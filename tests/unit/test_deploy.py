@@ -39,7 +39,7 @@ SERVICES = ("ingest", "catalog", "renderer", "quality")
 HTTP_SERVICES = ("delivery",)
 ALL_SERVICES = SERVICES + HTTP_SERVICES
 GRPC_PORTS = {"ingest": 50051, "catalog": 50052, "renderer": 50053, "quality": 50054}
-HTTP_PORTS = {"delivery": 8090}
+HTTP_PORTS = {"delivery": 8080}
 METRICS_PORTS = {
     "ingest": 9101,
     "catalog": 9102,
@@ -365,7 +365,7 @@ def test_k8s_delivery_gets_its_public_url_and_secrets(manifests: list[dict[str, 
         secrets
     )
     service = _of_kind(manifests, "Service")["delivery"]
-    assert {port["port"] for port in service["spec"]["ports"]} == {8090, 9105}
+    assert {port["port"] for port in service["spec"]["ports"]} == {8080, 9105}
 
 
 def test_k8s_references_resolve(manifests: list[dict[str, Any]]) -> None:

@@ -23,10 +23,12 @@ from services.shared.errors import FailedPrecondition, NotFound
 
 __all__ = [
     "MAX_ACTIVE_SIGNING_KEYS",
+    "MIN_PEPPER_LENGTH",
     "IssuedSigningKey",
     "create_signing_key",
     "is_key_id",
     "list_signing_keys",
+    "require_signing_pepper",
     "revoke_signing_key",
     "signing_key_not_found",
     "signing_secret",
@@ -38,6 +40,9 @@ MAX_ACTIVE_SIGNING_KEYS = 10
 _KEY_ID = re.compile(r"[0-9a-f]{16}")
 # Versioned, and distinct from anything else the pepper keys (API-key hashes).
 _DERIVATION = b"imagepipe delivery signing key v1:"
+# The pepper is the only secret in the derivation: anyone who knows it (or can guess it
+# from a URL's key id and signature) can sign for every tenant.
+MIN_PEPPER_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,20 @@ class IssuedSigningKey:
 def signing_secret(key_id: str, pepper: str) -> str:
     """The key's secret: base64url (no padding) of HMAC-SHA256(pepper, context + id),
     43 characters, used by signers as UTF-8 bytes."""
+    require_signing_pepper(pepper)
     digest = hmac.new(pepper.encode(), _DERIVATION + key_id.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def require_signing_pepper(pepper: str) -> None:
+    """Refuse to derive secrets from a missing or guessable pepper."""
+    if len(pepper) < MIN_PEPPER_LENGTH:
+        raise FailedPrecondition(
+            "delivery URL signing is not configured: IMAGEPIPE_KEY_PEPPER must hold a secret "
+            f"of at least {MIN_PEPPER_LENGTH} characters (e.g. `openssl rand -hex 32`)",
+            reason="SIGNING_NOT_CONFIGURED",
+            metadata={"min_length": MIN_PEPPER_LENGTH},
+        )
 
 
 def is_key_id(text: str) -> bool:
@@ -67,6 +84,7 @@ async def create_signing_key(
     tenants: TenantStore, *, tenant_id: uuid.UUID, label: str, pepper: str
 ) -> IssuedSigningKey:
     check_label(label)
+    require_signing_pepper(pepper)
     key_id = secrets.token_hex(8)
     created = await tenants.create_signing_key(tenant_id, key_id, label, MAX_ACTIVE_SIGNING_KEYS)
     if created is None:

@@ -142,3 +142,16 @@ async def test_only_the_tenants_own_keys_can_be_revoked(whose: str) -> None:
     assert still.revoked_at is None
     if whose == "malformed":
         assert catalog.db.queries["revoke_signing_key"] == 0, "refused before the database"
+
+
+@pytest.mark.parametrize("pepper", ["", "short-pepper"])
+async def test_no_key_is_made_or_derived_under_a_missing_or_short_pepper(pepper: str) -> None:
+    catalog = FakeCatalog()
+    tenant_id = await _tenant(catalog)
+    with pytest.raises(FailedPrecondition) as refused:
+        await create_signing_key(catalog.tenants, tenant_id=tenant_id, label="", pepper=pepper)
+    assert refused.value.reason == "SIGNING_NOT_CONFIGURED"
+    assert "IMAGEPIPE_KEY_PEPPER" in str(refused.value)
+    assert await list_signing_keys(catalog.tenants, tenant_id=tenant_id) == []
+    with pytest.raises(FailedPrecondition):
+        signing_secret("0123456789abcdef", pepper)

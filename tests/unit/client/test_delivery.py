@@ -149,7 +149,7 @@ async def test_without_a_key_the_url_is_unsigned(client: AsyncClient, fake: Fake
 
     link = await client.delivery_link(asset_id, "card", "jpeg", timedelta(minutes=5))
 
-    assert link.url.startswith("http://127.0.0.1:8090/v1/")  # the default base URL
+    assert link.url.startswith("http://127.0.0.1:8080/v1/")  # the default base URL
     query = _parts(link.url)[1]
     assert set(query) == {"v", "e"}
     assert link.key_id == "" and not link.signed
