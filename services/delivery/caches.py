@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-from cachetools import LRUCache, TLRUCache
+from cachetools import LRUCache, TLRUCache, TTLCache
 
 from services.delivery.metrics import CACHE
 from services.delivery.model import Access, Resolution
@@ -31,6 +31,10 @@ V = TypeVar("V")
 LOOKUP_ENTRIES = 100_000
 # While an asset waits for its renditions, a page polling it should see them soon.
 IN_PROGRESS_TTL_SECONDS = 1.0
+# A URL naming a version the cached answer does not know asks the catalog again, at most
+# this often per asset and preset: signed URLs cannot make up versions, unsigned ones
+# could, and must not turn every request into a catalog call.
+REFRESH_INTERVAL_SECONDS = 1.0
 
 
 class SingleFlight(Generic[K, V]):
@@ -77,6 +81,9 @@ class LookupCache(Generic[K, V]):
         )
         self._flight: SingleFlight[K, V] = SingleFlight()
 
+    def forget(self, key: K) -> None:
+        self._entries.pop(key, None)
+
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         cached = self._entries.get(key)
         if cached is not None:
@@ -116,6 +123,9 @@ class CachedCatalog:
         self._resolutions: LookupCache[tuple[str, str, str], Resolution] = LookupCache(
             "lookup", ttl_of=resolution_ttl, timer=timer
         )
+        self._refreshed: TTLCache[tuple[str, str, str], bool] = TTLCache(
+            LOOKUP_ENTRIES, ttl=REFRESH_INTERVAL_SECONDS, timer=timer
+        )
 
     async def access(self, tenant_id: str, key_id: str) -> Access:
         return await self._access.get(
@@ -127,6 +137,13 @@ class CachedCatalog:
             (tenant_id, asset_id, preset),
             lambda: self._catalog.resolve(tenant_id, asset_id, preset),
         )
+
+    async def resolve_again(self, tenant_id: str, asset_id: str, preset: str) -> Resolution:
+        key = (tenant_id, asset_id, preset)
+        if key not in self._refreshed:
+            self._refreshed[key] = True
+            self._resolutions.forget(key)
+        return await self.resolve(tenant_id, asset_id, preset)
 
 
 class ObjectCache:

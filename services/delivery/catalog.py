@@ -72,3 +72,6 @@ class CatalogAdapter:
         return resolution_from_proto(
             await self._client.resolve_delivery(tenant_id, asset_id, preset)
         )
+
+    async def resolve_again(self, tenant_id: str, asset_id: str, preset: str) -> Resolution:
+        return await self.resolve(tenant_id, asset_id, preset)

@@ -24,6 +24,11 @@ class CatalogLookup(Protocol):
         """The asset's status and the preset's renditions in every format."""
         ...
 
+    async def resolve_again(self, tenant_id: str, asset_id: str, preset: str) -> Resolution:
+        """As resolve, but from the source when an answer may be stale (a URL names a
+        version the last answer did not know)."""
+        ...
+
 
 class Readiness(Protocol):
     @property

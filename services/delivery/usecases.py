@@ -145,19 +145,29 @@ class RenditionService:
     async def serve(self, request: Request, target: DeliveryPath, query: ParsedQuery) -> Reply:
         now = self._clock()
         secret = await self._authorize(target, query, now)
-        resolution = await self._catalog.resolve(target.tenant_id, target.asset_id, target.preset)
-        rendition, current = choose_rendition(
-            resolution,
-            target,
-            request.header("accept"),
-            retry_after=self._policy.retry_after_seconds,
-        )
+        rendition, current = await self._choose(request, target, fresh=False)
+        if query.version is not None and query.version != current:
+            # The URL may name bytes newer than a cached answer knows: ask again before
+            # sending anyone from a new version back to an old one.
+            rendition, current = await self._choose(request, target, fresh=True)
         if query.version is not None and query.version != current:
             return self._redirect(target, query, secret, current, now)
         headers = {"ETag": rendition.etag, "Cache-Control": self._lifetime(query, now)}
         if none_match(request.header("if-none-match"), rendition.etag):
             return Reply(304, headers)
         return await self._representation(request, rendition, headers)
+
+    async def _choose(
+        self, request: Request, target: DeliveryPath, *, fresh: bool
+    ) -> tuple[Rendition, str]:
+        lookup = self._catalog.resolve_again if fresh else self._catalog.resolve
+        resolution = await lookup(target.tenant_id, target.asset_id, target.preset)
+        return choose_rendition(
+            resolution,
+            target,
+            request.header("accept"),
+            retry_after=self._policy.retry_after_seconds,
+        )
 
     async def _authorize(self, target: DeliveryPath, query: ParsedQuery, now: float) -> str | None:
         if (query.signature is None) != (query.key_id is None):

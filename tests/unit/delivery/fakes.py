@@ -83,6 +83,9 @@ class FakeCatalog:
             return Access(tenant_found=False, unsigned_delivery=False, key_secret="")
         return Access(True, tenant.unsigned_delivery, tenant.keys.get(key_id, ""))
 
+    async def resolve_again(self, tenant_id: str, asset_id: str, preset: str) -> Resolution:
+        return await self.resolve(tenant_id, asset_id, preset)
+
     async def resolve(self, tenant_id: str, asset_id: str, preset: str) -> Resolution:
         await self._enter("resolve")
         asset = self.assets.get((tenant_id, asset_id))

@@ -11,7 +11,7 @@ import pytest
 
 from imagepipe.delivery import canonical_string, verify
 from services.delivery.model import AssetStatus
-from tests.unit.delivery.fakes import NOW, Harness, sign
+from tests.unit.delivery.fakes import NOW, Harness, body_of, sign
 
 FORMATS = {"jpeg": b"\xff\xd8jpeg\xff\xd9", "webp": b"RIFFwebp", "avif": b"....ftypavif"}
 
@@ -231,3 +231,34 @@ async def test_a_failed_lookup_is_not_cached_and_is_a_503(harness: Harness) -> N
     assert reply.headers["Cache-Control"] == "no-store"
     harness.catalog.available = True
     assert (await harness.request(asset.path("card"))).status == 200
+
+
+async def test_a_url_of_bytes_newer_than_the_cached_answer_is_served_not_sent_back(
+    harness: Harness,
+) -> None:
+    """A re-render within the lookup TTL: the new version's URL is looked up again (never
+    redirected to the old bytes), and the old version's URL then redirects to it."""
+    tenant, _, _ = harness.tenant(unsigned=True)
+    asset = harness.publish(tenant, {"card": {"jpeg": b"\xff\xd8old\xff\xd9"}})
+    old = asset.rendition("card", "jpeg").version
+    assert (await harness.request(asset.path("card", "jpeg") + f"?v={old}")).status == 200
+    rerendered = harness.publish(tenant, {"card": {"jpeg": b"\xff\xd8new\xff\xd9"}})
+    new = rerendered.rendition("card", "jpeg").version
+    harness.catalog.assets[(tenant, asset.asset_id)].renditions = harness.catalog.assets[
+        (tenant, rerendered.asset_id)
+    ].renditions
+    calls = harness.catalog.calls["resolve"]
+
+    reply = await harness.request(asset.path("card", "jpeg") + f"?v={new}")
+    assert reply.status == 200 and await body_of(reply) == b"\xff\xd8new\xff\xd9"
+    assert reply.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert harness.catalog.calls["resolve"] == calls + 1
+    moved = await harness.request(asset.path("card", "jpeg") + f"?v={old}")
+    assert moved.status == 302 and f"v={new}" in moved.headers["Location"]
+    # Versions nobody minted ask the catalog again at most once a second.
+    for version in ("1" * 16, "2" * 16, "3" * 16):
+        await harness.request(asset.path("card", "jpeg") + f"?v={version}")
+    assert harness.catalog.calls["resolve"] == calls + 1
+    harness.clock.now += 1.5
+    await harness.request(asset.path("card", "jpeg") + "?v=" + "4" * 16)
+    assert harness.catalog.calls["resolve"] == calls + 2
