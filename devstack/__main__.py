@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from devstack import ServerMissing
-from devstack.demo import ensure_demo_key, run_demo
+from devstack.demo import ensure_demo_key, run_demo, write_demo_gallery
 from devstack.local import LocalStack
 from devstack.local import destroy as destroy_stack
 
@@ -36,6 +36,11 @@ def run() -> None:
     )
     key = ensure_demo_key(settings, stack.demo_file)
     result = run_demo(settings, key, ROOT / "tests" / "corpus", console)
+    gallery = write_demo_gallery(settings, key, result.asset_ids, stack.var / "gallery.html")
+    console.print(
+        f"\n[bold]Gallery:[/bold] open {gallery} in a browser "
+        f"(file://{gallery}): each photo through delivery URLs, placeholders first."
+    )
     asset_id = next((u["asset_id"] for u in result.uploads if "asset_id" in u), "<asset id>")
     catalog = f"localhost:{settings.catalog_port}"
     console.print(

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from devstack import scrape_metric
+from devstack.gallery import collect_gallery, write_gallery
 from imagepipe.client import AsyncClient, ImagepipeError
 from imagepipe.v1 import (
     quality_pb2,
@@ -27,7 +28,7 @@ from imagepipe.v1 import (
 )
 from services.shared.settings import Settings
 
-__all__ = ["DemoResult", "ensure_demo_key", "run_demo"]
+__all__ = ["DemoResult", "ensure_demo_key", "run_demo", "write_demo_gallery"]
 
 DEMO_TENANT = "demo"
 PRESET_ORDER = ("thumb", "card", "zoom")
@@ -40,6 +41,21 @@ SSIM_GOOD = 0.9
 class DemoResult:
     ok: bool
     uploads: list[dict[str, Any]]
+
+    @property
+    def asset_ids(self) -> list[str]:
+        """The assets uploaded, each once (a deduplicated upload names an earlier one)."""
+        return list(dict.fromkeys(u["asset_id"] for u in self.uploads if "asset_id" in u))
+
+
+def write_demo_gallery(settings: Settings, key: str, asset_ids: list[str], path: Path) -> Path:
+    """var/gallery.html: the demo uploads through delivery URLs the catalog signs."""
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{settings.catalog_port}") as catalog,
+        grpc.insecure_channel(f"127.0.0.1:{settings.quality_port}") as quality,
+    ):
+        entries = collect_gallery(catalog, quality, key, asset_ids)
+    return write_gallery(path, entries, title="imagepipe: the demo uploads")
 
 
 def client_env(settings: Settings, api_key: str) -> dict[str, str]:

@@ -11,16 +11,18 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from imagepipe.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2
+from imagepipe.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, quality_pb2, quality_pb2_grpc
 from services.shared.imaging.placeholders import thumbhash_decode
 
 __all__ = [
+    "WEB_PRESETS_JSON",
     "GalleryAsset",
     "GalleryRendition",
     "collect_gallery",
@@ -32,6 +34,27 @@ __all__ = [
 ]
 
 HERO_PRESET = "card"
+# The presets a web page wants, for `make run` and the browser tests: the small ones in
+# AVIF, WebP and JPEG (negotiation and <picture> have something to choose from).
+WEB_PRESETS_JSON = json.dumps(
+    [
+        {"name": "zoom", "max_width": 1200, "max_height": 1200, "formats": ["jpeg"]},
+        {
+            "name": "card",
+            "max_width": 400,
+            "max_height": 400,
+            "formats": ["avif", "webp", "jpeg"],
+            "chroma_subsampling": "4:4:4",
+        },
+        {
+            "name": "thumb",
+            "max_width": 100,
+            "max_height": 100,
+            "formats": ["avif", "webp", "jpeg"],
+            "chroma_subsampling": "4:4:4",
+        },
+    ]
+)
 FORMAT_NAMES = {
     common_pb2.IMAGE_FORMAT_JPEG: "jpeg",
     common_pb2.IMAGE_FORMAT_WEBP: "webp",
@@ -73,26 +96,29 @@ def thumbhash_data_url(thumbhash_b64: str) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _scores(rendition: common_pb2.Rendition) -> tuple[str, str]:
-    if not rendition.HasField("scores"):
+def _scores(scores: common_pb2.QualityScores | None) -> tuple[str, str]:
+    if scores is None:
         return "-", "-"
-    scores = rendition.scores
     psnr = "identical" if scores.psnr_infinite else f"{scores.psnr_db:.1f} dB"
     return psnr, f"{scores.ssim:.4f}"
 
 
 def gallery_asset(
-    asset: common_pb2.Asset, urls: Mapping[tuple[str, str | None], str]
+    asset: common_pb2.Asset,
+    urls: Mapping[tuple[str, str | None], str],
+    measured: Mapping[tuple[str, str], common_pb2.QualityScores] | None = None,
 ) -> GalleryAsset:
     """An asset as the gallery shows it; `urls` maps (preset, format or None for the
-    negotiated URL) to a delivery URL."""
+    negotiated URL) to a delivery URL; `measured`, (preset, format) to the quality
+    service's scores, for renditions whose preset recorded none at render time."""
     renditions = []
     for rendition in sorted(asset.renditions, key=lambda r: (-r.width, r.preset, r.format)):
         image_format = FORMAT_NAMES.get(rendition.format)
         url = urls.get((rendition.preset, image_format))
         if image_format is None or url is None:
             continue
-        psnr, ssim = _scores(rendition)
+        scores = rendition.scores if rendition.HasField("scores") else None
+        psnr, ssim = _scores(scores or (measured or {}).get((rendition.preset, image_format)))
         renditions.append(
             GalleryRendition(
                 preset=rendition.preset,
@@ -218,10 +244,25 @@ def ensure_signing_key(channel: grpc.Channel, api_key: str) -> None:
         )
 
 
+def _measured(
+    quality: grpc.Channel, api_key: str, asset_id: str
+) -> dict[tuple[str, str], common_pb2.QualityScores]:
+    """Every rendition's PSNR and SSIM against the original, from the quality service."""
+    compared = quality_pb2_grpc.QualityServiceStub(quality).Compare(
+        quality_pb2.CompareRequest(asset_id=asset_id), metadata=_signed_in(api_key), timeout=120
+    )
+    return {
+        (r.preset, FORMAT_NAMES[r.format]): r.scores
+        for r in compared.renditions
+        if r.format in FORMAT_NAMES
+    }
+
+
 def collect_gallery(
-    channel: grpc.Channel, api_key: str, asset_ids: Sequence[str]
+    channel: grpc.Channel, quality: grpc.Channel, api_key: str, asset_ids: Sequence[str]
 ) -> list[GalleryAsset]:
-    """The gallery entries of a tenant's assets, with server-signed delivery URLs."""
+    """The gallery entries of a tenant's assets: delivery URLs the catalog signs, scores
+    the quality service measures."""
     stub = catalog_pb2_grpc.CatalogServiceStub(channel)
     metadata = _signed_in(api_key)
     ensure_signing_key(channel, api_key)
@@ -242,5 +283,5 @@ def collect_gallery(
                 timeout=10,
             )
             urls[(preset, FORMAT_NAMES.get(image_format))] = response.url
-        entries.append(gallery_asset(asset, urls))
+        entries.append(gallery_asset(asset, urls, _measured(quality, api_key, asset_id)))
     return entries

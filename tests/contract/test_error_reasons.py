@@ -47,6 +47,10 @@ from tests.helpers import (
     wait_for_status,
 )
 from tests.integration import test_repository_retries as repository_retries
+from tests.unit.catalog import test_signing_keys as signing_keys
+from tests.unit.delivery import test_access as delivery_access
+from tests.unit.delivery import test_resolve as delivery_resolve
+from tests.unit.delivery import test_routes as delivery_routes
 from tests.unit.quality import test_assessment as assessment
 
 SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
@@ -80,6 +84,23 @@ ELSEWHERE: dict[str, Callable[..., object]] = {
     # request checks before the database (tests/contract/test_internal_inputs.py).
     "DATABASE_TIMEOUT": repository_retries.test_a_statement_timeout_is_not_retried,
     "INVALID_VALUE": repository_retries.test_bad_input_is_invalid_argument_not_a_lost_connection,
+    # A catalog started without a usable key pepper (every stack here has one).
+    "SIGNING_NOT_CONFIGURED": (
+        signing_keys.test_no_key_is_made_or_derived_under_a_missing_or_short_pepper
+    ),
+    # The delivery service's HTTP reasons (JSON error bodies, not gRPC statuses).
+    "BAD_PARAMETER": delivery_access.test_malformed_parameters_are_a_bad_request,
+    "SIGNATURE_INVALID": delivery_access.test_a_signature_over_anything_else_is_invalid,
+    "SIGNATURE_REQUIRED": (
+        delivery_access.test_unsigned_urls_are_served_only_for_tenants_that_allow_them
+    ),
+    "SIGNING_KEY_UNKNOWN": (
+        delivery_access.test_a_key_that_is_not_an_active_key_of_the_tenant_is_unknown
+    ),
+    "URL_EXPIRED": delivery_access.test_an_expired_url_is_refused_after_its_signature_is_checked,
+    "ASSET_DELETED": delivery_resolve.test_unknown_and_deleted_assets_are_not_found,
+    "NOT_READY": delivery_resolve.test_an_asset_still_rendering_says_when_to_come_back,
+    "NOT_A_DELIVERY_URL": delivery_routes.test_anything_but_a_delivery_url_is_not_found,
 }
 
 

@@ -53,6 +53,7 @@ class Owned:
     asset_id: str
     job_id: str
     poison_job_id: str
+    signing_key_id: str
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,14 @@ def owned(services: Services, make_tenant: Callable[[str], Tenant]) -> Owned:
         ),
         metadata=services.internal_metadata,
     )
-    return Owned(alice, asset.asset_id, asset.job_id, poison.poison_job.poison_job_id)
+    signing_key = (
+        catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+        .CreateSigningKey(catalog_pb2.CreateSigningKeyRequest(), metadata=alice.metadata)
+        .signing_key
+    )
+    return Owned(
+        alice, asset.asset_id, asset.job_id, poison.poison_job.poison_job_id, signing_key.key_id
+    )
 
 
 Call = Callable[[Services, Owned, Any], Any]
@@ -116,6 +124,16 @@ TARGETED: dict[str, Call] = {
     "imagepipe.v1.QualityService.Compare": lambda s, o, md: quality_pb2_grpc.QualityServiceStub(
         s.quality
     ).Compare(quality_pb2.CompareRequest(asset_id=o.asset_id), metadata=md),
+    "imagepipe.v1.CatalogService.GetDeliveryUrl": lambda s, o, md: (
+        catalog_pb2_grpc.CatalogServiceStub(s.catalog).GetDeliveryUrl(
+            catalog_pb2.GetDeliveryUrlRequest(asset_id=o.asset_id, preset="card"), metadata=md
+        )
+    ),
+    "imagepipe.v1.CatalogService.RevokeSigningKey": lambda s, o, md: (
+        catalog_pb2_grpc.CatalogServiceStub(s.catalog).RevokeSigningKey(
+            catalog_pb2.RevokeSigningKeyRequest(key_id=o.signing_key_id), metadata=md
+        )
+    ),
 }
 
 # Re-run as the owner (without side effects) to show the thing exists for A.
@@ -126,6 +144,7 @@ OWNER_SAFE = {
     "imagepipe.v1.CatalogService.GetRendition",
     "imagepipe.v1.CatalogService.ListJobs",
     "imagepipe.v1.QualityService.Compare",
+    "imagepipe.v1.CatalogService.GetDeliveryUrl",
 }
 
 # Tenant-facing RPCs that list or count: B sees none of A's things.
@@ -148,6 +167,12 @@ LISTINGS: dict[str, Callable[[Services, Any], list[str]]] = {
         .ListPoisonJobs(catalog_pb2.ListPoisonJobsRequest(include_replayed=True), metadata=md)
         .poison_jobs
     ],
+    "imagepipe.v1.CatalogService.ListSigningKeys": lambda s, md: [
+        k.key_id
+        for k in catalog_pb2_grpc.CatalogServiceStub(s.catalog)
+        .ListSigningKeys(catalog_pb2.ListSigningKeysRequest(), metadata=md)
+        .signing_keys
+    ],
 }
 
 # Tenant-facing RPCs that name nothing of another tenant's (they act on the caller's
@@ -158,6 +183,9 @@ UNTARGETED = {
     "imagepipe.v1.CatalogService.Purge",
     "imagepipe.v1.RendererService.ListPresets",
     "imagepipe.v1.QualityService.CompareImages",
+    "imagepipe.v1.CatalogService.CreateSigningKey",
+    "imagepipe.v1.CatalogService.GetTenantSettings",
+    "imagepipe.v1.CatalogService.UpdateTenantSettings",
 }
 
 
@@ -211,6 +239,10 @@ def _untouched(services: Services, owned: Owned) -> None:
         catalog_pb2.GetJobRequest(job_id=poison.job_id), metadata=owned.alice.metadata
     ).job
     assert job.state == common_pb2.JOB_STATE_DEAD, job
+    keys = catalog.ListSigningKeys(
+        catalog_pb2.ListSigningKeysRequest(), metadata=owned.alice.metadata
+    ).signing_keys
+    assert [k.HasField("revoke_time") for k in keys if k.key_id == owned.signing_key_id] == [False]
 
 
 @pytest.mark.parametrize("method", sorted(LISTINGS))

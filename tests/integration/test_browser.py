@@ -12,7 +12,6 @@ The gallery `make run` writes is opened the same way and saved as a screenshot u
 from __future__ import annotations
 
 import http.server
-import json
 import shutil
 import tempfile
 import threading
@@ -26,7 +25,12 @@ import pytest
 from playwright.sync_api import Browser, Page, Response, sync_playwright
 
 from devstack import ServerMissing, Stack, StackConfig, scrape_metric
-from devstack.gallery import collect_gallery, write_gallery
+from devstack.gallery import (
+    WEB_PRESETS_JSON,
+    collect_gallery,
+    ensure_signing_key,
+    write_gallery,
+)
 from imagepipe.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -53,25 +57,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-WEB_PRESETS = json.dumps(
-    [
-        {"name": "zoom", "max_width": 1200, "max_height": 1200, "formats": ["jpeg"]},
-        {
-            "name": "card",
-            "max_width": 400,
-            "max_height": 400,
-            "formats": ["avif", "webp", "jpeg"],
-            "chroma_subsampling": "4:4:4",
-        },
-        {
-            "name": "thumb",
-            "max_width": 100,
-            "max_height": 100,
-            "formats": ["avif", "webp", "jpeg"],
-            "chroma_subsampling": "4:4:4",
-        },
-    ]
-)
 FORMATS = {
     "jpeg": common_pb2.IMAGE_FORMAT_JPEG,
     "webp": common_pb2.IMAGE_FORMAT_WEBP,
@@ -134,7 +119,7 @@ def _upload_and_wait(stack: WebStack, data: bytes, filename: str) -> str:
 @pytest.fixture(scope="module")
 def web_stack() -> Iterator[WebStack]:
     work_dir = Path(tempfile.mkdtemp(prefix="imagepipe-web-"))
-    config = StackConfig.from_env(work_dir, extra_env={"IMAGEPIPE_PRESETS": WEB_PRESETS})
+    config = StackConfig.from_env(work_dir, extra_env={"IMAGEPIPE_PRESETS": WEB_PRESETS_JSON})
     try:
         with Stack(config).running() as stack:
             channel = grpc.insecure_channel(stack.address("catalog"))
@@ -144,15 +129,21 @@ def web_stack() -> Iterator[WebStack]:
                 timeout=10,
             )
             web = WebStack(stack, channel, created.secret_key, [])
+            ensure_signing_key(channel, created.secret_key)
             photos = [
-                ("jpeg_progressive_portrait.jpg", (800, 1200)),
-                ("photo_craft-beer_6000x4000.jpg", (1500, 1000)),
-                ("orient_Landscape_6.jpg", (600, 450)),
+                (
+                    "jpeg_progressive_portrait.jpg",
+                    downsized_jpeg(CORPUS / "jpeg_progressive_portrait.jpg", (800, 1200)),
+                ),
+                (
+                    "photo_craft-beer_6000x4000.jpg",
+                    downsized_jpeg(CORPUS / "photo_craft-beer_6000x4000.jpg", (1500, 1000)),
+                ),
+                # As a camera wrote it: stored sideways with an EXIF orientation to apply.
+                ("orient_Landscape_6.jpg", (CORPUS / "orient_Landscape_6.jpg").read_bytes()),
             ]
-            for name, size in photos:
-                web.asset_ids.append(
-                    _upload_and_wait(web, downsized_jpeg(CORPUS / name, size), name)
-                )
+            for name, data in photos:
+                web.asset_ids.append(_upload_and_wait(web, data, name))
             yield web
             channel.close()
     except ServerMissing as error:
@@ -217,6 +208,16 @@ def _image_state(page: Page, element_id: str) -> dict[str, object]:
     return state
 
 
+def _response(page: Page, responses: dict[str, Response], url: str) -> Response:
+    """The browser's response for `url`; events reach Python after the page's load event
+    may have fired, so give them a moment."""
+    for _ in range(100):
+        if url in responses:
+            return responses[url]
+        page.wait_for_timeout(50)
+    raise AssertionError(f"the browser never answered {url}; saw {sorted(responses)}")
+
+
 def _renditions(asset: common_pb2.Asset, preset: str) -> dict[str, common_pb2.Rendition]:
     names = {v: k for k, v in FORMATS.items()}
     return {names[r.format]: r for r in asset.renditions if r.preset == preset}
@@ -234,6 +235,8 @@ def test_one_asset_three_ways_in_chromium(
     by_format = {fmt: web_stack.url(asset_id, "card", fmt) for fmt in FORMATS}
     thumb_jpeg = web_stack.url(asset_id, "thumb", "jpeg")
     tampered = _tampered(web_stack.url(asset_id, "thumb"))
+    tampered_cors = _tampered(web_stack.url(asset_id, "thumb", "webp"))
+    refused_before = web_stack.delivered("403")
     srcset = f"{thumb_jpeg} {thumb['jpeg'].width}w, {by_format['jpeg']} {card['jpeg'].width}w"
     base, pages = page_server
     pages["/three-ways"] = f"""<!doctype html><html><body>
@@ -245,6 +248,7 @@ def test_one_asset_three_ways_in_chromium(
 </picture>
 <img id="srcset" srcset="{srcset}" sizes="{card["jpeg"].width}px" src="{thumb_jpeg}">
 <img id="tampered" src="{tampered}">
+<img id="tampered-cors" crossorigin="anonymous" src="{tampered_cors}">
 </body></html>"""
     context = browser.new_context(device_scale_factor=1)
     page = context.new_page()
@@ -254,6 +258,7 @@ def test_one_asset_three_ways_in_chromium(
         responses.setdefault(response.url, response)
 
     page.on("response", seen)
+
     page.goto(f"{base}/three-ways", wait_until="load")
 
     for element in ("negotiated", "picture", "srcset"):
@@ -264,16 +269,21 @@ def test_one_asset_three_ways_in_chromium(
     # The srcset at 1x over a 400 px slot took the card, not the thumb.
     assert _image_state(page, "srcset")["currentSrc"] == by_format["jpeg"]
     # Negotiated with Chromium's own Accept header, AVIF exists: AVIF it is.
-    answer = responses[negotiated]
+    answer = _response(page, responses, negotiated)
     assert answer.status == 200
     assert answer.header_value("content-type") == "image/avif"
     assert answer.header_value("vary") == "Accept"
     assert "immutable" in (answer.header_value("cache-control") or "")
     assert "image/avif" in (answer.request.header_value("accept") or "")
-    # A tampered signature: a broken image, answered 403.
-    broken = _image_state(page, "tampered")
-    assert broken["complete"] and broken["naturalWidth"] == 0, broken
-    assert responses[tampered].status == 403
+    # A tampered signature: a broken image, answered 403. Chromium's opaque-response
+    # blocking hides the status of a failed no-cors image from the page (and from
+    # Playwright); a CORS image request (crossorigin, which delivery allows from any
+    # origin) shows it.
+    for element in ("tampered", "tampered-cors"):
+        broken = _image_state(page, element)
+        assert broken["complete"] and broken["naturalWidth"] == 0, (element, broken)
+    assert _response(page, responses, tampered_cors).status == 403
+    assert web_stack.delivered("403") == refused_before + 2
 
     # A reload is served from the browser's cache or revalidated (304): the delivery
     # service sends no image body again.
@@ -288,7 +298,10 @@ def test_one_asset_three_ways_in_chromium(
 def test_gallery_opens_in_chromium_and_is_saved_as_a_screenshot(
     web_stack: WebStack, browser: Browser
 ) -> None:
-    entries = collect_gallery(web_stack.channel, web_stack.api_key, web_stack.asset_ids)
+    with grpc.insecure_channel(web_stack.stack.address("quality")) as quality:
+        entries = collect_gallery(
+            web_stack.channel, quality, web_stack.api_key, web_stack.asset_ids
+        )
     gallery = write_gallery(
         Path(tempfile.mkdtemp(prefix="imagepipe-gallery-")) / "gallery.html", entries
     )

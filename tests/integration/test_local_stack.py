@@ -10,18 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from devstack import SERVICES, free_port, session_processes
+from devstack import ALL_SERVICES, free_port, session_processes
 from devstack.local import LocalStack, destroy
 from services.shared.healthcheck import check as health_status
 
 
 @pytest.fixture
 def local_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    for name in SERVICES:
+    for name in ALL_SERVICES:
         monkeypatch.setenv(f"IMAGEPIPE_{name.upper()}_PORT", str(port := free_port()))
         monkeypatch.setenv(f"IMAGEPIPE_{name.upper()}_METRICS_PORT", str(free_port()))
         if name == "catalog":
             monkeypatch.setenv("IMAGEPIPE_CATALOG_ADDR", f"127.0.0.1:{port}")
+        if name == "delivery":
+            monkeypatch.setenv("IMAGEPIPE_DELIVERY_PUBLIC_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("IMAGEPIPE_S3_ENDPOINT", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("IMAGEPIPE_HEALTH_INTERVAL_SECONDS", "0.5")
     stack = LocalStack(tmp_path)

@@ -64,3 +64,14 @@ def test_entry_lists_each_rendition_with_its_url_and_scores() -> None:
 def test_renditions_without_a_url_are_left_out() -> None:
     entry = gallery_asset(_asset(), {("thumb", "jpeg"): "u"})
     assert [r.preset for r in entry.renditions] == ["thumb"] and entry.hero_url == ""
+
+
+def test_scores_the_quality_service_measured_fill_in_for_unscored_renditions() -> None:
+    asset = _asset()
+    asset.renditions[1].ClearField("scores")
+    measured = {("thumb", "jpeg"): common_pb2.QualityScores(psnr_infinite=True, ssim=1.0)}
+    entry = gallery_asset(asset, {("card", "jpeg"): "c", ("thumb", "jpeg"): "t"}, measured)
+    assert [(r.psnr, r.ssim) for r in entry.renditions] == [
+        ("41.2 dB", "0.9877"),
+        ("identical", "1.0000"),
+    ]
