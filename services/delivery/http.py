@@ -148,4 +148,3 @@ async def serve(
             await asyncio.gather(*tasks, stopped, return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        log.info("%s stopped", NAME)

@@ -77,6 +77,9 @@ def run_main(name: str, main: Callable[[Settings], Awaitable[None]]) -> None:
     async def run() -> None:
         await main(settings)
         await _drain_background_tasks(CLOSE_CALLBACKS_SECONDS)
+        # The last line, once adapters are closed and their callbacks have run: a client
+        # library logging on its way out (aio-pika closing a channel) comes before it.
+        get_logger(name).info("%s stopped", name)
 
     asyncio.run(run())
 

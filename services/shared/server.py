@@ -383,4 +383,3 @@ async def serve(
         for task in [*tasks, stopped]:
             task.cancel()
         await asyncio.gather(*tasks, stopped, return_exceptions=True)
-        log.info("%s stopped", spec.name)
