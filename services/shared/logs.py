@@ -27,7 +27,7 @@ _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
 _API_KEY = re.compile(r"\b(ip_[0-9a-f]+_)[0-9A-Za-z]+")
-_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
+_BEARER = re.compile(r"((?i:bearer)\s+)\S+")
 _DSN_PASSWORD = re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@")
 
 
@@ -35,19 +35,29 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def _masked(match: re.Match[str]) -> str:
+    """A configured secret becomes ***; a key, bearer token or DSN keeps its prefix."""
+    prefix = next((group for group in match.groups() if group is not None), None)
+    if prefix is None:
+        return "***"
+    return prefix + ("***@" if match.group(0).endswith("@") else "***")
+
+
 class _Redactor(logging.Filter):
     """Masks secrets in the rendered message and in extra fields."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        # One pass over the text for everything masked: configured secrets (longest
+        # first, so one that contains another is masked whole), then the key, bearer and
+        # DSN shapes. Every log line goes through here; delivery writes one per request.
+        literal = [re.escape(s) for s in sorted({s for s in secrets if len(s) >= 4}, key=len)]
+        shapes = [_API_KEY.pattern, _BEARER.pattern, _DSN_PASSWORD.pattern]
+        alternatives = [f"(?:{p})" for p in [*reversed(literal), *shapes]]
+        self._pattern = re.compile("|".join(alternatives))
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        text = _API_KEY.sub(r"\1***", text)
-        text = _BEARER.sub(r"\1***", text)
-        return _DSN_PASSWORD.sub(r"\1***@", text)
+        return self._pattern.sub(_masked, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redact(record.getMessage())

@@ -37,6 +37,7 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 from prometheus_client import Counter
+from urllib3 import BaseHTTPResponse
 
 from services.shared.errors import FailedPrecondition, NotFound, Unavailable
 from services.shared.settings import Settings
@@ -208,13 +209,14 @@ class S3ObjectStore:
         """`max_connections`: connections kept open for reuse (default: one per thread).
         A caller that keeps many responses open at once (streamed reads) wants more: a
         connection released into a full pool is closed, with a warning each time."""
+        threads = settings.s3_threads
         self._bucket = settings.s3_bucket
         self._endpoint = settings.s3_endpoint
         access = settings.s3_access_key.get_secret_value()
         secret = settings.s3_secret_key.get_secret_value()
-        self._pool = ThreadPoolExecutor(settings.s3_threads, thread_name_prefix="s3")
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="s3")
         http = urllib3.PoolManager(
-            maxsize=max(settings.s3_threads, max_connections or 0),
+            maxsize=max(threads, max_connections or 0),
             timeout=urllib3.Timeout(connect=3, read=60),
             retries=urllib3.Retry(
                 total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
@@ -337,13 +339,28 @@ class S3ObjectStore:
     ) -> AsyncIterator[bytes]:
         if length == 0:
             return
-        # A ranged GET: the server sends only the bytes asked for (length 0: to the end).
-        response = await self._run(
-            partial(self._client.get_object, self._bucket, key, offset=offset, length=length or 0)
-        )
+
+        def open_and_read(bucket: str, object_key: str) -> tuple[BaseHTTPResponse, bytes]:
+            # A ranged GET (length 0: to the end) and its first piece in one trip to the
+            # thread pool: an object smaller than a piece costs one hop, not three.
+            response = self._client.get_object(
+                bucket, object_key, offset=offset, length=length or 0
+            )
+            try:
+                return response, response.read(chunk_size)
+            except BaseException:
+                response.close()
+                response.release_conn()
+                raise
+
+        response, chunk = await self._run(partial(open_and_read, self._bucket, key))
         try:
-            while chunk := await self._run(partial(response.read, chunk_size)):
+            # read(n) returns fewer than n bytes only at the end of the body.
+            while chunk:
                 yield chunk
+                if len(chunk) < chunk_size:
+                    break
+                chunk = await self._run(partial(response.read, chunk_size))
         finally:
             response.close()
             response.release_conn()
