@@ -39,6 +39,7 @@ import asyncio
 import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -62,7 +63,13 @@ from granian.server.embed import Server as EmbeddedGranian
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import child_pids, print_summary, rss_mib, tree_cpu_seconds
+from bench.common import (
+    child_pids,
+    machine_busy_seconds,
+    print_summary,
+    rss_mib,
+    tree_cpu_seconds,
+)
 from imagepipe.delivery import canonical_string, parse_path, parse_query, signed_url, verify
 from services.shared.logs import new_request_id
 
@@ -224,12 +231,12 @@ def aiohttp_application() -> web.Application:
         if reply.stream is None:
             return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
         response = web.StreamResponse(status=reply.status, headers=reply.headers)
-        await response.prepare(request)
         try:
+            await response.prepare(request)  # raises too when the client has already gone
             async for chunk in reply.stream:
                 await response.write(chunk)  # waits while the socket's buffer is full
             await response.write_eof()
-        except ConnectionResetError:
+        except ConnectionError:
             pass  # the client went away (wrk at the end of a cell): stop reading, quietly
         return response
 
@@ -480,6 +487,12 @@ def measure(
     )
 
 
+def children_cpu_seconds() -> float:
+    """CPU of this process's finished children: the wrk runs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def tree_rss_mib(pid: int) -> float:
     return rss_mib(pid) + sum(rss_mib(child) for child in child_pids(pid))
 
@@ -567,10 +580,11 @@ def wrk_target(workload: str, port: int) -> tuple[str, list[str]]:
 
 def bench_stacks(
     stacks: list[str], seconds: float, rounds: int, script: Path
-) -> tuple[dict[str, dict[str, Cell]], dict[str, Probes]]:
+) -> tuple[dict[str, dict[str, Cell]], dict[str, Probes], float]:
     """Every stack's server at once (idle ones cost nothing), each workload's cells taken
     stack after stack, so drift on a shared machine falls on all stacks alike; the best
-    of `rounds` rounds per cell."""
+    of `rounds` rounds per cell. Also returns the cores others used meanwhile (neither the
+    servers nor wrk): how busy the machine was."""
     cells: dict[str, dict[str, Cell]] = {stack: {} for stack in stacks}
     probes = {stack: Probes() for stack in stacks}
     ports = {stack: free_port() for stack in stacks}
@@ -580,6 +594,8 @@ def bench_stacks(
             check_answers(stack, ports[stack])
             url, headers = wrk_target("card", ports[stack])
             measure(processes[stack], url, min(seconds, 2), script, headers)  # warm-up
+        started = (time.monotonic(), machine_busy_seconds(), children_cpu_seconds())
+        servers_before = sum(sum(tree_cpu_seconds(p.pid)) for p in processes.values())
         for _ in range(rounds):
             for workload in WORKLOADS:
                 for stack in stacks:
@@ -589,12 +605,15 @@ def bench_stacks(
                     # others' work on a shared machine only ever takes throughput away
                     if best is None or cell.rps > best.rps:
                         cells[stack][workload] = cell
+        servers = sum(sum(tree_cpu_seconds(p.pid)) for p in processes.values()) - servers_before
+        wall, busy, wrk = (time.monotonic(), machine_busy_seconds(), children_cpu_seconds())
+        others = (busy - started[1] - servers - (wrk - started[2])) / (wall - started[0])
         for stack in stacks:
             probes[stack].head_ok = probe_head(ports[stack])
             probes[stack].backpressure_mib = probe_backpressure(processes[stack], ports[stack])
             probes[stack].chunks_after_client_left = probe_client_gone(ports[stack])
             probe_shutdown(processes[stack], ports[stack], probes[stack])
-    return cells, probes
+    return cells, probes, others
 
 
 def sound(probe: Probes) -> bool:
@@ -629,12 +648,12 @@ def exit_text(code: int | None) -> str:
 
 
 def report(
-    cells: dict[str, dict[str, Cell]], probes: dict[str, Probes], timing: str, load: float
+    cells: dict[str, dict[str, Cell]], probes: dict[str, Probes], timing: str, others: float
 ) -> None:
     console = Console(width=150)
     table = Table(
         title=f"Delivery workloads, one server process each, wrk -t1 -c{CONNECTIONS} "
-        f"{timing} ({os.cpu_count()} cores, load average {load:.1f} before)"
+        f"{timing} ({os.cpu_count()} cores; other processes used {others:.2f} of them meanwhile)"
     )
     for column in ("stack", "workload", "req/s", "MB/s", "p50 ms", "p99 ms",
                    "server CPU µs/req", "server cores", "req/s vs aiohttp"):  # fmt: skip
@@ -675,9 +694,8 @@ def main(seconds: float, rounds: int, stacks: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="imagepipe-bench-") as work:
         script = Path(work) / "done.lua"
         script.write_text(LUA_DONE)
-        load_before = os.getloadavg()[0]
-        cells, probes = bench_stacks(stacks, seconds, rounds, script)
-    report(cells, probes, f"{seconds:g} s per cell, best of {rounds}", load_before)
+        cells, probes, others = bench_stacks(stacks, seconds, rounds, script)
+    report(cells, probes, f"{seconds:g} s per cell, best of {rounds}", others)
     summary: dict[str, float | int | str] = {}
     for stack in stacks:
         key = stack.replace("-", "_")
