@@ -23,10 +23,13 @@ own can take more than the one Python thread has.
 Then, per stack, what throughput does not show: HEAD answered with the GET's headers and
 no body; backpressure (server memory growth while a client does not read a 64 MiB
 stream); chunks still read from "storage" after a client left that stream; a 64 MiB
-stream in flight at SIGTERM completed, and how the process ends. `choice` is aiohttp
+stream in flight at SIGTERM completed, and how the process ends; tracebacks and Rust
+panics the server printed; and again, each time on a fresh server, a client leaving a
+stream and SIGTERM with another in flight (`--shutdowns` in all). `choice` is aiohttp
 unless a stack that passes all of those serves the card more than 1.3x faster.
 
-    .venv/bin/python -m bench.http_stacks [--seconds 10] [--rounds 2] [--stacks aiohttp,...]
+    .venv/bin/python -m bench.http_stacks [--seconds 10] [--rounds 2] [--shutdowns 6]
+                                          [--stacks aiohttp,uvicorn,...]
 
 IMAGEPIPE_BENCH_HTTP_SECONDS sets the seconds per cell (2 for a smoke run).
 Last line: `summary: aiohttp_card_rps=… uvicorn_card_rps=… granian_card_rps=… … choice=…`.
@@ -383,6 +386,9 @@ class Probes:
     shutdown_complete: bool = False
     shutdown_s: float = 0.0
     exit_code: int | None = None
+    crashes: int = 0  # tracebacks and Rust panics the server printed
+    clean_shutdowns: int = 0  # of `shutdowns` SIGTERMs, each to a fresh server but the first
+    shutdowns: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -407,11 +413,12 @@ def get(port: int, target: str, method: str = "GET", **headers: str) -> http.cli
 
 
 @contextmanager
-def server(stack: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """The stack's server process, answering on `port`; stopped on exit if still running."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.http_stacks", "--serve", stack, "--port", str(port)]
-    )
+def server(stack: str, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The stack's server process, answering on `port`, its stderr in `log`; stopped on
+    exit if still running."""
+    command = [sys.executable, "-m", "bench.http_stacks", "--serve", stack, "--port", str(port)]
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(command, stderr=stderr)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -558,8 +565,10 @@ def probe_shutdown(process: subprocess.Popen[bytes], port: int, probes: Probes) 
     time.sleep(0.5)
     try:
         probes.shutdown_complete = len(response.read()) == HUGE_BYTES - CHUNK
-    except (http.client.IncompleteRead, OSError) as error:
-        probes.notes.append(f"in-flight stream cut: {type(error).__name__}")
+    except http.client.IncompleteRead as error:
+        probes.notes.append(f"cut after {(CHUNK + len(error.partial)) / 2**20:.1f} MiB")
+    except OSError as error:
+        probes.notes.append(f"cut: {error}")
     try:
         probes.exit_code = process.wait(timeout=70)
         probes.shutdown_s = time.perf_counter() - started
@@ -579,7 +588,7 @@ def wrk_target(workload: str, port: int) -> tuple[str, list[str]]:
 
 
 def bench_stacks(
-    stacks: list[str], seconds: float, rounds: int, script: Path
+    stacks: list[str], seconds: float, rounds: int, shutdowns: int, script: Path, logs: Path
 ) -> tuple[dict[str, dict[str, Cell]], dict[str, Probes], float]:
     """Every stack's server at once (idle ones cost nothing), each workload's cells taken
     stack after stack, so drift on a shared machine falls on all stacks alike; the best
@@ -589,7 +598,10 @@ def bench_stacks(
     probes = {stack: Probes() for stack in stacks}
     ports = {stack: free_port() for stack in stacks}
     with ExitStack() as running:
-        processes = {stack: running.enter_context(server(stack, ports[stack])) for stack in stacks}
+        processes = {
+            stack: running.enter_context(server(stack, ports[stack], logs / f"{stack}.log"))
+            for stack in stacks
+        }
         for stack in stacks:
             check_answers(stack, ports[stack])
             url, headers = wrk_target("card", ports[stack])
@@ -613,19 +625,48 @@ def bench_stacks(
             probes[stack].backpressure_mib = probe_backpressure(processes[stack], ports[stack])
             probes[stack].chunks_after_client_left = probe_client_gone(ports[stack])
             probe_shutdown(processes[stack], ports[stack], probes[stack])
+    for stack in stacks:
+        probes[stack].crashes = crashes(logs / f"{stack}.log")
+        probes[stack].clean_shutdowns = int(clean_shutdown(probes[stack]))
+        probes[stack].clean_shutdowns += sum(
+            shutdown_again(stack, logs / f"{stack}-{i}.log") for i in range(shutdowns - 1)
+        )
+        probes[stack].shutdowns = shutdowns
     return cells, probes, others
+
+
+def crashes(log: Path) -> int:
+    text = log.read_text(errors="replace")
+    return text.count("Traceback") + text.count("panicked")
+
+
+def clean_shutdown(probe: Probes) -> bool:
+    return probe.shutdown_complete and probe.exit_code == 0 and not probe.crashes
+
+
+def shutdown_again(stack: str, log: Path) -> bool:
+    """A fresh server, one client that leaves a stream (as browsers do), another stream in
+    flight, SIGTERM: finished, exit 0, nothing crashed?"""
+    port = free_port()
+    probe = Probes()
+    with server(stack, port, log) as process:
+        probe_client_gone(port)
+        probe_shutdown(process, port, probe)
+    probe.crashes = crashes(log)
+    return clean_shutdown(probe)
 
 
 def sound(probe: Probes) -> bool:
     """What delivery needs at the edges, whatever the speed: HEAD right, memory bounded
     by a slow client, the source left alone once the client has gone, in-flight streams
-    finished on SIGTERM and a clean exit (the lifecycle tests assert exit status 0)."""
+    finished on SIGTERM and a clean exit (the lifecycle tests assert exit status 0), and
+    nothing crashed on the way."""
     return (
         probe.head_ok
         and probe.backpressure_mib < 16
         and probe.chunks_after_client_left < 16
-        and probe.shutdown_complete
-        and probe.exit_code == 0
+        and not probe.crashes
+        and probe.clean_shutdowns == probe.shutdowns
     )
 
 
@@ -673,7 +714,8 @@ def report(
     )
     for column in ("stack", "HEAD: headers, no body", "RSS growth, client not reading",
                    f"chunks read after the client left (of {HUGE_BYTES // CHUNK})",
-                   "stream in flight at SIGTERM", "SIGTERM to exit", "sound"):  # fmt: skip
+                   "stream in flight at SIGTERM", "SIGTERM to exit",
+                   "tracebacks, panics", "clean SIGTERMs", "sound"):  # fmt: skip
         edges.add_column(column, justify="right")
     for stack, probe in probes.items():
         edges.add_row(
@@ -683,6 +725,8 @@ def report(
             str(probe.chunks_after_client_left),
             "completed" if probe.shutdown_complete else "; ".join(probe.notes) or "cut",
             f"{probe.shutdown_s:.2f} s, {exit_text(probe.exit_code)}",
+            str(probe.crashes),
+            f"{probe.clean_shutdowns} of {probe.shutdowns}",
             "yes" if sound(probe) else "no",
         )
     console.print(edges)
@@ -690,11 +734,11 @@ def report(
     console.print("versions: " + ", ".join(f"{p} {package_version(p)}" for p in used))
 
 
-def main(seconds: float, rounds: int, stacks: list[str]) -> None:
+def main(seconds: float, rounds: int, shutdowns: int, stacks: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="imagepipe-bench-") as work:
         script = Path(work) / "done.lua"
         script.write_text(LUA_DONE)
-        cells, probes, others = bench_stacks(stacks, seconds, rounds, script)
+        cells, probes, others = bench_stacks(stacks, seconds, rounds, shutdowns, script, Path(work))
     report(cells, probes, f"{seconds:g} s per cell, best of {rounds}", others)
     summary: dict[str, float | int | str] = {}
     for stack in stacks:
@@ -719,6 +763,9 @@ if __name__ == "__main__":
         help=f"wrk's duration per cell (default 10, or ${SECONDS_ENV})",
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds; each cell's best counts")
+    parser.add_argument(
+        "--shutdowns", type=int, default=6, help="SIGTERMs with a stream in flight, per stack"
+    )
     parser.add_argument("--stacks", default=",".join(STACKS), help="comma-separated subset")
     parser.add_argument("--serve", choices=STACKS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -726,4 +773,4 @@ if __name__ == "__main__":
     if arguments.serve:
         serve(arguments.serve, arguments.port)
     else:
-        main(arguments.seconds, arguments.rounds, arguments.stacks.split(","))
+        main(arguments.seconds, arguments.rounds, arguments.shutdowns, arguments.stacks.split(","))
