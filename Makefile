@@ -16,7 +16,8 @@ PACKAGES  := packages/contract/pyproject.toml packages/client/pyproject.toml
 GENERATE  := packages/contract/generate.py
 
 .PHONY: help install proto dist lint test test-unit test-contract test-integration test-faults fuzz \
-        chaos run stop status bench bench-catalog-scale migrate breaking clean
+        chaos run stop status bench bench-http-tools bench-http-stacks bench-catalog-scale migrate \
+        breaking clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -82,7 +83,7 @@ stop: ## stop what `make run` started, and whatever those processes left behind
 status: ## which processes of the local stack are running
 	$(PY) -m devstack status
 
-bench: $(STAMP_GEN) ## every benchmark (prints tables and `summary:` lines; slow)
+bench: $(STAMP_GEN) bench-http-tools ## every benchmark (prints tables and `summary:` lines; slow)
 	bash scripts/ensure-servers.sh
 	$(PY) -m bench.render
 	$(PY) -m bench.upload
@@ -91,6 +92,22 @@ bench: $(STAMP_GEN) ## every benchmark (prints tables and `summary:` lines; slow
 	$(PY) -m bench.quality_target
 	$(PY) -m bench.similar
 	$(PY) -m bench.timings
+	$(PY) -m bench.http_stacks
+
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo -n)
+APT_GET := $(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get
+# What bench/http_stacks.py drives and compares, installed when missing: Debian's wrk
+# (package lists refreshed only when the install fails) and the `bench` extra's servers.
+bench-http-tools: $(STAMP_GEN)
+	@command -v wrk >/dev/null || { echo "installing wrk"; \
+	  $(APT_GET) install -y -qq --no-install-recommends wrk >/dev/null 2>&1 \
+	  || { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends wrk >/dev/null; }; }
+	@$(PY) -c 'import granian, httptools, uvicorn, uvloop' 2>/dev/null \
+	  || PYTHON=$(PYTHON) VENV=$(VENV) EXTRAS=dev,bench bash scripts/install.sh
+
+# IMAGEPIPE_BENCH_HTTP_SECONDS=2 for a smoke run (about a minute and a half).
+bench-http-stacks: bench-http-tools ## delivery's HTTP stack: aiohttp beside uvicorn and granian under wrk (a few minutes)
+	$(PY) -m bench.http_stacks
 
 SIZES ?= 1000000,10000000
 # Not part of `make bench`: 10 M assets need about an hour and tens of GB of disk.
