@@ -16,7 +16,7 @@ PACKAGES  := packages/contract/pyproject.toml packages/client/pyproject.toml
 GENERATE  := packages/contract/generate.py
 
 .PHONY: help install proto dist lint test test-unit test-contract test-integration test-faults fuzz \
-        chaos run stop status bench bench-http-tools bench-http-stacks bench-catalog-scale migrate \
+        chaos run stop status bench bench-http-tools bench-http-stacks bench-delivery bench-catalog-scale migrate \
         breaking clean
 
 help: ## list the targets
@@ -93,6 +93,7 @@ bench: $(STAMP_GEN) bench-http-tools ## every benchmark (prints tables and `summ
 	$(PY) -m bench.similar
 	$(PY) -m bench.timings
 	$(PY) -m bench.http_stacks
+	$(PY) -m bench.delivery
 
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo -n)
 APT_GET := $(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get
@@ -108,6 +109,10 @@ bench-http-tools: $(STAMP_GEN)
 # IMAGEPIPE_BENCH_HTTP_SECONDS=2 for a smoke run (about a minute and a half).
 bench-http-stacks: bench-http-tools ## delivery's HTTP stack: aiohttp beside uvicorn and granian under wrk (a few minutes)
 	$(PY) -m bench.http_stacks
+
+bench-delivery: bench-http-tools ## delivery beside presigned S3 GETs under wrk: warm and cold caches (a few minutes)
+	bash scripts/ensure-servers.sh
+	$(PY) -m bench.delivery
 
 SIZES ?= 1000000,10000000
 # Not part of `make bench`: 10 M assets need about an hour and tens of GB of disk.
