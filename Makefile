@@ -106,7 +106,7 @@ bench-http-tools: $(STAMP_GEN)
 	@$(PY) -c 'import granian, httptools, uvicorn, uvloop' 2>/dev/null \
 	  || PYTHON=$(PYTHON) VENV=$(VENV) EXTRAS=dev,bench bash scripts/install.sh
 
-# IMAGEPIPE_BENCH_HTTP_SECONDS=2 for a smoke run (about a minute and a half).
+# IMAGEPIPE_BENCH_HTTP_SECONDS=2 for a smoke run (about three minutes; a full one takes eight).
 bench-http-stacks: bench-http-tools ## delivery's HTTP stack: aiohttp beside uvicorn and granian under wrk (a few minutes)
 	$(PY) -m bench.http_stacks
 
