@@ -7,7 +7,8 @@
 # which depend on the other two. They go in one pip run, so the root's requirements on
 # them are met by these directories and never looked up on an index.
 #
-#   bash scripts/install.sh            # .venv with the dev extras (what `make install` does)
+#   bash scripts/install.sh            # .venv with the dev and bench extras (`make install`;
+#                                      # mypy checks bench/ against the servers it drives)
 #   bash scripts/install.sh --no-dev   # runtime dependencies only (the container image)
 #
 # PYTHON, VENV and EXTRAS (comma-separated extras; set but empty means none) override
@@ -15,7 +16,7 @@
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS-dev}
+EXTRAS=${EXTRAS-dev,bench}
 
 for arg in "$@"; do
   case "$arg" in
