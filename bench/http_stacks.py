@@ -73,6 +73,7 @@ from bench.common import (
     rss_mib,
     tree_cpu_seconds,
 )
+from bench.wrk import run_wrk
 from imagepipe.delivery import canonical_string, parse_path, parse_query, signed_url, verify
 from services.shared.logs import new_request_id
 
@@ -355,19 +356,6 @@ PACKAGES = {
 }
 WORKLOADS = ("card", "zoom-stream", "304")
 
-# wrk's own summary prints no p99 of a fixed form; this prints one line to parse.
-LUA_DONE = """
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "RESULT requests=%d bytes=%d duration_us=%d p50_us=%d p99_us=%d "
-    .. "connect=%d read=%d write=%d status=%d timeout=%d\\n",
-    summary.requests, summary.bytes, summary.duration,
-    latency:percentile(50), latency:percentile(99),
-    e.connect, e.read, e.write, e.status, e.timeout))
-end
-"""
-
 
 @dataclass
 class Cell:
@@ -463,34 +451,21 @@ def check_answers(stack: str, port: int) -> None:
         raise RuntimeError(f"{stack}: a forged signature answered {forged.status}")
 
 
-def run_wrk(url: str, seconds: float, script: Path, headers: list[str]) -> dict[str, int]:
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "10s"]
-    command += ["-s", str(script)]
-    for header in headers:
-        command += ["-H", header]
-    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    line = next((x for x in output.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk printed no result:\n{output}")
-    return {k: int(v) for k, v in (part.split("=") for part in line.split()[1:])}
-
-
 def measure(
-    process: subprocess.Popen[bytes], url: str, seconds: float, script: Path, headers: list[str]
+    process: subprocess.Popen[bytes], url: str, seconds: float, headers: dict[str, str]
 ) -> Cell:
     before = sum(tree_cpu_seconds(process.pid))
-    result = run_wrk(url, seconds, script, headers)
+    result = run_wrk([url], connections=CONNECTIONS, seconds=seconds, threads=1, headers=headers)
     cpu = sum(tree_cpu_seconds(process.pid)) - before
-    errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
-    if errors or not result["requests"]:
-        raise RuntimeError(f"wrk counted {errors} errors of {result['requests']}: {result}")
-    duration = result["duration_us"] / 1e6
+    errors = result.errors + result.non_2xx
+    if errors or not result.requests:
+        raise RuntimeError(f"wrk counted {errors} errors of {result.requests}: {result}")
     return Cell(
-        rps=result["requests"] / duration,
-        mb_s=result["bytes"] / duration / 1e6,
-        p50_ms=result["p50_us"] / 1000,
-        p99_ms=result["p99_us"] / 1000,
-        cpu_us=cpu / result["requests"] * 1e6,
+        rps=result.rps,
+        mb_s=result.mb_s,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        cpu_us=cpu / result.requests * 1e6,
     )
 
 
@@ -577,19 +552,19 @@ def probe_shutdown(process: subprocess.Popen[bytes], port: int, probes: Probes) 
         probes.notes.append("still running 70 s after SIGTERM")
 
 
-def wrk_target(workload: str, port: int) -> tuple[str, list[str]]:
+def wrk_target(workload: str, port: int) -> tuple[str, dict[str, str]]:
     """The URL and extra headers of one workload's requests."""
     base = f"http://127.0.0.1:{port}"
     if workload == "zoom-stream":
-        return base + target("zoom"), []
+        return base + target("zoom"), {}
     if workload == "304":
         etag = RENDITIONS[(TENANT, ASSET, "card", "webp")].etag
-        return base + target("card"), [f"If-None-Match: {etag}"]
-    return base + target("card"), []
+        return base + target("card"), {"If-None-Match": etag}
+    return base + target("card"), {}
 
 
 def bench_stacks(
-    stacks: list[str], seconds: float, rounds: int, shutdowns: int, script: Path, logs: Path
+    stacks: list[str], seconds: float, rounds: int, shutdowns: int, logs: Path
 ) -> tuple[dict[str, dict[str, Cell]], dict[str, Probes], float]:
     """Every stack's server at once (idle ones cost nothing), each workload's cells taken
     stack after stack, so drift on a shared machine falls on all stacks alike; the best
@@ -606,14 +581,14 @@ def bench_stacks(
         for stack in stacks:
             check_answers(stack, ports[stack])
             url, headers = wrk_target("card", ports[stack])
-            measure(processes[stack], url, min(seconds, 2), script, headers)  # warm-up
+            measure(processes[stack], url, min(seconds, 2), headers)  # warm-up
         started = (time.monotonic(), machine_busy_seconds(), children_cpu_seconds())
         servers_before = sum(sum(tree_cpu_seconds(p.pid)) for p in processes.values())
         for _ in range(rounds):
             for workload in WORKLOADS:
                 for stack in stacks:
                     url, headers = wrk_target(workload, ports[stack])
-                    cell = measure(processes[stack], url, seconds, script, headers)
+                    cell = measure(processes[stack], url, seconds, headers)
                     best = cells[stack].get(workload)
                     # others' work on a shared machine only ever takes throughput away
                     if best is None or cell.rps > best.rps:
@@ -738,9 +713,7 @@ def report(
 
 def main(seconds: float, rounds: int, shutdowns: int, stacks: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="imagepipe-bench-") as work:
-        script = Path(work) / "done.lua"
-        script.write_text(LUA_DONE)
-        cells, probes, others = bench_stacks(stacks, seconds, rounds, shutdowns, script, Path(work))
+        cells, probes, others = bench_stacks(stacks, seconds, rounds, shutdowns, Path(work))
     report(cells, probes, f"{seconds:g} s per cell, best of {rounds}", others)
     summary: dict[str, float | int | str] = {}
     for stack in stacks:

@@ -97,6 +97,9 @@ def run_wrk(
                 f"-t{threads}",
                 f"-c{connections}",
                 f"-d{max(1, round(seconds))}s",
+                # A slow answer is a latency to count, not a socket error.
+                "--timeout",
+                "10s",
                 "--latency",
                 "-s",
                 str(script),

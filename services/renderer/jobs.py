@@ -240,12 +240,12 @@ class JobRunner:
         for image in rendering.renditions:
             RENDER_SECONDS.labels(image.preset).observe(image.seconds)
             RENDITION_BYTES.labels(image.format).inc(len(image.data))
-            key = rendition_key(
-                request.tenant_id, request.asset_id, image.preset, image.extension, image.data
-            )
-            await self._store.put_bytes(key, image.data, image.content_type)
             # The delivery service's ETag; the key carries its first 16 digits.
             content_hash = hashlib.sha256(image.data).hexdigest()
+            key = rendition_key(
+                request.tenant_id, request.asset_id, image.preset, image.extension, content_hash
+            )
+            await self._store.put_bytes(key, image.data, image.content_type)
             rendition = common_pb2.Rendition(
                 asset_id=request.asset_id,
                 preset=image.preset,

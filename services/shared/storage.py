@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import io
 import uuid
 from collections.abc import AsyncIterator
@@ -69,10 +68,12 @@ def original_key(tenant_id: str, content_hash: str) -> str:
     return f"originals/{tenant_id}/{content_hash}"
 
 
-def rendition_key(tenant_id: str, asset_id: str, preset: str, extension: str, data: bytes) -> str:
-    """The key of one rendition's bytes: a different output never lands on the same key."""
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    return f"renditions/{tenant_id}/{asset_id}/{preset}.{digest}.{extension}"
+def rendition_key(
+    tenant_id: str, asset_id: str, preset: str, extension: str, content_hash: str
+) -> str:
+    """The key of one rendition's bytes, from their SHA-256 (hex): a different output
+    never lands on the same key."""
+    return f"renditions/{tenant_id}/{asset_id}/{preset}.{content_hash[:16]}.{extension}"
 
 
 def asset_of_rendition_key(key: str) -> str | None:

@@ -209,12 +209,13 @@ class Harness:
         published = Published(tenant_id, asset_id, {}, {})
         for preset, by_format in formats.items():
             for image_format, data in by_format.items():
-                key = rendition_key(tenant_id, asset_id, preset, EXT[image_format], data)
+                content_hash = hashlib.sha256(data).hexdigest()
+                key = rendition_key(tenant_id, asset_id, preset, EXT[image_format], content_hash)
                 self.store.objects[key] = (data, MIME[image_format], _EPOCH)
                 rendition = Rendition(
                     format=image_format,
                     object_key=key,
-                    content_hash=hashlib.sha256(data).hexdigest(),
+                    content_hash=content_hash,
                     version=rendition_version(key),
                     size_bytes=len(data),
                     content_type=MIME[image_format],
