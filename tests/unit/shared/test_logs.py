@@ -9,10 +9,20 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from services.shared.entrypoint import secret_values
-from services.shared.logs import configure_logging, get_logger, request_id_var
+from services.shared.logs import (
+    LineLog,
+    _masked,
+    _Redactor,
+    configure_logging,
+    get_logger,
+    new_request_id,
+    request_id_var,
+)
 from services.shared.settings import Settings
 
 ADMIN = "admin-key-0123456789abcdef"
@@ -82,3 +92,64 @@ def test_each_line_is_json_with_service_level_event_and_request_id(stderr: io.St
     assert entry["event"] == "stored upload"
     assert entry["request_id"] == "req-123"
     assert entry["asset_id"] == "a-1"
+
+
+def test_a_line_log_writes_the_same_shape_and_masks_the_whole_line(
+    stderr: io.StringIO,
+) -> None:
+    token = request_id_var.set("req-42")
+    try:
+        LineLog("services.delivery.access").info(
+            "GET /v1/x 200", {"query": f"k={S3_SECRET}", "status": 200, "path": "/v1/x"}
+        )
+        get_logger("services.delivery.access").info("through logging", extra={"status": 200})
+    finally:
+        request_id_var.reset(token)
+    fast, slow = _entries(stderr)
+    common = {"ts", "level", "service", "logger", "event", "request_id", "status"}
+    assert set(fast) == common | {"query", "path"} and set(slow) == common
+    assert fast["service"] == "ingest" and fast["level"] == "info"
+    assert fast["logger"] == "services.delivery.access" and fast["request_id"] == "req-42"
+    assert fast["event"] == "GET /v1/x 200" and fast["status"] == 200
+    assert S3_SECRET not in stderr.getvalue() and fast["query"] == "k=***"
+
+
+def test_a_line_log_follows_the_level_and_falls_back_to_logging_when_unconfigured(
+    stderr: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    logging.getLogger().setLevel(logging.WARNING)
+    LineLog("services.delivery.access").info("dropped", {})
+    assert stderr.getvalue() == ""
+    logging.getLogger().handlers[:] = [caplog.handler]  # as before configure_logging
+    caplog.set_level(logging.INFO, logger="services.delivery.access")
+    LineLog("services.delivery.access").info("kept", {"status": 204})
+    assert [(r.getMessage(), getattr(r, "status", None)) for r in caplog.records] == [("kept", 204)]
+
+
+def test_request_ids_are_32_hex_digits_and_never_repeat() -> None:
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+_PIECES = [
+    ADMIN,
+    S3_SECRET,
+    "ip_0a1b2c_SeCrEt123",
+    "BeArEr tok.en",
+    "postgresql://u:p4ss@h/db",
+    "amqp://guest@host/",
+    "zip_code",
+    " ",
+    "://",
+    "@",
+    "plain words",
+    "é",
+]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=12))
+def test_the_quick_check_never_skips_what_the_pattern_masks(pieces: list[str]) -> None:
+    redactor = _Redactor([ADMIN, S3_SECRET])
+    text = "".join(pieces)
+    assert redactor.redact(text) == redactor._pattern.sub(_masked, text)
