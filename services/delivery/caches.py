@@ -19,7 +19,7 @@ from cachetools import LRUCache, TLRUCache, TTLCache
 
 from services.delivery.metrics import CACHE
 from services.delivery.model import Access, Resolution
-from services.delivery.ports import CatalogLookup, ObjectStore
+from services.delivery.ports import CatalogLookup, ObjectReader
 
 __all__ = ["CachedCatalog", "LookupCache", "ObjectCache", "SingleFlight"]
 
@@ -75,7 +75,8 @@ class LookupCache(Generic[K, V]):
         maxsize: int = LOOKUP_ENTRIES,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._name = name
+        self._hits = CACHE.labels(name, "hit")
+        self._misses = CACHE.labels(name, "miss")
         self._entries: TLRUCache[K, V] = TLRUCache(
             maxsize, ttu=lambda _key, value, now: now + ttl_of(value), timer=timer
         )
@@ -87,7 +88,7 @@ class LookupCache(Generic[K, V]):
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         cached = self._entries.get(key)
         if cached is not None:
-            CACHE.labels(self._name, "hit").inc()
+            self._hits.inc()
             return cached
 
         async def load_and_keep() -> V:
@@ -96,7 +97,7 @@ class LookupCache(Generic[K, V]):
             return value
 
         value, joined = await self._flight.run(key, load_and_keep)
-        CACHE.labels(self._name, "hit" if joined else "miss").inc()
+        (self._hits if joined else self._misses).inc()
         return value
 
 
@@ -149,12 +150,14 @@ class CachedCatalog:
 class ObjectCache:
     """Whole small objects in memory, least recently used first out, bounded in bytes."""
 
-    def __init__(self, store: ObjectStore, *, max_bytes: int, max_object_bytes: int) -> None:
+    def __init__(self, store: ObjectReader, *, max_bytes: int, max_object_bytes: int) -> None:
         self._store = store
         self._enabled = max_bytes > 0
         self._max_object_bytes = min(max_object_bytes, max_bytes)
         self._objects: LRUCache[str, bytes] = LRUCache(max(max_bytes, 1), getsizeof=len)
         self._flight: SingleFlight[str, bytes] = SingleFlight()
+        self._hits = CACHE.labels("object", "hit")
+        self._misses = CACHE.labels("object", "miss")
 
     def keeps(self, size: int) -> bool:
         """Whether an object of `size` bytes is served from here (0 bytes of cache: none)."""
@@ -163,7 +166,7 @@ class ObjectCache:
     async def get(self, key: str) -> bytes:
         cached = self._objects.get(key)
         if cached is not None:
-            CACHE.labels("object", "hit").inc()
+            self._hits.inc()
             return cached
 
         async def read_and_keep() -> bytes:
@@ -173,5 +176,5 @@ class ObjectCache:
             return data
 
         data, joined = await self._flight.run(key, read_and_keep)
-        CACHE.labels("object", "hit" if joined else "miss").inc()
+        (self._hits if joined else self._misses).inc()
         return data

@@ -7,7 +7,7 @@ errors become JSON replies here, in one place, with the status and caching each 
 
 from __future__ import annotations
 
-from imagepipe.delivery import parse_path, parse_query
+from imagepipe.delivery import DeliveryPath, parse_path, parse_query
 from services.delivery.ports import Readiness
 from services.delivery.reply import Reply, Request, Route, error_reply, json_reply
 from services.delivery.usecases import RETRY_AFTER, DeliveryPolicy, RenditionService
@@ -51,9 +51,12 @@ _HTTP_STATUS: tuple[tuple[type[ImagepipeError], int], ...] = (
 
 def route_of(path: str) -> Route:
     """The route label of a path, for metrics (a bounded set, whatever was asked)."""
+    return _route(path, parse_path(path))
+
+
+def _route(path: str, target: DeliveryPath | None) -> Route:
     if path in HEALTH_PATHS:
         return "health"
-    target = parse_path(path)
     if target is None:
         return "other"
     return "negotiated" if target.format is None else "format"
@@ -69,8 +72,9 @@ class DeliveryCore:
 
     async def handle(self, request: Request) -> Reply:
         """The reply to one request; never raises for anything a client sends."""
+        target = parse_path(request.path)
         try:
-            reply = await self._dispatch(request)
+            reply = await self._dispatch(request, target)
         except ImagepipeError as error:
             reply = self.error_reply(error)
         except Exception:
@@ -82,7 +86,7 @@ class DeliveryCore:
                 f"internal error; quote request id {request_id_var.get()} when reporting",
                 {"Cache-Control": "no-store"},
             )
-        reply.route = route_of(request.path)
+        reply.route = _route(request.path, target)
         if reply.route == "negotiated" and reply.status not in (400, 403):
             # Caches must key negotiated replies (404s and redirects too) by Accept.
             reply.headers["Vary"] = "Accept"
@@ -91,7 +95,7 @@ class DeliveryCore:
             reply.body = None
         return reply
 
-    async def _dispatch(self, request: Request) -> Reply:
+    async def _dispatch(self, request: Request, target: DeliveryPath | None) -> Reply:
         if request.method not in ALLOWED_METHODS:
             return error_reply(
                 405,
@@ -101,7 +105,6 @@ class DeliveryCore:
             )
         if request.path in HEALTH_PATHS:
             return self._health(request.path)
-        target = parse_path(request.path)
         if target is None:
             raise NotFound(
                 "not a delivery URL: /v1/<tenant id>/<asset id>/<preset>[.jpg|.webp|.avif]",

@@ -69,18 +69,20 @@ def _handler(core: DeliveryCore) -> _Handler:
             Request(request.method, request.rel_url.raw_path, request.query, request.headers)
         )
         request[ROUTE] = reply.route
+        reply.headers["X-Request-Id"] = request_id_var.get()
+        body = reply.body
+        if isinstance(body, bytes) and body:
+            # Headers and body leave in one write.
+            request[BODY_BYTES] = len(body)
+            return web.Response(status=reply.status, headers=reply.headers, body=body)
         response = web.StreamResponse(status=reply.status, headers=reply.headers)
-        response.headers["X-Request-Id"] = request_id_var.get()
-        body, sent = reply.body, 0
+        sent = 0
         try:
             await response.prepare(request)
             if isinstance(body, ObjectStream):
                 async for chunk in body:
                     await response.write(chunk)
                     sent += len(chunk)
-            elif body:
-                await response.write(body)
-                sent = len(body)
             await response.write_eof()
         except ConnectionResetError:
             log.info("client went away mid-reply", extra={"bytes": sent})
@@ -105,17 +107,24 @@ async def serve(
     settings: Settings,
     *,
     stop: asyncio.Event | None = None,
+    shared_port: bool = False,
 ) -> None:
-    """Serve HTTP until SIGTERM/SIGINT (or `stop`), then shut down gracefully."""
+    """Serve HTTP until SIGTERM/SIGINT (or `stop`), then shut down gracefully.
+
+    `shared_port`: one of several workers (workers.py): the port is bound with
+    SO_REUSEPORT and the supervisor serves the metrics."""
     stop = stop or asyncio.Event()
     runner = web.AppRunner(
         make_app(core), access_log=None, shutdown_timeout=settings.shutdown_grace_seconds
     )
     await runner.setup()
     await readiness.probe(timeout=settings.health_interval_seconds)
-    site = web.TCPSite(runner, settings.bind_host, settings.delivery_port)
+    site = web.TCPSite(
+        runner, settings.bind_host, settings.delivery_port, reuse_port=shared_port or None
+    )
     await site.start()
-    metrics.serve_metrics(settings.bind_host, settings.delivery_metrics_port)
+    if not shared_port:
+        metrics.serve_metrics(settings.bind_host, settings.delivery_metrics_port)
     log.info(
         "%s listening",
         NAME,

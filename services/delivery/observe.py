@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cache
+
+from prometheus_client import Counter, Histogram
 
 from services.delivery.metrics import REQUEST_SECONDS, REQUESTS, RESPONSE_BYTES
 from services.delivery.reply import Route
-from services.shared.logs import get_logger, new_request_id
+from services.shared.logs import LineLog, new_request_id
 
 __all__ = ["record_request", "redacted_query", "request_id_from"]
 
-log = get_logger("services.delivery.access")
+access_log = LineLog("services.delivery.access")
 
 # A caller's id is kept when it looks like one (no control characters, bounded length);
 # anything else gets a fresh one rather than landing in every log line it touches.
@@ -41,15 +44,13 @@ def record_request(
     body_bytes: int,
     seconds: float,
 ) -> None:
-    REQUESTS.labels(route, str(status)).inc()
-    RESPONSE_BYTES.labels(route).inc(body_bytes)
-    REQUEST_SECONDS.labels(route).observe(seconds)
-    log.info(
-        "%s %s %d",
-        method,
-        path,
-        status,
-        extra={
+    requests, sent, latency = _series(route, status)
+    requests.inc()
+    sent.inc(body_bytes)
+    latency.observe(seconds)
+    access_log.info(
+        f"{method} {path} {status}",
+        {
             "method": method,
             "path": path,
             "query": redacted_query(query),
@@ -58,4 +59,15 @@ def record_request(
             "bytes": body_bytes,
             "duration_ms": round(seconds * 1000, 1),
         },
+    )
+
+
+@cache
+def _series(route: Route, status: int) -> tuple[Counter, Counter, Histogram]:
+    """A request's time series, looked up once per route and status (both bounded sets):
+    `labels()` takes a lock and builds a key on every call."""
+    return (
+        REQUESTS.labels(route, str(status)),
+        RESPONSE_BYTES.labels(route),
+        REQUEST_SECONDS.labels(route),
     )

@@ -2,17 +2,30 @@
 
 The catalog is reached through `CatalogLookup` (catalog.py adapts the gRPC client;
 caches.CachedCatalog keeps its answers for the lookup TTL), object bytes through the
-shared `ObjectStore` (S3 in production, MemoryObjectStore in unit tests).
+`ObjectReader`, the reads of the shared ObjectStore protocol (s3.S3Reader in production,
+the shared MemoryObjectStore in unit tests).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from services.delivery.model import Access, Resolution
-from services.shared.storage import ObjectStore
 
-__all__ = ["CatalogLookup", "ObjectStore", "Readiness"]
+__all__ = ["CatalogLookup", "ObjectReader", "Readiness"]
+
+
+class ObjectReader(Protocol):
+    async def get_bytes(self, key: str) -> bytes: ...
+
+    def iter_chunks(
+        self, key: str, chunk_size: int, *, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """The object's bytes from `offset`, `length` of them (None: to the end), a piece
+        of at most `chunk_size` at a time. Closing the iterator early releases the
+        connection."""
+        ...
 
 
 class CatalogLookup(Protocol):

@@ -30,7 +30,7 @@ from services.delivery.conditional import (
 )
 from services.delivery.model import Access, AssetStatus, Rendition, Resolution
 from services.delivery.negotiation import choose_format
-from services.delivery.ports import CatalogLookup, ObjectStore
+from services.delivery.ports import CatalogLookup, ObjectReader
 from services.delivery.reply import ObjectStream, Reply, Request, error_reply
 from services.shared.errors import InvalidArgument, NotFound, PermissionDenied
 from services.shared.logs import get_logger
@@ -131,7 +131,7 @@ class RenditionService:
         self,
         *,
         catalog: CatalogLookup,
-        store: ObjectStore,
+        store: ObjectReader,
         objects: ObjectCache,
         policy: DeliveryPolicy,
         clock: Callable[[], float] = time.time,

@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
+
 from services.delivery.caches import CachedCatalog, ObjectCache
 from services.delivery.catalog import CatalogAdapter
 from services.delivery.core import DeliveryCore
 from services.delivery.readiness import DependencyReadiness
+from services.delivery.s3 import S3Reader
 from services.delivery.usecases import DeliveryPolicy, RenditionService
 from services.shared.clients import CatalogInternalClient, open_channel
 from services.shared.settings import Settings
@@ -31,15 +34,19 @@ class Delivery:
 @asynccontextmanager
 async def build(settings: Settings) -> AsyncIterator[Delivery]:
     channel = open_channel(settings.catalog_addr)
-    store = S3ObjectStore(settings, max_connections=S3_CONNECTIONS)
+    store = S3ObjectStore(settings)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=S3_CONNECTIONS, limit_per_host=S3_CONNECTIONS)
+    )
+    reader = S3Reader(store, session)
     try:
         client = CatalogInternalClient(channel, settings)
         policy = DeliveryPolicy.from_settings(settings)
         renditions = RenditionService(
             catalog=CachedCatalog(CatalogAdapter(client), settings.delivery_lookup_ttl_seconds),
-            store=store,
+            store=reader,
             objects=ObjectCache(
-                store,
+                reader,
                 max_bytes=settings.delivery_cache_bytes,
                 max_object_bytes=settings.delivery_cache_max_object_bytes,
             ),
@@ -48,5 +55,6 @@ async def build(settings: Settings) -> AsyncIterator[Delivery]:
         readiness = DependencyReadiness({"catalog": client.check, "s3": store.check})
         yield Delivery(DeliveryCore(renditions, readiness, policy), readiness)
     finally:
+        await session.close()
         await store.close()
         await channel.close()

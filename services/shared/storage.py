@@ -38,7 +38,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from prometheus_client import Counter
 from urllib3 import BaseHTTPResponse
 
-from services.shared.errors import FailedPrecondition, NotFound, Unavailable
+from services.shared.errors import FailedPrecondition, ImagepipeError, NotFound, Unavailable
 from services.shared.settings import Settings
 
 __all__ = [
@@ -257,23 +257,32 @@ class S3ObjectStore:
         except InvalidResponseError as error:
             # Some S3 servers answer errors in a shape the SDK does not parse (rclone's
             # NoSuchKey, for one); the HTTP status still says what happened.
-            status = getattr(error, "_code", None)
-            if status == 404:
-                raise ObjectNotFound(key) from None
-            if is_permanent_s3_error(None, status):
-                raise self._refused(f"HTTP {status}", f"HTTP {status}") from error
-            raise Unavailable(
-                f"object store answered HTTP {status}", reason="STORAGE_ERROR"
-            ) from error
+            raise self.status_error(getattr(error, "_code", None), key) from error
         except ServerError as error:
             raise Unavailable(
                 f"object store answered HTTP {error.status_code}", reason="STORAGE_ERROR"
             ) from error
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise Unavailable(
-                f"object store at {self._endpoint} unreachable: {type(error).__name__}",
-                reason="STORAGE_UNAVAILABLE",
-            ) from error
+            raise self.unreachable(error) from error
+
+    def status_error(self, status: int | None, key: str) -> ImagepipeError:
+        """The error an HTTP error status of the store means, for `key`."""
+        if status == 404:
+            return ObjectNotFound(key)
+        if is_permanent_s3_error(None, status):
+            return self._refused(f"HTTP {status}", f"HTTP {status}")
+        return Unavailable(f"object store answered HTTP {status}", reason="STORAGE_ERROR")
+
+    def unreachable(self, error: BaseException) -> Unavailable:
+        return Unavailable(
+            f"object store at {self._endpoint} unreachable: {type(error).__name__}",
+            reason="STORAGE_UNAVAILABLE",
+        )
+
+    def read_url(self, key: str, ttl: dt.timedelta) -> str:
+        """A presigned GET of `key` on the endpoint the services use (signed locally): for
+        a reader with an HTTP client of its own."""
+        return self._client.presigned_get_object(self._bucket, key, expires=ttl)
 
     def _refused(self, code: str, detail: str) -> StorageRefused:
         STORAGE_REFUSED.labels(code).inc()
