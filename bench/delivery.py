@@ -5,14 +5,16 @@ then loads three targets with wrk (64 connections, 20 s each), every request a `
 JPEG, the connections walking the same list of objects:
 
   (a) s3    presigned GET URLs served by the S3 server directly (what a page used before);
-  (b) warm  delivery URLs (signed, versioned) on the stack's delivery service, its hot
-            object cache warm;
-  (c) cold  the same URLs on a second delivery process with its object cache off, so every
-            body is read from S3 through the minio SDK.
+  (b) warm  delivery URLs (signed, versioned) on delivery, its hot object cache warm;
+  (c) cold  the same URLs on delivery with its object cache off, so every body is read
+            from S3 (URLs the minio SDK signs, fetched by aiohttp's client).
 
-Both delivery processes keep their lookup cache (catalog lookups are what the TTL cache is
-for, in production too). wrk and every server share this machine's cores; the ratios,
-measured in one run, are what carries over.
+Delivery runs (b) and (c) twice: as one process, and as one per core
+(IMAGEPIPE_DELIVERY_PROCESSES, workers sharing the port). Every target gets 2 s of load
+before its measured run (caches, connection pools). Delivery keeps its lookup cache
+throughout (catalog lookups are what the TTL cache is for, in production too). wrk and
+every server share this machine's cores; the ratios, measured in one run, are what
+carries over. The summary's warm and cold are the one-per-core figures.
 
     .venv/bin/python -m bench.delivery [--images 16] [--seconds 20] [--connections 64]
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import secrets
 import tempfile
 import urllib.request
@@ -43,6 +46,7 @@ from imagepipe.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2
 from tests.helpers import downsized_jpeg
 
 PRESET = "card"
+WARM_UP_SECONDS = 2
 
 
 async def _upload(stack: Stack, count: int) -> tuple[str, list[str]]:
@@ -104,9 +108,17 @@ def _on_port(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
 
 
-def _pid(service: ServiceProcess) -> int:
+def _rss_of(service: ServiceProcess) -> float:
+    """Resident memory of a delivery service: its process and its workers, if any."""
     assert service.process is not None
-    return service.process.pid
+    pid = service.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return rss_mib(pid) + sum(rss_mib(int(child)) for child in children)
+
+
+def _measure(urls: list[str], connections: int, seconds: float) -> WrkResult:
+    run_wrk(urls, connections=connections, seconds=WARM_UP_SECONDS)
+    return run_wrk(urls, connections=connections, seconds=seconds)
 
 
 def _fetch_all(urls: list[str]) -> int:
@@ -145,38 +157,47 @@ def main(images: int, seconds: float, connections: int) -> None:
         with stack.running():
             api_key, asset_ids = asyncio.run(_upload(stack, images))
             delivery_urls, presigned = _urls(stack, api_key, asset_ids)
-            cold = stack.start_service(
-                "delivery", instance="cold", IMAGEPIPE_DELIVERY_CACHE_BYTES="0"
-            )
-            cold.wait_serving()
-            cold_urls = [_on_port(url, cold.port) for url in delivery_urls]
+            cores = os.cpu_count() or 1
             body_bytes = _fetch_all(delivery_urls)
-            _fetch_all(cold_urls)  # the lookups, not the bodies, are cached there
             console.print(
                 f"{images} objects, {body_bytes / images / 1024:.1f} KiB each on average; "
-                f"{connections} connections, {seconds:g} s per target"
+                f"{connections} connections, {seconds:g} s per target; {cores} cores"
             )
-            results = {
-                "s3": run_wrk(presigned, connections=connections, seconds=seconds),
-                "warm": run_wrk(delivery_urls, connections=connections, seconds=seconds),
-                "cold": run_wrk(cold_urls, connections=connections, seconds=seconds),
-            }
-            rss = {
-                name: rss_mib(_pid(process))
-                for name, process in (("warm", stack.services["delivery"]), ("cold", cold))
-            }
-            cold.stop()
+            results = {"s3": _measure(presigned, connections, seconds)}
+            rss = {}
+            for processes in sorted({1, cores}):
+                for name, cache in (("warm", None), ("cold", "0")):
+                    target = f"{name}, {processes} process{'es' if processes > 1 else ''}"
+                    env = {"IMAGEPIPE_DELIVERY_PROCESSES": str(processes)}
+                    if cache is not None:
+                        env["IMAGEPIPE_DELIVERY_CACHE_BYTES"] = cache
+                    service = stack.start_service("delivery", instance=f"{name}-{processes}", **env)
+                    try:
+                        service.wait_serving()
+                        urls = [_on_port(url, service.port) for url in delivery_urls]
+                        results[target] = _measure(urls, connections, seconds)
+                        rss[target] = _rss_of(service)
+                    finally:
+                        service.stop()
     _report(console, results, rss)
+    warm = results[max((n for n in results if n.startswith("warm")), key=_processes)]
+    cold = results[max((n for n in results if n.startswith("cold")), key=_processes)]
     print_summary(
         {
             "s3_rps": results["s3"].rps,
-            "warm_rps": results["warm"].rps,
-            "cold_rps": results["cold"].rps,
-            "warm_ratio": results["warm"].rps / results["s3"].rps,
-            "cold_ratio": results["cold"].rps / results["s3"].rps,
-            "p99_ms_warm": results["warm"].p99_ms,
+            "warm_rps": warm.rps,
+            "cold_rps": cold.rps,
+            "warm_ratio": warm.rps / results["s3"].rps,
+            "cold_ratio": cold.rps / results["s3"].rps,
+            "p99_ms_warm": warm.p99_ms,
+            "warm_1_process_rps": results["warm, 1 process"].rps,
+            "cold_1_process_rps": results["cold, 1 process"].rps,
         }
     )
+
+
+def _processes(target: str) -> int:
+    return int(target.split(", ")[1].split(maxsplit=1)[0])
 
 
 if __name__ == "__main__":

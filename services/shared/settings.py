@@ -221,6 +221,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Retry-After of a 404 for an asset whose renditions are still being made.",
     )
+    delivery_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Delivery processes sharing its port (SO_REUSEPORT), each with its own "
+        "caches; one answers on one core. Above 1, a supervisor runs them and sums their "
+        "metrics.",
+    )
 
     # Operations
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")

@@ -13,10 +13,12 @@ import asyncio
 import hashlib
 import http.client
 import json
+import os
 import shutil
 import signal
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +29,15 @@ import aiohttp
 import pytest
 from google.protobuf import field_mask_pb2
 
-from devstack import ServerMissing, ServiceProcess, Stack, StackConfig, scrape_metric, unique_jpeg
+from devstack import (
+    ServerMissing,
+    ServiceProcess,
+    Stack,
+    StackConfig,
+    free_port,
+    scrape_metric,
+    unique_jpeg,
+)
 from imagepipe.delivery import delivery_path, signed_url
 from imagepipe.v1 import (
     catalog_pb2,
@@ -36,6 +46,7 @@ from imagepipe.v1 import (
     tenant_admin_pb2,
     tenant_admin_pb2_grpc,
 )
+from services.delivery.s3 import S3Reader
 from services.shared.settings import Settings
 from services.shared.storage import S3ObjectStore
 from tests.helpers import Services, Tenant, register_directly, upload, wait_for_status
@@ -424,7 +435,7 @@ def test_requests_are_counted_on_the_metrics_port(
         assert after[labels] == before.get(labels, 0.0) + 1, labels
 
 
-def test_the_s3_adapter_reads_ranges(
+def test_the_s3_adapters_read_ranges(
     running: tuple[Stack, Services, Tenant], asset: common_pb2.Asset
 ) -> None:
     stack, _, tenant = running
@@ -443,18 +454,22 @@ def test_the_s3_adapter_reads_ranges(
         for o in client.list_objects(stack.bucket, prefix=prefix, recursive=True)
     ]
 
-    async def read(offset: int, length: int | None) -> list[bytes]:
+    async def read(offset: int, length: int | None, *, reader: bool) -> list[bytes]:
         store = S3ObjectStore(settings)
         try:
-            return [p async for p in store.iter_chunks(key, 4096, offset=offset, length=length)]
+            async with aiohttp.ClientSession() as session:
+                source = S3Reader(store, session) if reader else store
+                chunks = source.iter_chunks(key, 4096, offset=offset, length=length)
+                return [piece async for piece in chunks]
         finally:
             await store.close()
 
-    whole = b"".join(asyncio.run(read(0, None)))
-    window = asyncio.run(read(10_000, 20_000))
-    assert b"".join(window) == whole[10_000:30_000]
-    assert max(len(piece) for piece in window) <= 4096
-    assert b"".join(asyncio.run(read(len(whole) - 10, None))) == whole[-10:]
+    for reader in (False, True):  # the shared store's SDK reads, and delivery's
+        whole = b"".join(asyncio.run(read(0, None, reader=reader)))
+        window = asyncio.run(read(10_000, 20_000, reader=reader))
+        assert b"".join(window) == whole[10_000:30_000]
+        assert max(len(piece) for piece in window) <= 4096
+        assert b"".join(asyncio.run(read(len(whole) - 10, None, reader=reader))) == whole[-10:]
 
 
 def test_sigterm_stops_delivery_gracefully(running: tuple[Stack, Services, Tenant]) -> None:
@@ -471,6 +486,65 @@ def test_sigterm_stops_delivery_gracefully(running: tuple[Stack, Services, Tenan
     log = extra.log_file.read_text()
     assert '"event": "delivery shutting down"' in log
     assert log.splitlines()[-1].count('"event": "delivery stopped"') == 1
+
+
+def _children(pid: int) -> set[int]:
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def _until_true(probe: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + PATIENCE_SECONDS  # a hang guard
+    while not probe() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return probe()
+
+
+def test_several_processes_share_the_port_their_metrics_and_a_graceful_stop(
+    delivery: Delivery, asset: common_pb2.Asset
+) -> None:
+    metrics_port = free_port()
+    extra = delivery.stack.start_service(
+        "delivery",
+        instance="workers",
+        IMAGEPIPE_DELIVERY_PROCESSES="2",
+        IMAGEPIPE_DELIVERY_METRICS_PORT=str(metrics_port),
+    )
+    try:
+        extra.wait_serving()
+        assert extra.process is not None
+        supervisor = extra.process.pid
+        assert _until_true(lambda: len(_children(supervisor)) == 2)
+        workers = _children(supervisor)
+        path = urlsplit(delivery.delivery_url(asset.asset_id, "thumb", JPEG))
+        url = f"http://{extra.address}{path.path}?{path.query}"
+        statuses = [urllib_status(url) for _ in range(20)]  # a connection each
+        counted = scrape_metric(metrics_port, "imagepipe_delivery_requests_total")
+        # A worker that dies is replaced (connections queued on its socket when it died
+        # are reset, as with any process that dies holding a listening socket).
+        killed = min(workers)
+        os.kill(killed, signal.SIGKILL)
+        assert _until_true(lambda: len(_children(supervisor) - {killed}) == 2)
+        replaced = _children(supervisor)
+        extra.wait_serving()
+        after_kill = [urllib_status(url) for _ in range(10)]
+        extra.signal(signal.SIGTERM)
+        code = extra.process.wait(timeout=60)  # a hang guard
+    finally:
+        extra.stop()
+    assert statuses == [200] * 20 and after_kill == [200] * 10
+    assert counted['{route="format",status="200"}'] == 20, counted  # summed over workers
+    assert killed not in replaced and max(workers) in replaced
+    log = extra.log_file.read_text()
+    assert code == 0, "\n".join(line for line in log.splitlines() if ".access" not in line)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in replaced)
+    # The supervisor's last line; its workers' before (one may have been still starting).
+    assert log.splitlines()[-1].count('"event": "delivery stopped"') == 1
+
+
+def urllib_status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        response.read()
+        return int(response.status)
 
 
 # --- memory ----------------------------------------------------------------------------
