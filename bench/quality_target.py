@@ -34,7 +34,8 @@ from bench.common import corpus_photos, median, print_summary
 from services.renderer.render import decode_for_presets, fit_preset, render_presets
 from services.shared.imaging.decode import register_decoders
 from services.shared.imaging.metrics import luma, ssim
-from services.shared.settings import Preset, Settings
+from services.shared.presets import Preset
+from services.shared.settings import Settings
 
 SETTINGS = Settings()
 TARGETS = (0.95, 0.98)

@@ -28,8 +28,8 @@ from services.renderer.render import Rendering, render_presets
 from services.shared.errors import FailedPrecondition, ImagepipeError, Unavailable
 from services.shared.imaging.formats import format_from_name
 from services.shared.logs import get_logger
+from services.shared.presets import Preset
 from services.shared.sandbox import DecodePool
-from services.shared.settings import Preset
 from services.shared.storage import ObjectStore, rendition_key
 
 __all__ = ["AttemptOutcome", "Isolation", "JobCatalog", "JobRunner", "Outcome", "worker_name"]

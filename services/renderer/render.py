@@ -26,7 +26,7 @@ from services.shared.imaging.hashing import hamming, perceptual_hash
 from services.shared.imaging.metrics import Scores, SsimReference, luma, psnr
 from services.shared.imaging.normalize import fit_within, load_srgb
 from services.shared.imaging.placeholders import dominant_colour, format_rgb_hex, thumbhash_encode
-from services.shared.settings import Preset
+from services.shared.presets import Preset
 
 __all__ = [
     "EXTENSIONS",

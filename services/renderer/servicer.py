@@ -6,21 +6,10 @@ from typing import Protocol
 
 from imagepipe.v1 import renderer_pb2 as pb
 from imagepipe.v1 import renderer_pb2_grpc as pb_grpc
-from services.shared.imaging.formats import format_from_name
-from services.shared.settings import Preset
+from services.shared.preset_wire import preset_messages
+from services.shared.presets import Preset
 
 __all__ = ["RendererServicer"]
-
-
-def preset_message(preset: Preset) -> pb.Preset:
-    return pb.Preset(
-        name=preset.name,
-        max_width=preset.max_width,
-        max_height=preset.max_height,
-        formats=[format_from_name(f) for f in preset.formats],  # type: ignore[misc]
-        quality=preset.quality,
-        min_ssim=preset.min_ssim,
-    )
 
 
 class ConsumerStatus(Protocol):
@@ -52,7 +41,7 @@ class RendererServicer(pb_grpc.RendererServiceServicer):
     async def ListPresets(
         self, request: pb.ListPresetsRequest, context: object
     ) -> pb.ListPresetsResponse:
-        return pb.ListPresetsResponse(presets=[preset_message(p) for p in self._presets])
+        return pb.ListPresetsResponse(presets=preset_messages(self._presets))
 
     async def GetRendererStatus(
         self, request: pb.GetRendererStatusRequest, context: object

@@ -9,30 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Preset", "Settings", "load_settings", "render_env_table"]
+from services.shared.presets import Preset
+
+__all__ = ["Settings", "load_settings", "render_env_table"]
 
 MIB = 1024 * 1024
-OutputFormat = Literal["jpeg", "webp", "avif"]
-ChromaSubsampling = Literal["4:2:0", "4:4:4"]
-
-
-class Preset(BaseModel):
-    """One kind of rendition: fit inside max_width x max_height, never upscale."""
-
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    max_width: int = Field(gt=0, le=10_000)
-    max_height: int = Field(gt=0, le=10_000)
-    formats: list[OutputFormat] = Field(default_factory=lambda: list[OutputFormat](["jpeg"]))
-    quality: int = Field(default=85, ge=1, le=100)
-    min_ssim: float = Field(default=0.0, ge=0.0, lt=1.0)
-    # Small renditions keep full chroma: at 100-400 px, 4:2:0 costs about 2 dB of PSNR
-    # for about a quarter fewer bytes.
-    chroma_subsampling: ChromaSubsampling = "4:2:0"
 
 
 DEFAULT_PRESETS = (

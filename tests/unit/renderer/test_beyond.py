@@ -28,7 +28,8 @@ from services.shared.imaging.placeholders import (
     thumbhash_decode,
     thumbhash_encode,
 )
-from services.shared.settings import Preset, Settings
+from services.shared.presets import Preset
+from services.shared.settings import Settings
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus"
 MANIFEST: list[dict[str, Any]] = json.loads((CORPUS / "manifest.json").read_text())

@@ -15,7 +15,8 @@ from services.renderer.render import render_presets
 from services.shared.imaging.decode import register_decoders
 from services.shared.imaging.metrics import psnr
 from services.shared.imaging.normalize import fit_within, load_srgb
-from services.shared.settings import Preset, Settings
+from services.shared.presets import Preset
+from services.shared.settings import Settings
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus"
 MANIFEST: list[dict[str, Any]] = json.loads((CORPUS / "manifest.json").read_text())

@@ -16,7 +16,7 @@ from services.renderer.resample import downscale
 from services.shared.imaging.decode import register_decoders
 from services.shared.imaging.metrics import psnr
 from services.shared.imaging.normalize import fit_within, load_srgb
-from services.shared.settings import Preset
+from services.shared.presets import Preset
 
 CORPUS = Path(__file__).resolve().parents[2] / "corpus"
 MAX_PIXELS = 50_000_000

@@ -182,4 +182,4 @@ async def test_reflection_lists_services_and_keeps_comments(
         answers[1].file_descriptor_response.file_descriptor_proto[0]
     )
     comments = " ".join(loc.leading_comments for loc in first.source_code_info.location)
-    assert "ListPresets returns the configured rendition presets" in comments
+    assert "ListPresets returns the service's default presets" in comments
