@@ -305,10 +305,17 @@ def request_presets(
                 f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
                 for problem in error.errors()
             )
-            raise _invalid_preset(index, message.name, problems) from None
+            raise _invalid_preset(
+                index, message.name, problems, "fix the preset and render the asset again"
+            ) from None
         except KeyError as error:
             # An enum value newer than this build: it cannot know what was meant.
-            raise _invalid_preset(index, message.name, f"unknown enum value {error}") from None
+            raise _invalid_preset(
+                index,
+                message.name,
+                f"its fit, gravity or chroma subsampling ({error}) is unknown to this renderer",
+                "update the renderers to the catalog's version",
+            ) from None
         if message.version and message.version != preset.version:
             # A field this build does not know was set: what is rendered, and recorded,
             # is the definition as this build reads it.
@@ -330,10 +337,9 @@ def request_presets(
     return presets
 
 
-def _invalid_preset(index: int, name: str, problems: str) -> InvalidArgument:
+def _invalid_preset(index: int, name: str, problems: str, action: str) -> InvalidArgument:
     return InvalidArgument(
-        f"preset {index} ({name!r}) of the render request is not a valid definition: "
-        f"{problems}; fix the tenant's preset and render the asset again",
+        f"preset {index} ({name!r}) of the render request cannot be rendered: {problems}; {action}",
         reason="INVALID_PRESET",
         metadata={"preset": name},
     )
