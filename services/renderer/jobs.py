@@ -1,7 +1,8 @@
 """Running one attempt of a render job, whoever delivered it (broker or catalog poll).
 
 An attempt: open it in the catalog (a finished job is skipped), read the original,
-render every preset in the worker pool, write the renditions to keys named by their
+render every preset the request names (or, for a request made before presets travelled
+in it, the configured ones) in the worker pool, write the renditions to keys named by their
 bytes, then record them, job done and asset ready in one catalog transaction. Every
 step is idempotent, so an attempt that runs twice produces the same objects and rows;
 and since a key names its bytes, an attempt that loses the fencing race (it finishes
@@ -22,17 +23,29 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import Counter, Histogram
+from pydantic import ValidationError
 
 from imagepipe.v1 import catalog_internal_pb2, common_pb2, events_pb2
+from services.renderer.crop import Focal, focal_point
 from services.renderer.render import Rendering, render_presets
-from services.shared.errors import FailedPrecondition, ImagepipeError, Unavailable
+from services.shared.errors import FailedPrecondition, ImagepipeError, InvalidArgument, Unavailable
 from services.shared.imaging.formats import format_from_name
 from services.shared.logs import get_logger
+from services.shared.preset_wire import preset_from_message
 from services.shared.presets import Preset
 from services.shared.sandbox import DecodePool
 from services.shared.storage import ObjectStore, rendition_key
 
-__all__ = ["AttemptOutcome", "Isolation", "JobCatalog", "JobRunner", "Outcome", "worker_name"]
+__all__ = [
+    "AttemptOutcome",
+    "Isolation",
+    "JobCatalog",
+    "JobRunner",
+    "Outcome",
+    "request_focal_point",
+    "request_presets",
+    "worker_name",
+]
 
 log = get_logger(__name__)
 
@@ -230,10 +243,12 @@ class JobRunner:
     async def _render(
         self, request: events_pb2.RenderRequest
     ) -> tuple[list[catalog_internal_pb2.RenditionRecord], common_pb2.Placeholder]:
+        presets = request_presets(request, self._presets)
+        versions = {preset.name: preset.version for preset in presets}
         original = await self._store.get_bytes(request.original_key)
         started = time.perf_counter()
         rendering: Rendering = await self._pool.run(
-            render_presets, original, self._presets, self._max_pixels
+            render_presets, original, presets, self._max_pixels, request_focal_point(request)
         )
         RENDER_JOB_SECONDS.observe(time.perf_counter() - started)
         records = []
@@ -256,6 +271,7 @@ class JobRunner:
                 quality=image.quality,
                 min_ssim=image.min_ssim,
                 content_hash=content_hash,
+                preset_version=versions[image.preset],
             )
             if image.scores is not None:
                 rendition.scores.CopyFrom(image.scores.message())
@@ -266,6 +282,74 @@ class JobRunner:
             thumbhash=rendering.thumbhash, dominant_color=rendering.dominant_color
         )
         return records, placeholder
+
+
+def request_presets(
+    request: events_pb2.RenderRequest, configured: Sequence[Preset]
+) -> list[Preset]:
+    """The presets a request asks for: the definitions it carries, so a redelivery after
+    a preset changed still renders what was asked; the configured presets for a request
+    made before presets travelled in it (none carried).
+
+    Raises InvalidArgument (INVALID_PRESET) for a definition this build cannot render:
+    the job's own fault, so the attempt fails and uses up the retry budget.
+    """
+    if not request.presets:
+        return list(configured)
+    presets: list[Preset] = []
+    for index, message in enumerate(request.presets):
+        try:
+            preset = preset_from_message(message)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+                for problem in error.errors()
+            )
+            raise _invalid_preset(
+                index, message.name, problems, "fix the preset and render the asset again"
+            ) from None
+        except KeyError as error:
+            # An enum value newer than this build: it cannot know what was meant.
+            raise _invalid_preset(
+                index,
+                message.name,
+                f"its fit, gravity or chroma subsampling ({error}) is unknown to this renderer",
+                "update the renderers to the catalog's version",
+            ) from None
+        if message.version and message.version != preset.version:
+            # A field this build does not know was set: what is rendered, and recorded,
+            # is the definition as this build reads it.
+            log.warning(
+                "preset %r is version %s here, %s in the request",
+                preset.name,
+                preset.version,
+                message.version,
+                extra={"job_id": request.job_id},
+            )
+        presets.append(preset)
+    names = [preset.name for preset in presets]
+    if len(set(names)) != len(names):
+        raise InvalidArgument(
+            f"the render request names a preset twice ({', '.join(names)}); each "
+            "preset's renditions need a name of their own",
+            reason="INVALID_PRESET",
+        )
+    return presets
+
+
+def _invalid_preset(index: int, name: str, problems: str, action: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"preset {index} ({name!r}) of the render request cannot be rendered: {problems}; {action}",
+        reason="INVALID_PRESET",
+        metadata={"preset": name},
+    )
+
+
+def request_focal_point(request: events_pb2.RenderRequest) -> Focal | None:
+    """The asset's focal point the request carries; None when it has none."""
+    if not request.HasField("focal_point"):
+        return None
+    return focal_point(request.focal_point.x, request.focal_point.y)
 
 
 def _describe(error: ImagepipeError) -> str:

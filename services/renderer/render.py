@@ -2,8 +2,9 @@
 
 One decode per job, at the smallest JPEG DCT scale that still covers every preset;
 then orientation and sRGB; then the presets, largest first, each reduced with
-Lanczos-3 (libvips, see resample.py) from the smallest image made so far that
-covers it. Each preset is encoded in each of its formats,
+Lanczos-3 (libvips, see resample.py) from the smallest whole image made so far that
+covers it, and a `cover` preset then cropped to its box (crop.py). Each preset is
+encoded in each of its formats,
 at its fixed quality or, when it sets `min_ssim`, at the smallest quality whose
 SSIM against the resized image reaches the target. Last, the placeholder (ThumbHash
 and dominant colour) is taken from the smallest preset's pixels.
@@ -21,10 +22,11 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from services.renderer.crop import Focal, cover_size, crop_cover, decode_boxes, whole_size
 from services.renderer.resample import downscale
 from services.shared.imaging.hashing import hamming, perceptual_hash
 from services.shared.imaging.metrics import Scores, SsimReference, luma, psnr
-from services.shared.imaging.normalize import fit_within, load_srgb
+from services.shared.imaging.normalize import load_srgb
 from services.shared.imaging.placeholders import dominant_colour, format_rgb_hex, thumbhash_encode
 from services.shared.presets import Preset
 
@@ -37,6 +39,7 @@ __all__ = [
     "encode",
     "encode_for_ssim",
     "fit_preset",
+    "preset_pixels",
     "render_presets",
 ]
 
@@ -172,35 +175,55 @@ def encode_for_ssim(
 def decode_for_presets(
     data: bytes, presets: Sequence[Preset], max_pixels: int
 ) -> tuple[list[Preset], Image.Image, tuple[int, int]]:
-    """The presets largest first, the original decoded once for all of them (oriented,
-    sRGB, at the smallest JPEG DCT scale covering every preset) and its full size."""
-    ordered = sorted(presets, key=lambda p: p.max_width * p.max_height, reverse=True)
-    boxes = [(preset.max_width, preset.max_height) for preset in ordered]
+    """The presets largest first (by the whole image each needs), the original decoded
+    once for all of them (oriented, sRGB, at the smallest JPEG DCT scale covering every
+    preset) and its full size."""
+    boxes = [box for preset in presets for box in decode_boxes(preset)]
     image, full = load_srgb(io.BytesIO(data), max_pixels, boxes=boxes)
-    return ordered, image, full
+
+    def needs(preset: Preset) -> tuple[int, int]:
+        width, height = whole_size(full, preset)
+        return width * height, preset.max_width * preset.max_height
+
+    return sorted(presets, key=needs, reverse=True), image, full
 
 
 def fit_preset(made: Sequence[Image.Image], full: tuple[int, int], preset: Preset) -> Image.Image:
-    """The pixels `preset`'s renditions encode and are measured against: the smallest
-    image made so far (the decode, then each larger preset) that covers the preset's
-    size, reduced to it with Lanczos-3. Chaining keeps each reduction small; taking
-    only images that cover the size means nothing is ever enlarged, whatever the
-    presets' shapes."""
-    width, height = fit_within(*full, preset.max_width, preset.max_height)
+    """The whole image reduced for `preset` (whole_size: the rendition itself for
+    `inside`, the image a `cover` window is cut from): the smallest whole image made so
+    far (the decode, then each larger preset's) that covers that size, reduced to it
+    with Lanczos-3. Chaining keeps each reduction small; taking only images that cover
+    the size means nothing is ever enlarged, whatever the presets' shapes."""
+    width, height = whole_size(full, preset)
     covering = [image for image in made if image.width >= width and image.height >= height]
     source = min(covering, key=lambda image: image.width * image.height)
     return downscale(source, (width, height))
 
 
-def render_presets(data: bytes, presets: Sequence[Preset], max_pixels: int) -> Rendering:
-    """Every preset and format of one original, from a single decode, and its placeholder."""
+def preset_pixels(
+    whole: Image.Image, full: tuple[int, int], preset: Preset, focal: Focal | None = None
+) -> Image.Image:
+    """The pixels `preset`'s renditions encode and are measured against: `whole` (from
+    fit_preset) for `inside`, its window by the preset's gravity for `cover`."""
+    if preset.fit == "inside":
+        return whole
+    return crop_cover(whole, cover_size(full, preset), preset.gravity, focal)
+
+
+def render_presets(
+    data: bytes, presets: Sequence[Preset], max_pixels: int, focal: Focal | None = None
+) -> Rendering:
+    """Every preset and format of one original, from a single decode, and its
+    placeholder. `focal` is the asset's focal point, for presets with gravity `focal`."""
     ordered, decoded, full = decode_for_presets(data, presets, max_pixels)
+    # Whole images only: a later preset is never reduced from an earlier one's crop.
     made = [decoded]
     rendered: list[RenderedImage] = []
     for preset in ordered:
         started = time.perf_counter()
-        current = fit_preset(made, full, preset)
-        made.append(current)
+        whole = fit_preset(made, full, preset)
+        made.append(whole)
+        current = preset_pixels(whole, full, preset, focal)
         for image_format in preset.formats:
             scores: Scores | None = None
             quality = preset.quality
@@ -224,8 +247,9 @@ def render_presets(data: bytes, presets: Sequence[Preset], max_pixels: int) -> R
                 )
             )
             started = time.perf_counter()
-    # The smallest preset's pixels (a thumbnail with the default presets): plenty for
-    # a hash of at most 100 px and a 64 px colour count.
+    # The smallest preset's whole image (a thumbnail with the default presets): plenty
+    # for a hash of at most 100 px and a 64 px colour count, and never a crop, so the
+    # placeholder has the asset's own aspect ratio.
     smallest = min(made, key=lambda image: image.width * image.height)
     return Rendering(
         renditions=rendered,

@@ -14,9 +14,12 @@ import pytest
 import urllib3
 from minio.error import S3Error
 
-from imagepipe.v1 import catalog_internal_pb2, common_pb2, events_pb2
+from imagepipe.v1 import catalog_internal_pb2, common_pb2, events_pb2, renderer_pb2
 from services.renderer.jobs import JobCatalog, JobRunner, Outcome
+from services.renderer.render import render_presets
 from services.shared.errors import FailedPrecondition, Unavailable
+from services.shared.preset_wire import preset_messages
+from services.shared.presets import Preset
 from services.shared.sandbox import DecodePool
 from services.shared.settings import Settings
 from services.shared.storage import (
@@ -278,3 +281,97 @@ async def test_a_refusing_object_store_uses_up_the_retry_budget(
     assert not result.transient, "retrying a refusal every 8 s forever never ends"
     assert result.error.startswith("STORAGE_REFUSED:") and code in result.error
     assert STORAGE_REFUSED.labels(code)._value.get() == refused_before + 1
+
+
+async def _stored_hopper() -> MemoryObjectStore:
+    store = MemoryObjectStore()
+    await store.put_bytes(
+        f"originals/{TENANT}/abc", (CORPUS / "bmp_hopper_24bit.bmp").read_bytes(), "image/bmp"
+    )
+    return store
+
+
+def _renditions(catalog: FakeCatalog) -> dict[str, common_pb2.Rendition]:
+    (completed,) = catalog.completed
+    return {r.rendition.preset: r.rendition for r in completed.renditions}
+
+
+async def test_a_request_made_before_presets_travelled_renders_the_configured_ones(
+    pool: DecodePool,
+) -> None:
+    catalog = FakeCatalog()
+    result = await _runner(catalog, await _stored_hopper(), pool).run(_request())
+    assert result.outcome is Outcome.DONE
+    configured = {preset.name: preset.version for preset in Settings().presets}
+    assert {name: r.preset_version for name, r in _renditions(catalog).items()} == configured
+
+
+async def test_a_redelivered_request_renders_the_presets_it_carries_not_the_settings(
+    pool: DecodePool,
+) -> None:
+    """Redelivery of an old render request after the preset changed renders what that
+    request asked: its definitions travel in it, with their versions."""
+    card = next(p for p in Settings().presets if p.name == "card")
+    asked = card.model_copy(
+        update={"max_width": 100, "max_height": 50, "fit": "cover", "gravity": "centre"}
+    )
+    assert asked.version != card.version
+    request = _request()
+    request.presets.extend(preset_messages([asked]))
+    catalog, store = FakeCatalog(), await _stored_hopper()
+    result = await _runner(catalog, store, pool).run(request)
+    assert result.outcome is Outcome.DONE
+    (rendition,) = _renditions(catalog).values()
+    assert (rendition.preset, rendition.width, rendition.height) == ("card", 100, 50)
+    assert rendition.preset_version == asked.version
+    written = [k for k in store.objects if k.startswith("renditions/")]
+    assert [k.split("/")[-1].split(".")[0] for k in written] == ["card"]
+
+
+async def test_the_focal_point_travels_to_the_crop(pool: DecodePool) -> None:
+    focal = Preset(name="banner", max_width=100, max_height=40, fit="cover", gravity="focal")
+    original = (CORPUS / "bmp_hopper_24bit.bmp").read_bytes()
+    hashes = []
+    for y in (0.0, 1.0):
+        request = _request()
+        request.presets.extend(preset_messages([focal]))
+        request.focal_point.CopyFrom(common_pb2.FocalPoint(x=0.5, y=y))
+        catalog = FakeCatalog()
+        assert (await _runner(catalog, await _stored_hopper(), pool).run(request)).outcome is (
+            Outcome.DONE
+        )
+        (rendition,) = _renditions(catalog).values()
+        (direct,) = render_presets(original, [focal], 50_000_000, (0.5, y)).renditions
+        assert rendition.content_hash == hashlib.sha256(direct.data).hexdigest()
+        hashes.append(rendition.content_hash)
+    assert hashes[0] != hashes[1], "the top and the bottom window differ"
+
+
+def _definition(**changes: object) -> renderer_pb2.Preset:
+    """A valid preset on the wire, with `changes` made to it."""
+    (message,) = preset_messages([Preset(name="card", max_width=90, max_height=90)])
+    for field, value in changes.items():
+        setattr(message, field, value)
+    return message
+
+
+@pytest.mark.parametrize(
+    ("definitions", "expected"),
+    [
+        ([_definition(name="Bad Name")], "name: String should match pattern"),
+        ([_definition(max_width=0)], "max_width: Input should be greater than or equal to 1"),
+        ([_definition(fit=99)], "(99) is unknown to this renderer"),
+        ([_definition(), _definition()], "names a preset twice"),
+    ],
+)
+async def test_a_preset_this_build_cannot_render_fails_the_attempt_and_says_why(
+    pool: DecodePool, definitions: list[renderer_pb2.Preset], expected: str
+) -> None:
+    request = _request()
+    request.presets.extend(definitions)
+    catalog, store = FakeCatalog(), await _stored_hopper()
+    result = await _runner(catalog, store, pool).run(request)
+    assert result.outcome is Outcome.FAILED and result.attempt == 1
+    assert result.error.startswith("INVALID_PRESET:") and expected in result.error
+    assert not result.transient, "the definition is the job's own fault"
+    assert catalog.completed == [] and list(store.objects) == [f"originals/{TENANT}/abc"]
