@@ -13,7 +13,7 @@ import struct
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -80,7 +80,7 @@ class ImageFacts:
     height: int
     frame_count: int
     perceptual_hash: int
-    metadata: ImageMetadata = ImageMetadata()
+    metadata: ImageMetadata = field(default_factory=ImageMetadata)
 
     @property
     def content_type(self) -> str:
