@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from imagepipe.cli.shapes import JsonObject, asset_json, error_json, psnr_value
+from imagepipe.cli.shapes import JsonObject, asset_json, error_json, metadata_json, psnr_value
 from imagepipe.client import ImagepipeError, format_name, status_name
 from imagepipe.v1 import common_pb2
 
@@ -49,6 +49,7 @@ __all__ = [
     "err",
     "error_view",
     "local_error",
+    "metadata_table",
     "out",
     "pixel_size",
     "print_error",
@@ -224,9 +225,56 @@ def asset_tables(asset: common_pb2.Asset) -> tuple[Table, Table]:
     return props, renditions
 
 
+def _exposure(seconds: float) -> str:
+    # Photographers read exposures under a second as fractions: 1/125 s.
+    return f"1/{round(1 / seconds)} s" if seconds < 1 else f"{seconds:g} s"
+
+
+# How each metadata field reads to a person: its name, and its value as text.
+_METADATA_CELLS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "capture_time": ("captured", str),
+    "capture_time_offset": ("offset", str),
+    "camera_make": ("camera make", str),
+    "camera_model": ("camera model", str),
+    "lens": ("lens", str),
+    "exposure_time_seconds": ("exposure", _exposure),
+    "f_number": ("aperture", lambda v: f"f/{v:g}"),
+    "iso": ("ISO", str),
+    "focal_length_mm": ("focal length", lambda v: f"{v:g} mm"),
+    "orientation": ("orientation", str),
+    "color_profile": ("colour profile", str),
+    "title": ("title", str),
+    "description": ("description", str),
+    "creator": ("creator", str),
+    "copyright": ("copyright", str),
+    "keywords": ("keywords", ", ".join),
+    "gps": (
+        "GPS",
+        lambda p: f"{p['latitude']:.6f}, {p['longitude']:.6f} ({p['altitude_meters']:.0f} m)",
+    ),
+}
+
+
+def metadata_table(metadata: common_pb2.AssetMetadata) -> Table | None:
+    """What the original says, or None when it says nothing."""
+    found = metadata_json(metadata)
+    if not found:
+        return None
+    table = Table(title="metadata", title_justify="left", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in found.items():
+        label, text = _METADATA_CELLS[name]
+        table.add_row(label, escape(text(value)))
+    return table
+
+
 def draw_asset(asset: common_pb2.Asset) -> None:
     props, renditions = asset_tables(asset)
     out.print(props)
+    metadata = metadata_table(asset.metadata)
+    if metadata is not None:
+        out.print(metadata)
     if asset.renditions:
         out.print(renditions)
 

@@ -32,6 +32,7 @@ __all__ = [
     "delivery_link_json",
     "error_json",
     "link_json",
+    "metadata_json",
     "metrics_json",
     "poison_json",
     "preset_json",
@@ -99,6 +100,7 @@ def asset_json(asset: common_pb2.Asset) -> JsonObject:
         "job_id": asset.job_id,
         "thumbhash": asset.placeholder.thumbhash,
         "dominant_color": asset.placeholder.dominant_color,
+        "metadata": metadata_json(asset.metadata),
         "renditions": [rendition_json(r) for r in asset.renditions],
     }
 
@@ -304,4 +306,43 @@ def created_signing_key_json(created: CreatedSigningKey) -> JsonObject:
 
 
 def tenant_settings_json(settings: common_pb2.TenantSettings) -> JsonObject:
-    return {"unsigned_delivery": settings.unsigned_delivery}
+    return {"unsigned_delivery": settings.unsigned_delivery, "keep_gps": settings.keep_gps}
+
+
+# The AssetMetadata fields shown as they are, in the message's order.
+_METADATA_VALUES = (
+    "capture_time_offset",
+    "camera_make",
+    "camera_model",
+    "lens",
+    "exposure_time_seconds",
+    "f_number",
+    "iso",
+    "focal_length_mm",
+    "orientation",
+    "color_profile",
+    "title",
+    "description",
+    "creator",
+    "copyright",
+)
+
+
+def metadata_json(metadata: common_pb2.AssetMetadata) -> JsonObject:
+    """What the original says, only the fields it gives (absent ones are left out)."""
+    row: JsonObject = {}
+    if metadata.HasField("capture_time"):
+        row["capture_time"] = _timestamp(metadata.capture_time, True)
+    for name in _METADATA_VALUES:
+        value = getattr(metadata, name)
+        if value:
+            row[name] = value
+    if metadata.keywords:
+        row["keywords"] = list(metadata.keywords)
+    if metadata.HasField("gps"):
+        row["gps"] = {
+            "latitude": metadata.gps.latitude,
+            "longitude": metadata.gps.longitude,
+            "altitude_meters": metadata.gps.altitude_meters,
+        }
+    return row

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeAlias, Unpack
 
@@ -228,20 +229,37 @@ class AsyncClient(DeliveryCalls):
         self,
         status: str | _Status | None = None,
         *,
+        labels: Mapping[str, str] | None = None,
+        captured_from: datetime | None = None,
+        captured_to: datetime | None = None,
         page_size: int = 100,
         request_id: str | None = None,
         timeout: float | None = None,
     ) -> AsyncIterator[common_pb2.Asset]:
-        """Every live asset (or those in `status`), newest first, page after page."""
+        """Every live asset, newest first, page after page; only those in `status`,
+        carrying every one of `labels`, and captured at or after `captured_from` and
+        before `captured_to` (a time without a timezone is UTC), when given. An asset
+        whose original gives no capture time meets no capture-time bound."""
         rid = request_id or new_request_id()
         metadata = self._calls.tenant_metadata(rid)
         stub = self._catalog()
         wanted = common_pb2.ASSET_STATUS_UNSPECIFIED if status is None else parse_status(status)
+        template = catalog_pb2.ListAssetsRequest(
+            page_size=page_size, status=wanted, labels=dict(labels or {})
+        )
+        for field, moment in (
+            ("capture_time_from", captured_from),
+            ("capture_time_to", captured_to),
+        ):
+            if moment is not None:
+                aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+                getattr(template, field).FromDatetime(aware)
 
         def request_for(token: str) -> catalog_pb2.ListAssetsRequest:
-            return catalog_pb2.ListAssetsRequest(
-                page_size=page_size, page_token=token, status=wanted
-            )
+            request = catalog_pb2.ListAssetsRequest()
+            request.CopyFrom(template)
+            request.page_token = token
+            return request
 
         async for page in self._calls.pages(stub.ListAssets, request_for, metadata, rid, timeout):
             for asset in page.assets:

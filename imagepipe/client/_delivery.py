@@ -352,12 +352,16 @@ class DeliveryCalls:
         self,
         *,
         unsigned_delivery: bool | None = None,
+        keep_gps: bool | None = None,
         request_id: str | None = None,
         timeout: float | None = None,
     ) -> common_pb2.TenantSettings:
-        """Change the settings given (None: leave as is); returns them all after."""
+        """Change the settings given (None: leave as is); returns them all after.
+
+        `keep_gps`: keep the GPS position of later uploads in their metadata (off by
+        default; renditions never carry it)."""
         rid = request_id or new_request_id()
-        changes = _given({"unsigned_delivery": unsigned_delivery}, rid)
+        changes = _given({"unsigned_delivery": unsigned_delivery, "keep_gps": keep_gps}, rid)
         request = catalog_pb2.UpdateTenantSettingsRequest(
             settings=common_pb2.TenantSettings(**changes),
             update_mask=field_mask_pb2.FieldMask(paths=sorted(changes)),

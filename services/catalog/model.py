@@ -19,6 +19,8 @@ __all__ = [
     "TENANT_SETTING_NAMES",
     "ApiKey",
     "Asset",
+    "AssetFilter",
+    "AssetMetadata",
     "AssetRegistration",
     "AssetStatus",
     "AssetWithRenditions",
@@ -26,6 +28,7 @@ __all__ = [
     "AttemptStart",
     "Claimed",
     "DeletedAsset",
+    "GpsPosition",
     "Job",
     "JobState",
     "JobWithAttempts",
@@ -47,6 +50,7 @@ __all__ = [
     "Tenant",
     "TenantMetrics",
     "TenantSettings",
+    "without_gps",
 ]
 
 
@@ -122,12 +126,60 @@ class TenantSettings:
     conversions follow the field list."""
 
     unsigned_delivery: bool = False
+    # Keep the GPS position of uploads in their metadata (renditions never carry it).
+    keep_gps: bool = False
 
 
 TENANT_SETTING_NAMES = tuple(f.name for f in dataclasses.fields(TenantSettings))
 
 
 # Assets and renditions -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpsPosition:
+    latitude: float  # degrees north
+    longitude: float  # degrees east
+    altitude_meters: float = 0.0
+
+
+@dataclass(frozen=True)
+class AssetMetadata:
+    """What an original says about itself (the AssetMetadata message's fields); empty
+    strings and zeros where it says nothing."""
+
+    capture_time: dt.datetime | None = None
+    capture_time_offset: str = ""
+    camera_make: str = ""
+    camera_model: str = ""
+    lens: str = ""
+    exposure_time_seconds: float = 0.0
+    f_number: float = 0.0
+    iso: int = 0
+    focal_length_mm: float = 0.0
+    orientation: int = 0
+    color_profile: str = ""
+    title: str = ""
+    description: str = ""
+    creator: str = ""
+    copyright: str = ""
+    keywords: tuple[str, ...] = ()
+    gps: GpsPosition | None = None
+
+
+def without_gps(metadata: AssetMetadata, settings: TenantSettings) -> AssetMetadata:
+    """A registration's metadata when its caller gives no rule: never a position."""
+    return dataclasses.replace(metadata, gps=None)
+
+
+@dataclass(frozen=True)
+class AssetFilter:
+    """Which live assets a listing returns: every condition set must hold."""
+
+    status: AssetStatus | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # (key, value) pairs, sorted by key
+    captured_from: dt.datetime | None = None  # at or after
+    captured_to: dt.datetime | None = None  # before
 
 
 @dataclass(frozen=True)
@@ -154,6 +206,7 @@ class Asset:
     updated_at: dt.datetime
     deleted_at: dt.datetime | None
     job_id: uuid.UUID | None  # the asset's newest job
+    metadata: AssetMetadata = dataclasses.field(default_factory=AssetMetadata)
 
 
 @dataclass(frozen=True)
@@ -214,6 +267,9 @@ class NewAsset:
     labels: dict[str, str]
     original_key: str
     request_id: str
+    # GPS included as the upload had it: the registration keeps it only for a tenant
+    # that keeps GPS (usecases.assets.register_asset).
+    metadata: AssetMetadata = dataclasses.field(default_factory=AssetMetadata)
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Protocol, TypeAlias
 
 from services.catalog.model import (
     ApiKey,
     Asset,
+    AssetFilter,
+    AssetMetadata,
     AssetRegistration,
-    AssetStatus,
     Attempt,
     AttemptStart,
     Claimed,
@@ -38,6 +39,7 @@ from services.catalog.model import (
     Tenant,
     TenantMetrics,
     TenantSettings,
+    without_gps,
 )
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "ContentLock",
     "JobStore",
     "KeysetPosition",
+    "MetadataRule",
     "PoisonStore",
     "PurgeStore",
     "RequestEncoder",
@@ -56,6 +59,9 @@ __all__ = [
 
 # Where a newest-first listing stopped: the (created_at, id) of its last row.
 KeysetPosition: TypeAlias = tuple[dt.datetime, uuid.UUID]
+# What a registration keeps of an upload's metadata, given the tenant's settings as the
+# registering transaction reads them.
+MetadataRule: TypeAlias = Callable[[AssetMetadata, TenantSettings], AssetMetadata]
 
 
 class TenantStore(Protocol):
@@ -123,8 +129,12 @@ class AssetStore(Protocol):
         also when that asset was registered by this same request."""
         ...
 
-    async def register_asset(self, new: NewAsset) -> AssetRegistration:
-        """The asset and its pending job, or the live asset with the same bytes."""
+    async def register_asset(
+        self, new: NewAsset, keep: MetadataRule = without_gps
+    ) -> AssetRegistration:
+        """The asset and its pending job, or the live asset with the same bytes. The
+        tenant's settings are read in the registration's transaction, locked against
+        a concurrent change, and the asset stores `keep(new.metadata, settings)`."""
         ...
 
     async def get_asset(
@@ -147,11 +157,12 @@ class AssetStore(Protocol):
     async def list_assets(
         self,
         tenant_id: uuid.UUID,
-        status: AssetStatus | None,
+        where: AssetFilter,
         after: KeysetPosition | None,
         limit: int,
     ) -> list[Asset]:
-        """Live assets newest first."""
+        """Live assets meeting every condition of `where`, newest first. An asset
+        without a capture time fails any capture-time condition."""
         ...
 
     async def near_duplicates(

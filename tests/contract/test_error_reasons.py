@@ -542,6 +542,13 @@ CASES: dict[str, tuple[grpc.StatusCode, Callable[[World], object]]] = {
             _registration(w, size_bytes=-1), metadata=w.services.internal_metadata
         ),
     ),
+    "INVALID_METADATA": (
+        S.INVALID_ARGUMENT,
+        lambda w: w.internal.RegisterAsset(
+            _registration(w, metadata=common_pb2.AssetMetadata(f_number=float("nan"))),
+            metadata=w.services.internal_metadata,
+        ),
+    ),
     "INVALID_ATTEMPT": (
         S.INVALID_ARGUMENT,
         lambda w: w.internal.CompleteJob(

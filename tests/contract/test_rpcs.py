@@ -5,13 +5,16 @@ A completeness test fails when an RPC in the protos has no case here.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagepipe.v1 import (
     catalog_internal_pb2,
@@ -35,7 +38,14 @@ from services.catalog.api.public import CatalogServicer
 from services.ingest.servicer import IngestServicer
 from services.quality.servicer import QualityServicer
 from services.renderer.servicer import RendererServicer
-from tests.helpers import Services, Tenant, upload, upload_messages, wait_for_status
+from tests.helpers import (
+    Services,
+    Tenant,
+    error_info,
+    upload,
+    upload_messages,
+    wait_for_status,
+)
 
 ALL_SERVICES = [
     s
@@ -170,6 +180,78 @@ def test_tenant_reads(services: Services, tenant: Tenant, corpus: Path) -> None:
         with pytest.raises(grpc.RpcError) as failed:
             bad()
         assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _registered_with(
+    services: Services, tenant: Tenant, tag: str, captured: dt.datetime | None, **labels: str
+) -> str:
+    """An asset registered through the internal API with this capture time and labels,
+    and a GPS position its tenant does not keep."""
+    request = _fake_registration(tenant, tag)
+    request.labels.update(labels)
+    request.metadata.camera_model = f"camera {tag}"
+    request.metadata.gps.latitude = 48.85
+    if captured is not None:
+        request.metadata.capture_time.FromDatetime(captured)
+    internal = catalog_internal_pb2_grpc.CatalogInternalServiceStub(services.catalog)
+    registered = internal.RegisterAsset(request, metadata=services.internal_metadata)
+    return registered.asset.asset_id
+
+
+def test_list_assets_filters(services: Services, tenant: Tenant) -> None:
+    catalog = catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+    md = tenant.metadata
+    day = [dt.datetime(2024, 3, d, tzinfo=dt.UTC) for d in range(1, 5)]
+    first = _registered_with(services, tenant, "a", day[0], shop="eu", kind="shoe")
+    second = _registered_with(services, tenant, "b", day[1], shop="eu")
+    third = _registered_with(services, tenant, "c", day[2], shop="us", kind="shoe")
+    undated = _registered_with(services, tenant, "d", None, shop="eu")
+
+    def listed(**filters: Any) -> list[str]:
+        request = catalog_pb2.ListAssetsRequest(**filters)
+        return [a.asset_id for a in catalog.ListAssets(request, metadata=md).assets]
+
+    def stamp(moment: dt.datetime) -> Timestamp:
+        value = Timestamp()
+        value.FromDatetime(moment)
+        return value
+
+    assert listed(labels={"shop": "eu"}) == [undated, second, first]
+    assert listed(labels={"shop": "eu", "kind": "shoe"}) == [first]
+    assert listed(capture_time_from=stamp(day[1])) == [third, second]
+    assert listed(capture_time_to=stamp(day[1])) == [first]
+    assert listed(capture_time_from=stamp(day[0]), capture_time_to=stamp(day[2])) == [
+        second,
+        first,
+    ]
+    assert listed(labels={"kind": "shoe"}, capture_time_from=stamp(day[1])) == [third]
+
+    got = catalog.GetAsset(catalog_pb2.GetAssetRequest(asset_id=first), metadata=md).asset
+    assert got.metadata.camera_model == "camera a"
+    assert got.metadata.capture_time.ToDatetime(tzinfo=dt.UTC) == day[0]
+    assert not got.metadata.HasField("gps"), "the tenant does not keep GPS"
+    listed_assets = catalog.ListAssets(
+        catalog_pb2.ListAssetsRequest(labels={"kind": "shoe"}), metadata=md
+    ).assets
+    assert {a.metadata.camera_model for a in listed_assets} == {"camera a", "camera c"}
+
+    page = catalog.ListAssets(
+        catalog_pb2.ListAssetsRequest(labels={"shop": "eu"}, page_size=1), metadata=md
+    )
+    assert page.next_page_token
+    for bad in (
+        catalog_pb2.ListAssetsRequest(labels={"shop": "us"}, page_token=page.next_page_token),
+        catalog_pb2.ListAssetsRequest(page_token=page.next_page_token),
+        catalog_pb2.ListAssetsRequest(
+            capture_time_from=stamp(day[2]), capture_time_to=stamp(day[1])
+        ),
+        catalog_pb2.ListAssetsRequest(capture_time_from=Timestamp(seconds=2**40)),
+        catalog_pb2.ListAssetsRequest(labels={f"k{i}": "v" for i in range(33)}),
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            catalog.ListAssets(bad, metadata=md)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_info(refused.value).reason in ("INVALID_PAGE_TOKEN", "INVALID_FILTER")
 
 
 def test_list_presets(services: Services, tenant: Tenant) -> None:

@@ -3,7 +3,8 @@
 A case is fully described by its method, credential and message bytes, so any case
 replays exactly from its seed and index (`python -m tests.fuzz --seed S --only I`).
 Families:
-- upload/*: a seed image, mutated, uploaded by the upload tenant;
+- upload/*: a seed image, mutated, uploaded by the upload tenant; upload/metadata-*: a
+  valid JPEG whose EXIF, XMP, IPTC or ICC block is hostile;
 - compare/*: two images (mutated or not) through QualityService.CompareImages;
 - header/*: a valid image under a hostile UploadHeader (NUL, newline, invalid UTF-8
   sent as raw bytes, 10 KB fields, 1 000 labels) or a malformed stream;
@@ -26,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from google.protobuf import descriptor, message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagepipe.v1 import (
     catalog_internal_pb2,
@@ -38,6 +40,7 @@ from imagepipe.v1 import (
     tenant_admin_pb2,
 )
 from tests.fuzz import wire
+from tests.fuzz.metadata_blocks import hostile_metadata_image
 from tests.fuzz.mutate import mutate, pick_seed, png_chunk, seeds
 
 __all__ = ["Case", "Context", "Method", "make_case", "methods"]
@@ -320,6 +323,20 @@ def upload_mutant(rng: random.Random, ctx: Context, index: int, m: dict[str, Met
     )
 
 
+def upload_metadata(rng: random.Random, ctx: Context, index: int, m: dict[str, Method]) -> Case:
+    kind, data = hostile_metadata_image(rng, f"{ctx.upload_tenant_id} {index} {rng.random()}")
+    messages = [_upload_header("meta.jpg"), *_chunks(data, rng, "chunk", ingest_pb2.UploadRequest)]
+    return Case(
+        index,
+        f"upload/metadata-{kind}",
+        f"JPEG with a hostile {kind} block -> {len(data)} bytes",
+        m["Upload"],
+        "tenant",
+        tuple(messages),
+        upload=True,
+    )
+
+
 def compare_mutant(rng: random.Random, ctx: Context, index: int, m: dict[str, Method]) -> Case:
     def one() -> tuple[str, bytes]:
         seed = pick_seed(rng)
@@ -435,6 +452,38 @@ def _page(rng: random.Random, query: str, real: str, filters: dict[str, Any]) ->
     return fields if forged else {**fields, **filters}
 
 
+# Timestamps a filter may carry: real ones, the edges of what a Timestamp may hold, and
+# past them (seconds beyond year 9999, negative or overflowing nanos).
+_TIMES = (
+    (0, 0),
+    (1_700_000_000, 0),
+    (-62_135_596_800, 0),
+    (253_402_300_799, 999_999_999),
+    (2**62, 0),
+    (-(2**63), 0),
+    (0, -1),
+    (0, 2**31 - 1),
+)
+
+
+def _asset_filters(rng: random.Random) -> dict[str, Any]:
+    """ListAssets' label and capture-time filters, hostile or not."""
+    filters: dict[str, Any] = {}
+    if rng.random() < 0.4:
+        filters["labels"] = rng.choice(
+            [
+                {"album": "x"},
+                {hostile_text(rng): hostile_text(rng)},
+                {f"k{i}": "v" for i in range(rng.choice([33, 1000]))},
+            ]
+        )
+    for name in ("capture_time_from", "capture_time_to"):
+        if rng.random() < 0.3:
+            seconds, nanos = rng.choice(_TIMES)
+            filters[name] = Timestamp(seconds=seconds, nanos=nanos)
+    return filters
+
+
 def _mask(rng: random.Random) -> bytes:
     """A FieldMask's bytes (its paths may be invalid UTF-8): known, unknown, none."""
     paths: list[Text] = rng.choice(
@@ -466,7 +515,10 @@ FIELD_BUILDERS: dict[str, FieldBuilder] = {
         r,
         f"assets:{c.rpc_tenant_id}:None",
         c.tokens.get("ListAssets", ""),
-        {"status": r.choice(ENUMS)} if r.random() < 0.5 else {},
+        {
+            **({"status": r.choice(ENUMS)} if r.random() < 0.5 else {}),
+            **_asset_filters(r),
+        },
     ),
     "ListJobs": lambda r, c: _page(
         r,
@@ -751,6 +803,7 @@ def raw_message(rng: random.Random, ctx: Context, index: int, m: dict[str, Metho
 Family = Callable[[random.Random, Context, int, dict[str, Method]], Case]
 FAMILIES: list[tuple[Family, int]] = [
     (upload_mutant, 40),
+    (upload_metadata, 8),
     (compare_mutant, 8),
     (upload_header, 12),
     (hostile_field, 20),

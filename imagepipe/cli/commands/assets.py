@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import Annotated
 
@@ -41,6 +42,31 @@ def _known_status(value: str | None) -> str | None:
     return value
 
 
+def _label_pairs(values: list[str] | None) -> list[str] | None:
+    """Refuse a --label that is not key=value as a usage error (exit 2)."""
+    for value in values or ():
+        key, equals, _ = value.partition("=")
+        if not key or not equals:
+            raise typer.BadParameter(f"{value!r} is not key=value", param_hint="--label")
+    return values
+
+
+def _moment(value: str | None) -> datetime | None:
+    """An ISO 8601 date (midnight UTC) or date and time (UTC unless it says otherwise)."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date (2024-05-01) or time (2024-05-01T12:00+02:00)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def list_command(
     status: Annotated[
         str | None,
@@ -48,14 +74,38 @@ def list_command(
             help="Only assets in this status (pending, ready, failed …).", callback=_known_status
         ),
     ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only assets with this label, as key=value (repeat: every one must match).",
+            callback=_label_pairs,
+        ),
+    ] = None,
+    captured_from: Annotated[
+        str | None,
+        typer.Option(help="Only assets captured at or after this ISO date or time (UTC)."),
+    ] = None,
+    captured_to: Annotated[
+        str | None,
+        typer.Option(help="Only assets captured before this ISO date or time (UTC)."),
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """List live assets, newest first."""
+    labels = dict(pair.partition("=")[::2] for pair in label or ())
+    start, end = _moment(captured_from), _moment(captured_to)
 
     async def view(client: AsyncClient) -> View:
         found: list[common_pb2.Asset] = []
-        async for asset in client.list_assets(status, page_size=min(limit, 500)):
+        listed = client.list_assets(
+            status,
+            labels=labels,
+            captured_from=start,
+            captured_to=end,
+            page_size=min(limit, 500),
+        )
+        async for asset in listed:
             found.append(asset)
             if len(found) >= limit:
                 break

@@ -24,12 +24,14 @@ class Setting(StrEnum):
     """The settings a tenant changes, as typed on the command line."""
 
     unsigned_delivery = "unsigned-delivery"
+    keep_gps = "keep-gps"
 
 
 _Update = Callable[[AsyncClient, bool], Awaitable[common_pb2.TenantSettings]]
 # One line per setting: how the command changes it.
 _UPDATES: Mapping[Setting, _Update] = {
     Setting.unsigned_delivery: lambda c, on: c.update_tenant_settings(unsigned_delivery=on),
+    Setting.keep_gps: lambda c, on: c.update_tenant_settings(keep_gps=on),
 }
 
 
@@ -56,7 +58,8 @@ def settings_set(
     value: Annotated[str, typer.Argument(help="true or false.", metavar="VALUE")],
     as_json: JsonOption = False,
 ) -> None:
-    """Change a setting. unsigned-delivery true: delivery also serves unsigned URLs."""
+    """Change a setting. unsigned-delivery true: delivery also serves unsigned URLs.
+    keep-gps true: later uploads keep their GPS position in their metadata."""
     switch = parse_switch(value)
 
     async def view(client: AsyncClient) -> View:

@@ -14,9 +14,11 @@ from imagepipe.v1 import catalog_internal_pb2, catalog_pb2, common_pb2, events_p
 from services.catalog.model import (
     TENANT_SETTING_NAMES,
     ApiKey,
+    AssetMetadata,
     AssetStatus,
     AssetWithRenditions,
     Attempt,
+    GpsPosition,
     Job,
     JobState,
     NewAsset,
@@ -45,10 +47,12 @@ __all__ = [
     "PURGE_ITEM_KIND",
     "api_key_message",
     "asset_message",
+    "asset_metadata",
     "attempt_message",
     "deliverable_rendition",
     "encode_request",
     "job_message",
+    "metadata_message",
     "metrics_message",
     "new_asset",
     "new_renditions",
@@ -195,6 +199,43 @@ def deliverable_rendition(rendition: Rendition) -> catalog_internal_pb2.Delivera
     )
 
 
+# The metadata fields that are the same plain value in the model and the message.
+_PLAIN_METADATA = tuple(
+    f.name
+    for f in dataclasses.fields(AssetMetadata)
+    if f.name not in ("capture_time", "keywords", "gps")
+)
+
+
+def metadata_message(metadata: AssetMetadata) -> common_pb2.AssetMetadata:
+    gps = metadata.gps
+    return common_pb2.AssetMetadata(
+        capture_time=timestamp(metadata.capture_time),
+        keywords=metadata.keywords,
+        gps=None if gps is None else common_pb2.GpsPosition(**dataclasses.asdict(gps)),
+        **{name: getattr(metadata, name) for name in _PLAIN_METADATA},
+    )
+
+
+def asset_metadata(message: common_pb2.AssetMetadata) -> AssetMetadata:
+    """A registration's metadata (checked by requests.checked_metadata)."""
+    gps = message.gps
+    return AssetMetadata(
+        capture_time=(
+            message.capture_time.ToDatetime(tzinfo=dt.UTC)
+            if message.HasField("capture_time")
+            else None
+        ),
+        keywords=tuple(message.keywords),
+        gps=(
+            GpsPosition(gps.latitude, gps.longitude, gps.altitude_meters)
+            if message.HasField("gps")
+            else None
+        ),
+        **{name: getattr(message, name) for name in _PLAIN_METADATA},
+    )
+
+
 def asset_message(found: AssetWithRenditions) -> common_pb2.Asset:
     asset = found.asset
     placeholder = None
@@ -224,6 +265,7 @@ def asset_message(found: AssetWithRenditions) -> common_pb2.Asset:
         job_id=_id(asset.job_id),
         upload_count=asset.upload_count,
         placeholder=placeholder,
+        metadata=metadata_message(asset.metadata),
     )
 
 
@@ -260,6 +302,7 @@ def new_asset(
         labels=dict(request.labels),
         original_key=request.original_key,
         request_id=request.request_id,
+        metadata=asset_metadata(request.metadata),
     )
 
 

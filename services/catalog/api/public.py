@@ -56,7 +56,7 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
         page = await assets.list_assets(
             self._stores.assets,
             tenant_id=tenant_id,
-            status=requests.status_filter(request.status),
+            where=requests.asset_filter(request),
             page_size=request.page_size,
             page_token=request.page_token,
         )

@@ -10,15 +10,18 @@ surface as INTERNAL from a constraint.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from imagepipe.v1 import catalog_internal_pb2 as internal_pb
 from imagepipe.v1 import catalog_pb2, common_pb2
 from services.catalog.api.convert import ASSET_STATUS, JOB_STATE, POISON_REASON
-from services.catalog.model import AssetStatus, JobState, PoisonReason
+from services.catalog.model import AssetFilter, AssetStatus, JobState, PoisonReason
 from services.catalog.similarity import MAX_DISTANCE
 from services.shared.auth import current_tenant_id
 from services.shared.errors import InvalidArgument
@@ -27,7 +30,9 @@ from services.shared.imaging.hashing import parse_hash
 from services.shared.storage import rendition_version
 
 __all__ = [
+    "asset_filter",
     "checked_completion",
+    "checked_metadata",
     "checked_registration",
     "claim_limit",
     "delivery_format",
@@ -59,6 +64,16 @@ MAX_LEASE_SECONDS = 3600
 MAX_URL_TTL_SECONDS = 7 * 86400
 DEFAULT_SIMILAR_LIMIT = 20
 MAX_SIMILAR_LIMIT = 200
+# At most as many label pairs as an upload may carry (ingest's MAX_LABELS).
+MAX_LABEL_FILTERS = 32
+# What ingest's metadata reader keeps (services/shared/imaging/metadata.py): a longer
+# value did not come from it, and the row stays bounded.
+MAX_METADATA_TEXT = 256
+MAX_METADATA_DESCRIPTION = 2000
+MAX_METADATA_KEYWORDS = 64
+# Seconds of 0001-01-01 and 9999-12-31T23:59:59 UTC: what a Timestamp may hold.
+_TIMESTAMP_SECONDS = (-62135596800, 253402300799)
+_OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
 _ASSET_STATUSES = {v: k for k, v in ASSET_STATUS.items()}
 _JOB_STATES = {v: k for k, v in JOB_STATE.items()}
 _POISON_REASONS = {v: k for k, v in POISON_REASON.items()}
@@ -97,6 +112,40 @@ def _filter(names: Mapping[Any, _T], value: int, field: str) -> _T | None:
 
 def status_filter(value: common_pb2.AssetStatus.ValueType) -> AssetStatus | None:
     return _filter(_ASSET_STATUSES, value, "status")
+
+
+def _valid_time(stamp: Timestamp) -> bool:
+    low, high = _TIMESTAMP_SECONDS
+    return low <= stamp.seconds <= high and 0 <= stamp.nanos < 1_000_000_000
+
+
+def _time_filter(request: catalog_pb2.ListAssetsRequest, field: str) -> dt.datetime | None:
+    if not request.HasField(field):  # type: ignore[arg-type]
+        return None
+    stamp: Timestamp = getattr(request, field)
+    if not _valid_time(stamp):
+        raise InvalidArgument(
+            f"{field} is not a valid time (years 1 to 9999, nanos below one second)",
+            reason="INVALID_FILTER",
+            metadata={"field": field},
+        )
+    return stamp.ToDatetime(tzinfo=dt.UTC)
+
+
+def asset_filter(request: catalog_pb2.ListAssetsRequest) -> AssetFilter:
+    """ListAssets' filters; an unset one selects everything."""
+    if len(request.labels) > MAX_LABEL_FILTERS:
+        raise InvalidArgument(
+            f"at most {MAX_LABEL_FILTERS} labels can be matched, got {len(request.labels)}",
+            reason="INVALID_FILTER",
+            metadata={"field": "labels", "limit": MAX_LABEL_FILTERS},
+        )
+    return AssetFilter(
+        status=status_filter(request.status),
+        labels=tuple(sorted(request.labels.items())),
+        captured_from=_time_filter(request, "capture_time_from"),
+        captured_to=_time_filter(request, "capture_time_to"),
+    )
 
 
 def state_filter(value: common_pb2.JobState.ValueType) -> JobState | None:
@@ -220,11 +269,67 @@ def checked_registration(request: internal_pb.RegisterAssetRequest) -> tuple[str
         reason="INVALID_DIMENSIONS",
     )
     _within([("size_bytes", request.size_bytes, 1, INT64_MAX)], reason="INVALID_SIZE")
+    checked_metadata(request.metadata)
     image_format = known_format(request.format, "format")
     try:
         return image_format, perceptual_hash(request.perceptual_hash)
     except ValueError as error:
         raise InvalidArgument(str(error), reason="INVALID_HASH") from None
+
+
+def _metadata_problem(metadata: common_pb2.AssetMetadata) -> str | None:
+    """The first field of a registration's metadata the catalog cannot keep, if any."""
+    texts = [(name, MAX_METADATA_TEXT) for name in _METADATA_TEXTS]
+    texts.append(("description", MAX_METADATA_DESCRIPTION))
+    for name, limit in texts:
+        if len(getattr(metadata, name)) > limit:
+            return name
+    if len(metadata.keywords) > MAX_METADATA_KEYWORDS or any(
+        len(keyword) > MAX_METADATA_TEXT for keyword in metadata.keywords
+    ):
+        return "keywords"
+    if metadata.HasField("capture_time") and not _valid_time(metadata.capture_time):
+        return "capture_time"
+    if metadata.capture_time_offset and not _OFFSET.fullmatch(metadata.capture_time_offset):
+        return "capture_time_offset"
+    for name in ("exposure_time_seconds", "f_number", "focal_length_mm"):
+        value = getattr(metadata, name)
+        if not (math.isfinite(value) and value >= 0):
+            return name
+    if metadata.orientation > 8:
+        return "orientation"
+    gps = metadata.gps
+    if metadata.HasField("gps") and not (
+        all(math.isfinite(v) for v in (gps.latitude, gps.longitude, gps.altitude_meters))
+        and abs(gps.latitude) <= 90
+        and abs(gps.longitude) <= 180
+    ):
+        return "gps"
+    return None
+
+
+_METADATA_TEXTS = (
+    "capture_time_offset",
+    "camera_make",
+    "camera_model",
+    "lens",
+    "color_profile",
+    "title",
+    "creator",
+    "copyright",
+)
+
+
+def checked_metadata(metadata: common_pb2.AssetMetadata) -> None:
+    """Refuse metadata the database cannot hold (JSON has no NaN) or that no reader
+    of ours produced (past its limits)."""
+    problem = _metadata_problem(metadata)
+    if problem is not None:
+        raise InvalidArgument(
+            f"metadata.{problem} is out of range or too long (see AssetMetadata)",
+            reason="INVALID_METADATA",
+            metadata={"field": f"metadata.{problem}"},
+        )
 
 
 def checked_completion(request: internal_pb.CompleteJobRequest) -> list[str]:

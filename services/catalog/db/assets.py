@@ -13,6 +13,8 @@ from services.catalog.db.pool import Connection, database_methods, sql_list, tra
 from services.catalog.lifecycle import IN_FLIGHT
 from services.catalog.model import (
     Asset,
+    AssetFilter,
+    AssetMetadata,
     AssetRegistration,
     AssetStatus,
     Job,
@@ -20,8 +22,10 @@ from services.catalog.model import (
     PresetRenditions,
     Rendition,
     SimilarAsset,
+    TenantSettings,
+    without_gps,
 )
-from services.catalog.ports import KeysetPosition
+from services.catalog.ports import KeysetPosition, MetadataRule
 from services.catalog.similarity import probes, signed_hash
 
 __all__ = ["PgAssetStore", "asset_row", "lock_content"]
@@ -29,8 +33,8 @@ __all__ = ["PgAssetStore", "asset_row", "lock_content"]
 _INSERT_ASSET = """
     INSERT INTO assets (id, tenant_id, status, content_hash, perceptual_hash, filename,
         declared_content_type, content_type, format, width, height, size_bytes,
-        frame_count, labels, original_key)
-    VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        frame_count, labels, original_key, metadata, capture_time)
+    VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
     ON CONFLICT (tenant_id, content_hash) WHERE deleted_at IS NULL DO NOTHING
     RETURNING id
 """
@@ -52,14 +56,28 @@ _REGISTERED_BY = f"""
       AND a.deleted_at IS NULL
     ORDER BY j.created_at LIMIT 1
 """
+# The tenant's settings as a registration reads them: FOR SHARE waits for a settings
+# change in flight and holds the next one back until the registration commits, so an
+# upload never keeps what its tenant has just stopped keeping.
+_REGISTRATION_SETTINGS = (
+    f"SELECT {rows.TENANT_SETTINGS_COLUMNS} FROM tenants WHERE id = $1 FOR SHARE"
+)
 _LIST_ASSETS = f"""
     SELECT {rows.ASSET_COLUMNS} FROM assets a
     WHERE a.tenant_id = $1 AND a.deleted_at IS NULL
-      AND ($2::text IS NULL OR a.status = $2)
-      AND ($3::timestamptz IS NULL OR (a.created_at, a.id) < ($3, $4::uuid))
+      AND ($2::timestamptz IS NULL OR (a.created_at, a.id) < ($2, $3::uuid))
+      {{conditions}}
     ORDER BY a.created_at DESC, a.id DESC
-    LIMIT $5
+    LIMIT $4
 """
+# ListAssets' optional conditions, each written only when set, so that the planner sees
+# the ones in use and picks their index (assets_labels, assets_tenant_capture).
+_ASSET_CONDITIONS = {
+    "status": "a.status = ${}",
+    "labels": "a.labels @> ${}::jsonb",
+    "captured_from": "a.capture_time >= ${}",
+    "captured_to": "a.capture_time < ${}",
+}
 _LIST_RENDITIONS = f"""
     SELECT {rows.RENDITION_COLUMNS}
     FROM renditions WHERE tenant_id = $1 AND asset_id = ANY($2::uuid[])
@@ -153,7 +171,9 @@ class PgAssetStore:
                 return None
             return await asset_row(connection, tenant_id, asset_id)
 
-    async def register_asset(self, new: NewAsset) -> AssetRegistration:
+    async def register_asset(
+        self, new: NewAsset, keep: MetadataRule = without_gps
+    ) -> AssetRegistration:
         """Insert the asset and its pending job together; the unique index picks a winner.
 
         Idempotent on the request id: a registration repeated after its commit's answer
@@ -173,6 +193,7 @@ class PgAssetStore:
                     job=own,
                     deferred=await self._at_in_flight_limit(connection, tenant_id),
                 )
+            metadata = await self._kept_metadata(connection, new, keep)
             asset_id = await connection.fetchval(
                 _INSERT_ASSET,
                 uuid.uuid4(),
@@ -189,6 +210,8 @@ class PgAssetStore:
                 new.frame_count,
                 new.labels,
                 new.original_key,
+                rows.metadata_document(metadata),
+                metadata.capture_time,
             )
             if asset_id is None:
                 # A concurrent upload of the same bytes won; count this one against it.
@@ -205,6 +228,14 @@ class PgAssetStore:
                 job=rows.job(job),
                 deferred=await self._at_in_flight_limit(connection, tenant_id),
             )
+
+    @staticmethod
+    async def _kept_metadata(
+        connection: Connection, new: NewAsset, keep: MetadataRule
+    ) -> AssetMetadata:
+        found = await connection.fetchrow(_REGISTRATION_SETTINGS, new.tenant_id)
+        settings = TenantSettings() if found is None else rows.tenant_settings(found)
+        return keep(new.metadata, settings)
 
     @staticmethod
     async def _registered_by(connection: Connection, new: NewAsset) -> Job | None:
@@ -258,13 +289,31 @@ class PgAssetStore:
     async def list_assets(
         self,
         tenant_id: uuid.UUID,
-        status: AssetStatus | None,
+        where: AssetFilter,
         after: KeysetPosition | None,
         limit: int,
     ) -> list[Asset]:
-        """Live assets newest first, keyset-paged on (created_at, id)."""
+        """Live assets meeting `where`, newest first, keyset-paged on (created_at, id)."""
         after_time, after_id = after if after else (None, None)
-        found = await self._pool.fetch(_LIST_ASSETS, tenant_id, status, after_time, after_id, limit)
+        given = {
+            "status": where.status,
+            "labels": dict(where.labels) or None,
+            "captured_from": where.captured_from,
+            "captured_to": where.captured_to,
+        }
+        used = [(name, value) for name, value in given.items() if value is not None]
+        conditions = "".join(
+            f" AND {_ASSET_CONDITIONS[name].format(index)}"
+            for index, (name, _) in enumerate(used, start=5)
+        )
+        found = await self._pool.fetch(
+            _LIST_ASSETS.format(conditions=conditions),
+            tenant_id,
+            after_time,
+            after_id,
+            limit,
+            *(value for _, value in used),
+        )
         return [rows.asset(r) for r in found]
 
     async def near_duplicates(

@@ -6,15 +6,22 @@ returns rows that conversion takes.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
 import asyncpg
 
 from services.catalog.model import (
     TENANT_SETTING_NAMES,
     ApiKey,
     Asset,
+    AssetMetadata,
     AssetStatus,
     Attempt,
     DeletedAsset,
+    GpsPosition,
     Job,
     JobState,
     PoisonJob,
@@ -44,9 +51,11 @@ __all__ = [
     "Record",
     "api_key",
     "asset",
+    "asset_metadata",
     "attempt",
     "deleted_asset",
     "job",
+    "metadata_document",
     "poison_job",
     "render_request",
     "rendition",
@@ -69,7 +78,7 @@ ASSET_COLUMNS = """
     a.id, a.tenant_id, a.status, a.content_hash, a.perceptual_hash, a.filename,
     a.declared_content_type, a.content_type, a.format, a.width, a.height, a.size_bytes,
     a.frame_count, a.labels, a.original_key, a.upload_count, a.thumbhash, a.dominant_color,
-    a.created_at, a.updated_at, a.deleted_at,
+    a.created_at, a.updated_at, a.deleted_at, a.metadata, a.capture_time,
     (SELECT j.id FROM jobs j WHERE j.asset_id = a.id AND j.tenant_id = a.tenant_id
       ORDER BY j.created_at DESC LIMIT 1) AS job_id
 """
@@ -161,6 +170,38 @@ def asset(row: Record) -> Asset:
         updated_at=row["updated_at"],
         deleted_at=row["deleted_at"],
         job_id=row["job_id"],
+        metadata=asset_metadata(row["metadata"], row["capture_time"]),
+    )
+
+
+# The metadata fields `assets.metadata` holds as plain JSON values, by their names; the
+# capture time is a column of its own.
+_PLAIN_METADATA = tuple(
+    f.name
+    for f in dataclasses.fields(AssetMetadata)
+    if f.name not in ("capture_time", "keywords", "gps")
+)
+
+
+def metadata_document(metadata: AssetMetadata) -> dict[str, Any]:
+    """`assets.metadata`: the fields that say something (no capture time)."""
+    document: dict[str, Any] = {
+        name: getattr(metadata, name) for name in _PLAIN_METADATA if getattr(metadata, name)
+    }
+    if metadata.keywords:
+        document["keywords"] = list(metadata.keywords)
+    if metadata.gps is not None:
+        document["gps"] = dataclasses.asdict(metadata.gps)
+    return document
+
+
+def asset_metadata(document: Mapping[str, Any], capture_time: dt.datetime | None) -> AssetMetadata:
+    gps = document.get("gps")
+    return AssetMetadata(
+        capture_time=capture_time,
+        keywords=tuple(document.get("keywords", ())),
+        gps=GpsPosition(**gps) if gps else None,
+        **{name: document[name] for name in _PLAIN_METADATA if name in document},
     )
 
 

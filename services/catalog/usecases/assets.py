@@ -3,17 +3,22 @@ resolving one that duplicates a live asset."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, replace
 
 from services.catalog.model import (
     Asset,
+    AssetFilter,
+    AssetMetadata,
     AssetStatus,
     AssetWithRenditions,
     Job,
     NewAsset,
     RenderRequest,
     SimilarAsset,
+    TenantSettings,
+    without_gps,
 )
 from services.catalog.ports import AssetStore, JobStore
 from services.catalog.usecases import paging
@@ -27,6 +32,7 @@ __all__ = [
     "asset_not_found",
     "delete_asset",
     "get_asset",
+    "kept_metadata",
     "list_assets",
     "register_asset",
     "resolve_duplicate",
@@ -70,22 +76,38 @@ async def get_asset(
     return await with_renditions(assets, asset)
 
 
+def _listing(tenant_id: uuid.UUID, where: AssetFilter) -> str:
+    """What a page token is bound to: the tenant and every filter. A listing with only
+    a status names it as before the other filters existed, so its tokens stay valid."""
+    query = f"assets:{tenant_id}:{where.status}"
+    if where.labels or where.captured_from or where.captured_to:
+        bounds = [t.isoformat() if t else "" for t in (where.captured_from, where.captured_to)]
+        query += ":" + json.dumps([list(where.labels), bounds])
+    return query
+
+
 async def list_assets(
     assets: AssetStore,
     *,
     tenant_id: uuid.UUID,
-    status: AssetStatus | None,
+    where: AssetFilter,
     page_size: int,
     page_token: str,
 ) -> Page[AssetWithRenditions]:
-    """Live assets newest first, with or without a status filter."""
-    if status == AssetStatus.DELETED:
+    """Live assets newest first, those meeting every condition of `where`."""
+    if where.status == AssetStatus.DELETED:
         raise InvalidArgument("deleted assets are not listed", reason="INVALID_FILTER")
-    query = f"assets:{tenant_id}:{status}"
+    if where.captured_from and where.captured_to and where.captured_from >= where.captured_to:
+        raise InvalidArgument(
+            "capture_time_from must be before capture_time_to",
+            reason="INVALID_FILTER",
+            metadata={"field": "capture_time_from"},
+        )
+    query = _listing(tenant_id, where)
     size = paging.page_size(page_size)
     after = decode_token(page_token, query)
     page = await paginate(
-        lambda limit: assets.list_assets(tenant_id, status, after, limit),
+        lambda limit: assets.list_assets(tenant_id, where, after, limit),
         size=size,
         token_of=lambda asset: encode_token(query, asset.created_at, asset.id),
     )
@@ -134,12 +156,19 @@ async def resolve_duplicate(
     )
 
 
+def kept_metadata(metadata: AssetMetadata, settings: TenantSettings) -> AssetMetadata:
+    """What an asset keeps of its upload's metadata: the GPS position only when its
+    tenant keeps GPS (R12)."""
+    return metadata if settings.keep_gps else without_gps(metadata, settings)
+
+
 async def register_asset(
     assets: AssetStore, jobs: JobStore, *, new: NewAsset, similarity_threshold: int
 ) -> Registered:
     """The asset and its pending job (the caller publishes the render request), or
-    the live asset with the same bytes when a concurrent upload won."""
-    registration = await assets.register_asset(new)
+    the live asset with the same bytes when a concurrent upload won. The tenant's
+    settings decide what it keeps of the metadata, read as the asset is inserted."""
+    registration = await assets.register_asset(new, kept_metadata)
     asset = registration.asset
     registered = Registered(
         asset=await with_renditions(assets, asset),

@@ -13,7 +13,7 @@ import struct
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,6 +31,7 @@ from services.shared.imaging.formats import (
     describe_non_image,
 )
 from services.shared.imaging.hashing import perceptual_hash
+from services.shared.imaging.metadata import ImageMetadata, read_metadata
 from services.shared.imaging.vips import vips
 
 __all__ = [
@@ -79,6 +80,7 @@ class ImageFacts:
     height: int
     frame_count: int
     perceptual_hash: int
+    metadata: ImageMetadata = field(default_factory=ImageMetadata)
 
     @property
     def content_type(self) -> str:
@@ -439,7 +441,8 @@ def inspect_image(path: Path, max_pixels: int) -> ImageFacts:
     """Validate an upload and compute what ingest records about it.
 
     The first frame is decoded completely (a JPEG at reduced DCT scale, which still
-    reads every scan, so truncation is caught), then oriented and hashed.
+    reads every scan, so truncation is caught), then oriented and hashed. Its metadata
+    is read from the same opened image, once it is proven whole.
     """
     register_decoders()
     decoded = decode_untrusted(path, max_pixels, draft_mode="L", boxes=[_HASH_DRAFT])
@@ -454,4 +457,5 @@ def inspect_image(path: Path, max_pixels: int) -> ImageFacts:
         height=height,
         frame_count=decoded.frame_count,
         perceptual_hash=perceptual_hash(oriented),
+        metadata=read_metadata(image),
     )

@@ -52,6 +52,8 @@ from services.catalog.lifecycle import (
 from services.catalog.model import (
     ApiKey,
     Asset,
+    AssetFilter,
+    AssetMetadata,
     AssetRegistration,
     AssetStatus,
     Attempt,
@@ -73,8 +75,9 @@ from services.catalog.model import (
     Tenant,
     TenantMetrics,
     TenantSettings,
+    without_gps,
 )
-from services.catalog.ports import KeysetPosition, Stores
+from services.catalog.ports import KeysetPosition, MetadataRule, Stores
 from services.shared.retry_policy import DEFAULT_POLICY, RetryPolicy
 
 __all__ = [
@@ -340,6 +343,21 @@ def _keyset(
     return ordered[:limit]
 
 
+def _meets(asset: Asset, where: AssetFilter) -> bool:
+    """As the SQL's conditions: labels by containment, a time range never met by an
+    asset without a capture time."""
+    captured = asset.metadata.capture_time
+    return (
+        (where.status is None or asset.status == where.status)
+        and all(asset.labels.get(key) == value for key, value in where.labels)
+        and (
+            where.captured_from is None
+            or (captured is not None and captured >= where.captured_from)
+        )
+        and (where.captured_to is None or (captured is not None and captured < where.captured_to))
+    )
+
+
 # Stores ------------------------------------------------------------------------------
 
 
@@ -508,7 +526,9 @@ class FakeAssetStore:
             return None  # this same request registered it: a retried upload
         return self._count_upload(live)
 
-    async def register_asset(self, new: NewAsset) -> AssetRegistration:
+    async def register_asset(
+        self, new: NewAsset, keep: MetadataRule = without_gps
+    ) -> AssetRegistration:
         await self.db.query("register_asset")
         async with self.db.content_locks[(new.tenant_id, new.original_key)]:
             live = self._live_with(new.tenant_id, new.content_hash)
@@ -533,7 +553,8 @@ class FakeAssetStore:
             if live is not None:
                 # A concurrent upload of the same bytes won; count this one against it.
                 return AssetRegistration(self._count_upload(live), created=False, job=None)
-            asset = self._insert(new)
+            settings = self.db.settings.get(new.tenant_id, TenantSettings())
+            asset = self._insert(new, keep(new.metadata, settings))
             job = self.db.insert_job(asset, new.request_id).job
             return AssetRegistration(
                 self.db.asset(asset.id),
@@ -542,7 +563,7 @@ class FakeAssetStore:
                 deferred=self._at_in_flight_limit(new.tenant_id),
             )
 
-    def _insert(self, new: NewAsset) -> Asset:
+    def _insert(self, new: NewAsset, metadata: AssetMetadata) -> Asset:
         now = self.db.clock.now()
         asset = Asset(
             id=uuid.uuid4(),
@@ -567,6 +588,7 @@ class FakeAssetStore:
             updated_at=now,
             deleted_at=None,
             job_id=None,
+            metadata=metadata,
         )
         self.db.assets[asset.id] = asset
         return asset
@@ -608,7 +630,7 @@ class FakeAssetStore:
     async def list_assets(
         self,
         tenant_id: uuid.UUID,
-        status: AssetStatus | None,
+        where: AssetFilter,
         after: KeysetPosition | None,
         limit: int,
     ) -> list[Asset]:
@@ -616,9 +638,7 @@ class FakeAssetStore:
         live = (
             a
             for a in self.db.assets.values()
-            if a.tenant_id == tenant_id
-            and a.deleted_at is None
-            and (status is None or a.status == status)
+            if a.tenant_id == tenant_id and a.deleted_at is None and _meets(a, where)
         )
         page = _keyset(live, lambda a: (a.created_at, a.id), after, limit)
         return [self.db.asset(a.id) for a in page]

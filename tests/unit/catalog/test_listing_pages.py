@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from services.catalog.model import AssetStatus, JobState, PoisonReason
+from services.catalog.model import AssetFilter, AssetStatus, JobState, PoisonReason
 from services.catalog.usecases.assets import list_assets
 from services.catalog.usecases.jobs import list_jobs
 from services.catalog.usecases.paging import DEFAULT_PAGE_SIZE, Page, paginate
@@ -49,7 +49,11 @@ def _asset_pages(
 ) -> Callable[[str], Awaitable[Page[uuid.UUID]]]:
     async def fetch(token: str) -> Page[uuid.UUID]:
         page = await list_assets(
-            catalog.assets, tenant_id=TENANT, status=status, page_size=size, page_token=token
+            catalog.assets,
+            tenant_id=TENANT,
+            where=AssetFilter(status=status),
+            page_size=size,
+            page_token=token,
         )
         return Page([a.asset.id for a in page.items], page.next_page_token)
 
@@ -140,7 +144,11 @@ async def test_a_token_serves_only_its_own_listing_and_filters() -> None:
     elsewhere: list[Callable[[], Awaitable[object]]] = [
         lambda: _asset_pages(catalog, 1, AssetStatus.PENDING)(token),
         lambda: list_assets(
-            catalog.assets, tenant_id=uuid.uuid4(), status=None, page_size=1, page_token=token
+            catalog.assets,
+            tenant_id=uuid.uuid4(),
+            where=AssetFilter(),
+            page_size=1,
+            page_token=token,
         ),
         lambda: list_jobs(
             catalog.jobs,

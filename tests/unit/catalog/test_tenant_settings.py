@@ -21,7 +21,7 @@ async def _tenant(catalog: FakeCatalog, name: str = "acme") -> uuid.UUID:
 
 
 def test_the_settings_are_the_models_fields() -> None:
-    assert TENANT_SETTING_NAMES == ("unsigned_delivery",)
+    assert TENANT_SETTING_NAMES == ("unsigned_delivery", "keep_gps")
 
 
 async def test_a_new_tenant_delivers_only_signed_urls() -> None:
@@ -48,6 +48,19 @@ async def test_the_masked_setting_changes_for_that_tenant_only() -> None:
         catalog.tenants, tenant_id=tenant_id, values=TenantSettings(), paths=["unsigned_delivery"]
     )
     assert off == TenantSettings(unsigned_delivery=False)
+
+
+async def test_keeping_gps_is_off_until_the_tenant_turns_it_on() -> None:
+    catalog = FakeCatalog()
+    tenant_id = await _tenant(catalog)
+    assert not (await get_tenant_settings(catalog.tenants, tenant_id=tenant_id)).keep_gps
+    on = await update_tenant_settings(
+        catalog.tenants,
+        tenant_id=tenant_id,
+        values=TenantSettings(unsigned_delivery=True, keep_gps=True),
+        paths=["keep_gps"],
+    )
+    assert on == TenantSettings(unsigned_delivery=False, keep_gps=True)
 
 
 async def test_an_empty_mask_is_refused_not_read_as_everything() -> None:
@@ -80,7 +93,7 @@ async def test_a_mask_naming_an_unknown_setting_changes_nothing(paths: list[str]
             paths=paths,
         )
     assert refused.value.reason == "UNKNOWN_SETTING"
-    assert refused.value.metadata == {"known": "unsigned_delivery"}
+    assert refused.value.metadata == {"known": "unsigned_delivery, keep_gps"}
     assert await get_tenant_settings(catalog.tenants, tenant_id=tenant_id) == TenantSettings()
 
 

@@ -184,6 +184,24 @@ class Ingest(ingest_pb2_grpc.IngestServiceServicer):
         return ingest_pb2.UploadResponse(asset=self.store[asset.content_hash], deduplicated=known)
 
 
+def _listed(asset: common_pb2.Asset, request: catalog_pb2.ListAssetsRequest) -> bool:
+    """ListAssets' filters as the catalog applies them."""
+    if any(asset.labels.get(key) != value for key, value in request.labels.items()):
+        return False
+    bounded = request.HasField("capture_time_from") or request.HasField("capture_time_to")
+    if not bounded:
+        return True
+    if not asset.metadata.HasField("capture_time"):
+        return False
+    captured = asset.metadata.capture_time.ToDatetime()
+    return (
+        not request.HasField("capture_time_from")
+        or captured >= request.capture_time_from.ToDatetime()
+    ) and (
+        not request.HasField("capture_time_to") or captured < request.capture_time_to.ToDatetime()
+    )
+
+
 class Catalog(catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, recorder: Recorder, store: dict[str, common_pb2.Asset]) -> None:
         self.recorder = recorder
@@ -196,6 +214,7 @@ class Catalog(catalog_pb2_grpc.CatalogServiceServicer):
         # What a ready asset carries; tests may add formats or take renditions away.
         self.renditions: tuple[common_pb2.Rendition, ...] = RENDITIONS
         self.signing = FakeSigning()
+        self.list_requests: list[catalog_pb2.ListAssetsRequest] = []
 
     def _find(self, asset_id: str) -> common_pb2.Asset | None:
         return next((a for a in self.store.values() if a.asset_id == asset_id), None)
@@ -224,7 +243,10 @@ class Catalog(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.ListAssetsRequest, context: Context
     ) -> catalog_pb2.ListAssetsResponse:
         await self.recorder.enter("ListAssets", context)
-        assets = sorted(self.store.values(), key=lambda a: a.asset_id)
+        self.list_requests.append(request)
+        assets = sorted(
+            (a for a in self.store.values() if _listed(a, request)), key=lambda a: a.asset_id
+        )
         start = int(request.page_token or 0)
         end = start + request.page_size
         return catalog_pb2.ListAssetsResponse(
@@ -379,12 +401,13 @@ class Catalog(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.UpdateTenantSettingsRequest, context: Context
     ) -> catalog_pb2.UpdateTenantSettingsResponse:
         await self.recorder.enter("UpdateTenantSettings", context)
-        self.signing.masks.append(list(request.update_mask.paths))
-        if list(request.update_mask.paths) != ["unsigned_delivery"]:
+        paths = list(request.update_mask.paths)
+        self.signing.masks.append(paths)
+        if paths not in (["unsigned_delivery"], ["keep_gps"]):
             await abort(
                 context, grpc.StatusCode.INVALID_ARGUMENT, "bad mask", "UPDATE_MASK_REQUIRED"
             )
-        self.signing.settings.unsigned_delivery = request.settings.unsigned_delivery
+        setattr(self.signing.settings, paths[0], getattr(request.settings, paths[0]))
         return catalog_pb2.UpdateTenantSettingsResponse(settings=self.signing.settings)
 
 

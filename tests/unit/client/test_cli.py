@@ -387,7 +387,8 @@ def test_delivery_shapes() -> None:
     created = created_signing_key_json(CreatedSigningKey(signing_key=key, secret="s" * 43))
     assert created["secret"] == "s" * 43 and created["key_id"] == key.key_id
     assert tenant_settings_json(common_pb2.TenantSettings(unsigned_delivery=True)) == {
-        "unsigned_delivery": True
+        "unsigned_delivery": True,
+        "keep_gps": False,
     }
     # Renditions show their version once the server sends one.
     assert rendition_json(RENDITIONS[0])["version"] == RENDITIONS[0].version
@@ -506,11 +507,14 @@ async def test_unsigned_urls_and_tenant_settings(fake: FakeServer) -> None:
     assert row["signed"] is False and "&s=" not in row["url"] and row["format"] is None
 
     status, (shown,), _ = await _cli(fake.env(), "settings", "show", "--json")
-    assert status == 0 and shown == {"unsigned_delivery": False}
+    assert status == 0 and shown == {"unsigned_delivery": False, "keep_gps": False}
     status, (changed,), _ = await _cli(
         fake.env(), "settings", "set", "unsigned-delivery", "true", "--json"
     )
-    assert status == 0 and changed == {"unsigned_delivery": True}
+    assert status == 0 and changed == {"unsigned_delivery": True, "keep_gps": False}
+    status, (kept,), _ = await _cli(fake.env(), "settings", "set", "keep-gps", "on", "--json")
+    assert status == 0 and kept == {"unsigned_delivery": True, "keep_gps": True}
+    assert fake.catalog.signing.masks[-1] == ["keep_gps"]
     status, _, text = await _cli(fake.env(), "settings", "show")
     assert status == 0 and "unsigned-delivery  true" in text
     # The server signs nothing without a key once unsigned delivery is on.
@@ -536,3 +540,102 @@ async def test_delivery_usage_errors_and_refusals(fake: FakeServer) -> None:
     half = {**fake.env(), "IMAGEPIPE_SIGNING_KEY_ID": "00ff00ff00ff00ff"}
     status, _, output = await _cli(half, "url", asset_id, "card")
     assert status == 1 and "IMAGEPIPE_SIGNING_SECRET" in output
+
+
+def _photo_metadata() -> common_pb2.AssetMetadata:
+    metadata = common_pb2.AssetMetadata(
+        capture_time_offset="+02:00",
+        camera_make="Apple",
+        camera_model="iPhone 6",
+        exposure_time_seconds=0.025,
+        f_number=2.2,
+        iso=32,
+        title="[bold]Plaza[/bold]",
+        keywords=["plaza", "madrid"],
+        gps=common_pb2.GpsPosition(latitude=40.446972, longitude=-3.724753, altitude_meters=640),
+    )
+    metadata.capture_time.FromDatetime(datetime(2015, 4, 10, 18, 12, 23, tzinfo=UTC))
+    return metadata
+
+
+def test_asset_json_shows_only_the_metadata_the_original_gives() -> None:
+    asset = common_pb2.Asset(asset_id="a-1", metadata=_photo_metadata())
+    assert asset_json(asset)["metadata"] == {
+        "capture_time": "2015-04-10T18:12:23Z",
+        "capture_time_offset": "+02:00",
+        "camera_make": "Apple",
+        "camera_model": "iPhone 6",
+        "exposure_time_seconds": 0.025,
+        "f_number": 2.2,
+        "iso": 32,
+        "title": "[bold]Plaza[/bold]",
+        "keywords": ["plaza", "madrid"],
+        "gps": {"latitude": 40.446972, "longitude": -3.724753, "altitude_meters": 640.0},
+    }
+    assert asset_json(common_pb2.Asset(asset_id="a-2"))["metadata"] == {}
+
+
+async def _dated_assets(fake: FakeServer) -> list[str]:
+    """Three uploads captured on 1, 2 and 3 May 2024, labelled by shop, and one undated."""
+    ids = []
+    async with AsyncClient.from_env(fake.env()) as client:
+        for day, shop in ((1, "eu"), (2, "eu"), (3, "us"), (0, "eu")):
+            uploaded = await client.upload(
+                io.BytesIO(b"\xff\xd8\xff photo %d" % day), filename="p.jpg", labels={"shop": shop}
+            )
+            ids.append(uploaded.asset_id)
+            if day:
+                stored = next(a for a in fake.catalog.store.values() if a.asset_id == ids[-1])
+                stored.metadata.capture_time.FromDatetime(datetime(2024, 5, day, 9, tzinfo=UTC))
+    return ids
+
+
+async def test_list_filters_by_label_and_capture_time(fake: FakeServer) -> None:
+    first, second, third, undated = await _dated_assets(fake)
+
+    status, rows, _ = await _cli(fake.env(), "list", "--label", "shop=eu", "--json")
+    assert status == 0 and {r["asset_id"] for r in rows} == {first, second, undated}
+    status, rows, _ = await _cli(
+        fake.env(),
+        "list",
+        "--captured-from",
+        "2024-05-02",
+        "--captured-to",
+        "2024-05-03T09:00:00+00:00",
+        "--json",
+    )
+    assert status == 0 and [r["asset_id"] for r in rows] == [second]
+    status, rows, _ = await _cli(
+        fake.env(), "list", "--label", "shop=eu", "--captured-from", "2024-05-02", "--json"
+    )
+    assert status == 0 and [r["asset_id"] for r in rows] == [second]
+    sent = fake.catalog.list_requests[-1]
+    assert dict(sent.labels) == {"shop": "eu"} and not sent.HasField("capture_time_to")
+    assert sent.capture_time_from.ToDatetime(tzinfo=UTC) == datetime(2024, 5, 2, tzinfo=UTC)
+    assert third not in {r["asset_id"] for r in rows}
+
+
+async def test_list_filter_usage_errors(fake: FakeServer) -> None:
+    for args, complaint in (
+        (("list", "--label", "shop"), "key=value"),
+        (("list", "--label", "=eu"), "key=value"),
+        (("list", "--captured-from", "yesterday"), "ISO 8601"),
+    ):
+        status, _, output = await _cli(fake.env(), *args)
+        assert status == 2, args
+        assert complaint in output and "Traceback" not in output
+    assert not fake.catalog.list_requests
+
+
+async def test_get_shows_the_metadata_to_people(fake: FakeServer) -> None:
+    asset_id = await _ready_asset_id(fake)
+    stored = next(a for a in fake.catalog.store.values() if a.asset_id == asset_id)
+    stored.metadata.CopyFrom(_photo_metadata())
+    status, _, text = await _cli(fake.env(), "get", asset_id)
+    assert status == 0
+    for shown in ("iPhone 6", "1/40 s", "f/2.2", "plaza, madrid", "40.446972, -3.724753 (640 m)"):
+        assert shown in text, shown
+    # Text from the file is shown as written, never read as markup.
+    assert "[bold]Plaza[/bold]" in text
+    status, (row,), _ = await _cli(fake.env(), "get", asset_id, "--json")
+    assert row["metadata"]["camera_model"] == "iPhone 6"
