@@ -69,6 +69,20 @@ def _metadata(context: Context) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
 
+# The service defaults, as the renderer and the catalog give them.
+PRESETS = [
+    renderer_pb2.Preset(
+        name=name,
+        max_width=size,
+        max_height=size,
+        formats=[common_pb2.IMAGE_FORMAT_JPEG],
+        quality=85,
+        version=f"{size:016x}",
+    )
+    for name, size in (("zoom", 1200), ("card", 400), ("thumb", 100))
+]
+
+
 @dataclass
 class Recorder:
     """What every RPC saw, and the failures still to inject per method."""
@@ -509,20 +523,6 @@ class FakeSigning:
     def newest(self) -> common_pb2.SigningKey | None:
         active = [k for k in self.keys if not k.HasField("revoke_time")]
         return active[-1] if active else None
-
-
-# The service defaults, as the renderer and the catalog give them.
-PRESETS = [
-    renderer_pb2.Preset(
-        name=name,
-        max_width=size,
-        max_height=size,
-        formats=[common_pb2.IMAGE_FORMAT_JPEG],
-        quality=85,
-        version=f"{size:016x}",
-    )
-    for name, size in (("zoom", 1200), ("card", 400), ("thumb", 100))
-]
 
 
 class Renderer(renderer_pb2_grpc.RendererServiceServicer):
