@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
@@ -34,17 +35,33 @@ __all__ = [
 
 # What UpdatePreset may change: every field but the name (and the version, derived).
 UPDATABLE_FIELDS = tuple(name for name in Preset.model_fields if name != "name")
+
+
+class _Problem(NamedTuple):
+    reason: str
+    wanted: str
+
+
+_SIZE = _Problem(reason="INVALID_PRESET_SIZE", wanted=f"a whole number from 1 to {MAX_PRESET_SIDE}")
 # What each field's mistakes are reported as, and what it must be.
-_PROBLEMS: dict[str, tuple[str, str]] = {
-    "name": ("INVALID_PRESET", "a-z first, then up to 31 of a-z, 0-9, '-' and '_'"),
-    "max_width": ("INVALID_PRESET_SIZE", f"a whole number from 1 to {MAX_PRESET_SIDE}"),
-    "max_height": ("INVALID_PRESET_SIZE", f"a whole number from 1 to {MAX_PRESET_SIDE}"),
-    "formats": ("INVALID_PRESET_FORMAT", "one or more of jpeg, webp, avif, each once"),
-    "quality": ("INVALID_PRESET_QUALITY", "from 1 to 100"),
-    "min_ssim": ("INVALID_PRESET_QUALITY", "0 (a fixed quality) or above 0 and below 1"),
-    "chroma_subsampling": ("INVALID_PRESET_CHROMA", "4:2:0 or 4:4:4"),
-    "fit": ("INVALID_PRESET_FIT", "inside or cover"),
-    "gravity": ("INVALID_PRESET_GRAVITY", "centre, entropy, attention or focal"),
+_PROBLEMS: dict[str, _Problem] = {
+    "name": _Problem(
+        reason="INVALID_PRESET", wanted="a-z first, then up to 31 of a-z, 0-9, '-' and '_'"
+    ),
+    "max_width": _SIZE,
+    "max_height": _SIZE,
+    "formats": _Problem(
+        reason="INVALID_PRESET_FORMAT", wanted="one or more of jpeg, webp, avif, each once"
+    ),
+    "quality": _Problem(reason="INVALID_PRESET_QUALITY", wanted="from 1 to 100"),
+    "min_ssim": _Problem(
+        reason="INVALID_PRESET_QUALITY", wanted="0 (a fixed quality) or above 0 and below 1"
+    ),
+    "chroma_subsampling": _Problem(reason="INVALID_PRESET_CHROMA", wanted="4:2:0 or 4:4:4"),
+    "fit": _Problem(reason="INVALID_PRESET_FIT", wanted="inside or cover"),
+    "gravity": _Problem(
+        reason="INVALID_PRESET_GRAVITY", wanted="centre, entropy, attention or focal"
+    ),
 }
 
 
