@@ -10,12 +10,27 @@ made before a preset change, redelivered after it, rendering what it asked for.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from services.catalog.db import CatalogDatabase
+import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from devstack import Stack, unique_jpeg
+from imagepipe.v1 import catalog_pb2, catalog_pb2_grpc, common_pb2, events_pb2, renderer_pb2
+from services.catalog.api import convert
+from services.catalog.db import CatalogDatabase, create_pool
 from services.catalog.model import BackfillScope, FocalPoint, JobState, NewRendition
+from services.shared.broker import RenderPublisher, Topology
 from services.shared.presets import Preset
+from services.shared.settings import Settings
+from tests.faults.support import query
+from tests.helpers import Services, Tenant, downsized_jpeg, upload, wait_for_status
 from tests.integration.catalog_db import catalog_database, new_asset, new_tenant
 
 LEASE = dt.timedelta(minutes=2)
@@ -169,3 +184,210 @@ async def test_a_focal_point_rerenders_and_a_failed_rerender_leaves_the_asset_re
         ]
         cleared = await repo.backfills.set_focal_point(tenant, asset_id, None, rerender=False)
         assert cleared is not None and cleared.asset.focal_point is None and cleared.job is None
+
+
+# The running stack ----------------------------------------------------------------------
+
+BACKFILLED = 24
+
+
+def _stub(services: Services) -> catalog_pb2_grpc.CatalogServiceStub:
+    return catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+
+
+def _resize_preset(services: Services, tenant: Tenant, name: str, side: int) -> renderer_pb2.Preset:
+    return (
+        _stub(services)
+        .UpdatePreset(
+            catalog_pb2.UpdatePresetRequest(
+                preset=renderer_pb2.Preset(name=name, max_width=side, max_height=side),
+                update_mask=FieldMask(paths=["max_width", "max_height"]),
+            ),
+            metadata=tenant.metadata,
+        )
+        .preset
+    )
+
+
+def _preset(services: Services, tenant: Tenant, name: str) -> renderer_pb2.Preset:
+    listed = _stub(services).ListTenantPresets(
+        catalog_pb2.ListTenantPresetsRequest(), metadata=tenant.metadata
+    )
+    (preset,) = [p for p in listed.presets if p.name == name]
+    return preset
+
+
+def _rendition(asset: common_pb2.Asset, preset: str) -> common_pb2.Rendition:
+    (found,) = [r for r in asset.renditions if r.preset == preset]
+    return found
+
+
+def _finished(services: Services, tenant: Tenant, backfill_id: str) -> catalog_pb2.Backfill:
+    deadline = time.monotonic() + 300
+    while True:
+        backfill = (
+            _stub(services)
+            .GetBackfill(
+                catalog_pb2.GetBackfillRequest(backfill_id=backfill_id), metadata=tenant.metadata
+            )
+            .backfill
+        )
+        if backfill.state == catalog_pb2.BACKFILL_STATE_FINISHED:
+            return backfill
+        assert time.monotonic() < deadline, backfill
+        time.sleep(0.2)
+
+
+def _ready(services: Services, tenant: Tenant, data: bytes) -> common_pb2.Asset:
+    asset = wait_for_status(services, tenant, upload(services, tenant, data).asset.asset_id, 120)
+    assert asset.status == common_pb2.ASSET_STATUS_READY
+    return asset
+
+
+def test_two_tenants_presets_render_the_same_bytes_differently(
+    services: Services, make_tenant: Callable[[str], Tenant], corpus: Path
+) -> None:
+    photo = downsized_jpeg(corpus / "photo_olympus_ep3_12mp.jpg", (640, 480))
+    small, large = make_tenant("small"), make_tenant("large")
+    _resize_preset(services, small, "thumb", 50)
+    _resize_preset(services, large, "thumb", 80)
+    made = {
+        tenant.tenant_id: _rendition(_ready(services, tenant, photo), "thumb")
+        for tenant in (small, large)
+    }
+    assert (made[small.tenant_id].width, made[small.tenant_id].height) == (50, 38)
+    assert (made[large.tenant_id].width, made[large.tenant_id].height) == (80, 60)
+    for tenant in (small, large):
+        version = _preset(services, tenant, "thumb").version
+        assert made[tenant.tenant_id].preset_version == version
+
+
+@pytest.mark.timeout(600)
+def test_an_outdated_backfill_rerenders_what_it_should_once_beside_other_uploads(
+    services: Services, stack: Stack, make_tenant: Callable[[str], Tenant], corpus: Path
+) -> None:
+    photo = downsized_jpeg(corpus / "photo_olympus_ep3_12mp.jpg", (480, 360))
+    owner, neighbour = make_tenant("backfill"), make_tenant("neighbour")
+    with ThreadPoolExecutor(4) as pool:
+        before = list(
+            pool.map(
+                lambda i: _ready(services, owner, unique_jpeg(photo, f"old-{i}")),
+                range(BACKFILLED),
+            )
+        )
+    card = _resize_preset(services, owner, "card", 320)
+    after = _ready(services, owner, unique_jpeg(photo, "new"))
+    assert _rendition(after, "card").preset_version == card.version
+
+    started_at = time.monotonic()
+    backfill = (
+        _stub(services)
+        .StartBackfill(
+            catalog_pb2.StartBackfillRequest(scope=catalog_pb2.BACKFILL_SCOPE_OUTDATED),
+            metadata=owner.metadata,
+        )
+        .backfill
+    )
+    assert backfill.total == BACKFILLED
+    uploaded_at = time.monotonic()
+    others = [_ready(services, neighbour, unique_jpeg(photo, f"other-{i}")) for i in range(3)]
+    neighbour_seconds = time.monotonic() - uploaded_at
+    finished = _finished(services, owner, backfill.backfill_id)
+    print(
+        f"\nbackfill of {BACKFILLED} assets: {time.monotonic() - started_at:.1f} s; "
+        f"another tenant's 3 uploads meanwhile ready in {neighbour_seconds:.1f} s"
+    )
+    assert (finished.done, finished.failed) == (BACKFILLED, 0)
+    assert all(o.status == common_pb2.ASSET_STATUS_READY for o in others)
+
+    jobs = {
+        str(r["asset_id"]): r["jobs"]
+        for r in query(
+            stack,
+            "SELECT asset_id, count(*) AS jobs FROM jobs WHERE tenant_id = $1::uuid "
+            "GROUP BY asset_id",
+            owner.tenant_id,
+        )
+    }
+    assert jobs == {a.asset_id: 2 for a in before} | {after.asset_id: 1}
+    for asset in before:
+        shown = _stub(services).GetAsset(
+            catalog_pb2.GetAssetRequest(asset_id=asset.asset_id), metadata=owner.metadata
+        )
+        assert shown.asset.status == common_pb2.ASSET_STATUS_READY
+        assert _rendition(shown.asset, "card").preset_version == card.version
+        assert _rendition(shown.asset, "card").width == 320
+    again = _stub(services).StartBackfill(
+        catalog_pb2.StartBackfillRequest(scope=catalog_pb2.BACKFILL_SCOPE_OUTDATED),
+        metadata=owner.metadata,
+    )
+    assert again.backfill.total == 0
+
+
+async def _request_of(stack: Stack, job_id: uuid.UUID) -> events_pb2.RenderRequest:
+    """The render request the catalog builds from the job's row (what the relay sends)."""
+    pool = await create_pool(stack.database_url, 1)
+    try:
+        found = await CatalogDatabase(pool).jobs.render_request_row(job_id)
+    finally:
+        await pool.close()
+    assert found is not None
+    return convert.render_request_message(found)
+
+
+async def _publish(stack: Stack, request: events_pb2.RenderRequest) -> None:
+    """Deliver it once more, as the broker redelivers a message."""
+    settings = Settings.model_validate(
+        {k.removeprefix("IMAGEPIPE_").lower(): v for k, v in stack.env().items()
+         if k.startswith("IMAGEPIPE_")}
+    )  # fmt: skip
+    publisher = RenderPublisher(settings, Topology.from_settings(settings))
+    await publisher.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not publisher.connected:
+            assert time.monotonic() < deadline, "RabbitMQ unreachable"
+            await asyncio.sleep(0.1)
+        await publisher.publish(request)
+    finally:
+        await publisher.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_request_made_before_a_preset_change_renders_what_it_asked(
+    services: Services, stack: Stack, make_tenant: Callable[[str], Tenant], corpus: Path
+) -> None:
+    tenant = make_tenant("redeliver")
+    photo = downsized_jpeg(corpus / "photo_olympus_ep3_12mp.jpg", (800, 600))
+    asset = _ready(services, tenant, photo)
+    asked = _preset(services, tenant, "card")
+    # With the renderer stopped, the re-render's message waits on the work queue.
+    stack.services["renderer"].stop()
+    try:
+        backfill = (
+            _stub(services)
+            .StartBackfill(
+                catalog_pb2.StartBackfillRequest(
+                    scope=catalog_pb2.BACKFILL_SCOPE_ASSET_IDS, asset_ids=[asset.asset_id]
+                ),
+                metadata=tenant.metadata,
+            )
+            .backfill
+        )
+        ((job_id,),) = query(
+            stack, "SELECT id FROM jobs WHERE backfill_id = $1::uuid", backfill.backfill_id
+        )
+        request = asyncio.run(_request_of(stack, job_id))
+        assert [p.version for p in request.presets if p.name == "card"] == [asked.version]
+        changed = _resize_preset(services, tenant, "card", 200)
+        assert changed.version != asked.version
+        asyncio.run(_publish(stack, request))
+    finally:
+        stack.services["renderer"] = stack.start_service("renderer")
+        stack.services["renderer"].wait_serving()
+    assert _finished(services, tenant, backfill.backfill_id).done == 1
+    shown = _stub(services).GetAsset(
+        catalog_pb2.GetAssetRequest(asset_id=asset.asset_id), metadata=tenant.metadata
+    )
+    card = _rendition(shown.asset, "card")
+    assert (card.width, card.height, card.preset_version) == (400, 300, asked.version)
