@@ -258,7 +258,8 @@ def _own_tenant(w: World, prefix: str) -> tuple[tuple[str, str], ...]:
 
 
 def _create_preset(w: World, md: Any = None, **fields: Any) -> object:
-    preset = renderer_pb2.Preset(**({"name": "p", "max_width": 10, "max_height": 10} | fields))
+    defaults: dict[str, Any] = {"name": "p", "max_width": 10, "max_height": 10}
+    preset = renderer_pb2.Preset(**(defaults | fields))
     return w.catalog.CreatePreset(
         catalog_pb2.CreatePresetRequest(preset=preset), metadata=md or w.md
     )
