@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from imagepipe.cli.commands import assets, delivery, jobs, renditions, settings, tenants, upload
+from imagepipe.cli.commands import (
+    assets,
+    delivery,
+    jobs,
+    presets,
+    renditions,
+    settings,
+    tenants,
+    upload,
+)
 
 __all__ = ["app", "main"]
 
@@ -29,12 +38,18 @@ signing_app = typer.Typer(
 app.add_typer(signing_app, name="signing-keys")
 settings_app = typer.Typer(help="The tenant's settings: show and set.", no_args_is_help=True)
 app.add_typer(settings_app, name="settings")
+presets_app = typer.Typer(
+    help="The tenant's rendition presets: list, set (create or change), delete.",
+    no_args_is_help=True,
+)
+app.add_typer(presets_app, name="presets")
+backfill_app = typer.Typer(help="Re-renders started by `rerender`.", no_args_is_help=True)
+app.add_typer(backfill_app, name="backfill")
 
 app.command()(upload.upload)
 app.command()(assets.get)
 app.command()(renditions.rendition)
 app.command()(renditions.compare)
-app.command()(renditions.presets)
 app.command()(delivery.url)
 tenant_app.command("create")(tenants.tenant_create)
 app.command("list")(assets.list_command)
@@ -50,6 +65,12 @@ signing_app.command("list")(delivery.signing_key_list)
 signing_app.command("revoke")(delivery.signing_key_revoke)
 settings_app.command("show")(settings.settings_show)
 settings_app.command("set")(settings.settings_set)
+presets_app.command("list")(presets.presets_list)
+presets_app.command("set")(presets.presets_set)
+presets_app.command("delete")(presets.presets_delete)
+app.command()(presets.focus)
+app.command()(presets.rerender)
+backfill_app.command("get")(presets.backfill_get)
 
 
 def main() -> None:

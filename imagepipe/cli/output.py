@@ -32,6 +32,7 @@ __all__ = [
     "byte_size",
     "draw_asset",
     "draw_assets",
+    "draw_backfill",
     "draw_compare",
     "draw_created_signing_key",
     "draw_delivery_link",
@@ -388,20 +389,37 @@ def draw_compare(asset_id: str, rows: Sequence[JsonObject]) -> None:
     out.print(table)
 
 
-def draw_presets(rows: Sequence[JsonObject]) -> None:
-    table = Table()
+def draw_presets(rows: Sequence[JsonObject], title: str | None = None) -> None:
+    table = Table(title=title)
     table.add_column("preset")
-    table.add_column("fits in")
+    table.add_column("box")
+    table.add_column("fit")
     table.add_column("formats")
     table.add_column("quality", justify="right")
+    table.add_column("chroma")
+    table.add_column("version")
     for row in rows:
         quality = f"SSIM ≥ {row['min_ssim']:g}" if row["min_ssim"] > 0 else str(row["quality"])
+        fit = row["fit"] if row["fit"] == "inside" else f"cover ({row['gravity']})"
         table.add_row(
             escape(row["name"]),
             pixel_size(row["max_width"], row["max_height"]),
+            fit,
             ", ".join(row["formats"]),
             quality,
+            row["chroma_subsampling"],
+            row["version"],
         )
+    out.print(table)
+
+
+def draw_backfill(row: JsonObject) -> None:
+    table = _properties()
+    for name in ("backfill_id", "scope", "preset", "state", "total", "done", "failed"):
+        value = row[name] if name != "preset" else row[name] or "every preset"
+        table.add_row(name.replace("_", " "), escape(str(value)))
+    table.add_row("created", row["created"] or "")
+    table.add_row("finished", row["finished"] or "")
     out.print(table)
 
 

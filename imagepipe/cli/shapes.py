@@ -169,6 +169,19 @@ def compare_json(response: quality_pb2.CompareResponse) -> list[JsonObject]:
     ]
 
 
+_CHROMA = {
+    common_pb2.CHROMA_SUBSAMPLING_UNSPECIFIED: "4:2:0",
+    common_pb2.CHROMA_SUBSAMPLING_420: "4:2:0",
+    common_pb2.CHROMA_SUBSAMPLING_444: "4:4:4",
+}
+
+
+def _enum_name(name: str, prefix: str, unset: str) -> str:
+    """`FIT_COVER` -> `cover`; the zero value (`*_UNSPECIFIED`) is its default."""
+    short = name.removeprefix(prefix).lower()
+    return unset if short == "unspecified" else short
+
+
 def preset_json(preset: renderer_pb2.Preset) -> JsonObject:
     return {
         "name": preset.name,
@@ -177,6 +190,24 @@ def preset_json(preset: renderer_pb2.Preset) -> JsonObject:
         "formats": [format_name(f) for f in preset.formats],
         "quality": preset.quality,
         "min_ssim": preset.min_ssim,
+        "fit": _enum_name(common_pb2.Fit.Name(preset.fit), "FIT_", "inside"),
+        "gravity": _enum_name(common_pb2.Gravity.Name(preset.gravity), "GRAVITY_", "centre"),
+        "chroma_subsampling": _CHROMA.get(preset.chroma_subsampling, "4:2:0"),
+        "version": preset.version,
+    }
+
+
+def backfill_json(backfill: catalog_pb2.Backfill) -> JsonObject:
+    return {
+        "backfill_id": backfill.backfill_id,
+        "scope": _enum_name(catalog_pb2.BackfillScope.Name(backfill.scope), "BACKFILL_SCOPE_", ""),
+        "preset": backfill.preset,
+        "state": _enum_name(catalog_pb2.BackfillState.Name(backfill.state), "BACKFILL_STATE_", ""),
+        "total": backfill.total,
+        "done": backfill.done,
+        "failed": backfill.failed,
+        "created": _timestamp(backfill.create_time, backfill.HasField("create_time")),
+        "finished": _timestamp(backfill.finish_time, backfill.HasField("finish_time")),
     }
 
 

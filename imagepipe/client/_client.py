@@ -28,6 +28,7 @@ from imagepipe.client._delivery import (
     Signer,
 )
 from imagepipe.client._errors import malformed_stream, map_rpc_errors
+from imagepipe.client._presets import PresetCalls
 from imagepipe.client._results import (
     CreatedSigningKey,
     CreatedTenant,
@@ -87,9 +88,10 @@ _Status: TypeAlias = common_pb2.AssetStatus.ValueType
 ENV_DELIVERY_URL = "IMAGEPIPE_DELIVERY_URL"
 
 
-class AsyncClient(DeliveryCalls):
-    """Tenant (and admin) access to ingest, catalog, renderer and quality, and the
-    delivery URLs of renditions (signed locally; see DeliveryCalls).
+class AsyncClient(DeliveryCalls, PresetCalls):
+    """Tenant (and admin) access to ingest, catalog, renderer and quality, the
+    delivery URLs of renditions (signed locally; see DeliveryCalls), and the tenant's
+    presets, focal points and backfills (PresetCalls).
 
     Use it as an async context manager, or call :meth:`close`; channels are opened on
     first use, inside the running event loop::

@@ -15,6 +15,8 @@ import enum
 import uuid
 from dataclasses import dataclass
 
+from services.shared.presets import Preset
+
 __all__ = [
     "TENANT_SETTING_NAMES",
     "ApiKey",
@@ -26,8 +28,12 @@ __all__ = [
     "AssetWithRenditions",
     "Attempt",
     "AttemptStart",
+    "Backfill",
+    "BackfillScope",
     "Claimed",
     "DeletedAsset",
+    "FocalChange",
+    "FocalPoint",
     "GpsPosition",
     "Job",
     "JobState",
@@ -37,6 +43,7 @@ __all__ = [
     "PoisonJob",
     "PoisonJobWithAttempts",
     "PoisonReason",
+    "PresetChange",
     "PresetRenditions",
     "PurgeItem",
     "PurgeItemKind",
@@ -46,9 +53,11 @@ __all__ = [
     "Rendition",
     "SigningKey",
     "SimilarAsset",
+    "StaleRendition",
     "StoredApiKey",
     "Tenant",
     "TenantMetrics",
+    "TenantPresets",
     "TenantSettings",
     "without_gps",
 ]
@@ -183,6 +192,14 @@ class AssetFilter:
 
 
 @dataclass(frozen=True)
+class FocalPoint:
+    """A point of an image as fractions of its oriented width and height (0..1 each)."""
+
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
 class Asset:
     id: uuid.UUID
     tenant_id: uuid.UUID
@@ -207,6 +224,7 @@ class Asset:
     deleted_at: dt.datetime | None
     job_id: uuid.UUID | None  # the asset's newest job
     metadata: AssetMetadata = dataclasses.field(default_factory=AssetMetadata)
+    focal_point: FocalPoint | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +244,7 @@ class Rendition:
     min_ssim: float
     updated_at: dt.datetime
     content_sha256: str | None  # None: recorded before the hash was kept
+    preset_version: str = ""  # "": recorded before presets were versioned
 
 
 @dataclass(frozen=True)
@@ -289,6 +308,7 @@ class NewRendition:
     hash_distance: int | None
     min_ssim: float = 0.0  # the SSIM target the quality was chosen for; 0: fixed quality
     content_sha256: str | None = None  # SHA-256 of the bytes (hex); None: not sent
+    preset_version: str = ""  # the Preset.version it was made from; "": not sent
 
 
 # Jobs --------------------------------------------------------------------------------
@@ -344,6 +364,11 @@ class RenderRequest:
     # claim before this one that opened none, or a spare at the delivery limit): the
     # renderer runs it alone.
     interrupted: bool
+    # The presets to render and the asset's focal point, as they were when the job was
+    # made; no presets for a job made before presets travelled (the renderer then
+    # renders its configured ones).
+    presets: tuple[Preset, ...] = ()
+    focal_point: FocalPoint | None = None
 
 
 @dataclass(frozen=True)
@@ -450,3 +475,75 @@ class TenantMetrics:
     jobs_by_state: dict[str, int]
     poison_job_count: int
     renditions_by_format: dict[str, tuple[int, int]]  # format name -> (count, bytes)
+
+
+# Presets and backfills -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TenantPresets:
+    """The presets a tenant renders: its own, or the service defaults while it has none."""
+
+    presets: tuple[Preset, ...]
+    own: bool
+
+
+class PresetChange(enum.StrEnum):
+    """What a change of a tenant's presets came to (decided under the tenant's lock)."""
+
+    DONE = "done"
+    EXISTS = "exists"  # create: the name is taken
+    TOO_MANY = "too_many"  # create: the tenant is at the limit
+    NOT_FOUND = "not_found"  # update, delete: no such preset
+    LAST = "last"  # delete: it is the tenant's only preset
+
+
+@dataclass(frozen=True)
+class FocalChange:
+    asset: Asset
+    job: Job | None  # the re-render it started; None when none was wanted
+
+
+class BackfillScope(enum.StrEnum):
+    ALL = "all"
+    MISSING = "missing"
+    OUTDATED = "outdated"
+    ASSET_IDS = "asset_ids"
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """A re-render of a selection of a tenant's assets; counts come from its jobs."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    scope: BackfillScope
+    preset: str  # "": every preset
+    total: int  # jobs it made
+    done: int  # of those, done
+    failed: int  # of those, dead
+    unfinished: int  # of those, neither
+    created_at: dt.datetime
+    last_finished_at: dt.datetime | None  # the latest finish of its jobs
+
+    @property
+    def finished(self) -> bool:
+        """No job of it is left to run (jobs of assets Purge removed count as gone)."""
+        return self.unfinished == 0
+
+    @property
+    def finished_at(self) -> dt.datetime | None:
+        if not self.finished:
+            return None
+        return self.last_finished_at or self.created_at
+
+
+@dataclass(frozen=True)
+class StaleRendition:
+    """A rendition of a live asset whose preset the tenant no longer has."""
+
+    asset_id: uuid.UUID
+    preset: str
+    format: str
+    object_key: str
+    size_bytes: int

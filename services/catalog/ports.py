@@ -22,34 +22,44 @@ from services.catalog.model import (
     AssetRegistration,
     Attempt,
     AttemptStart,
+    Backfill,
+    BackfillScope,
     Claimed,
     DeletedAsset,
+    FocalChange,
+    FocalPoint,
     Job,
     JobState,
     NewAsset,
     NewRendition,
     PoisonJob,
     PoisonReason,
+    PresetChange,
     PresetRenditions,
     RenderRequest,
     Rendition,
     SigningKey,
     SimilarAsset,
+    StaleRendition,
     StoredApiKey,
     Tenant,
     TenantMetrics,
+    TenantPresets,
     TenantSettings,
     without_gps,
 )
+from services.shared.presets import Preset
 
 __all__ = [
     "AssetStore",
     "AssetWatch",
+    "BackfillStore",
     "ContentLock",
     "JobStore",
     "KeysetPosition",
     "MetadataRule",
     "PoisonStore",
+    "PresetStore",
     "PurgeStore",
     "RequestEncoder",
     "Stores",
@@ -314,6 +324,73 @@ class PurgeStore(Protocol):
         """The lock RegisterAsset takes for the same original, held until exit."""
         ...
 
+    async def stale_renditions(self, tenant_id: uuid.UUID) -> list[StaleRendition]:
+        """Renditions of live assets whose preset the tenant no longer has."""
+        ...
+
+    async def remove_stale_rendition(self, tenant_id: uuid.UUID, stale: StaleRendition) -> bool:
+        """Its row gone; False (nothing done) when its preset is the tenant's again or
+        the row names another object by now."""
+        ...
+
+
+class PresetStore(Protocol):
+    """A tenant's presets: its own, or the service defaults until its first change,
+    which copies them (copy-on-write). Each change is decided under a lock on the
+    tenant, so limits hold against concurrent changes."""
+
+    async def tenant_presets(self, tenant_id: uuid.UUID) -> TenantPresets:
+        """Largest box first, then by name."""
+        ...
+
+    async def create_preset(
+        self, tenant_id: uuid.UUID, preset: Preset, max_presets: int
+    ) -> PresetChange:
+        """DONE, EXISTS (the name is taken) or TOO_MANY (it has `max_presets`)."""
+        ...
+
+    async def replace_preset(self, tenant_id: uuid.UUID, preset: Preset) -> PresetChange:
+        """The preset of that name replaced: DONE or NOT_FOUND."""
+        ...
+
+    async def delete_preset(self, tenant_id: uuid.UUID, name: str) -> PresetChange:
+        """DONE, NOT_FOUND or LAST (a tenant keeps at least one)."""
+        ...
+
+
+class BackfillStore(Protocol):
+    """Re-renders: jobs of assets that are (usually) ready already. A re-render job is
+    pending in the outbox like any other; the asset stays as it is until it completes,
+    and its failure does not fail the asset."""
+
+    async def set_focal_point(
+        self,
+        tenant_id: uuid.UUID,
+        asset_id: uuid.UUID,
+        point: FocalPoint | None,
+        *,
+        rerender: bool,
+    ) -> FocalChange | None:
+        """Set (None: clear) the live asset's point; with `rerender`, a re-render job
+        too unless the asset failed. None when the tenant has no such live asset."""
+        ...
+
+    async def start_backfill(
+        self,
+        tenant_id: uuid.UUID,
+        scope: BackfillScope,
+        preset: str,
+        asset_ids: Sequence[uuid.UUID],
+    ) -> Backfill:
+        """One re-render job for each ready asset the scope selects (`preset`: "" for
+        every preset; `asset_ids`: for BackfillScope.ASSET_IDS), except assets with an
+        unfinished job."""
+        ...
+
+    async def get_backfill(
+        self, tenant_id: uuid.UUID, backfill_id: uuid.UUID
+    ) -> Backfill | None: ...
+
 
 class UsageStore(Protocol):
     async def tenant_metrics(self, tenant_id: uuid.UUID) -> TenantMetrics: ...
@@ -345,6 +422,12 @@ class Stores(Protocol):
 
     @property
     def usage(self) -> UsageStore: ...
+
+    @property
+    def presets(self) -> PresetStore: ...
+
+    @property
+    def backfills(self) -> BackfillStore: ...
 
 
 class RequestEncoder(Protocol):

@@ -37,6 +37,7 @@ async def build(settings: Settings) -> AsyncIterator[ServiceSpec]:
             pool,
             tenant_max_in_flight=settings.tenant_max_in_flight,
             policy=retry_policy(settings),
+            presets=settings.presets,
         )
         authenticator = KeyAuthenticator(database.tenants, settings.key_pepper.get_secret_value())
         watch = AssetWatchHub(settings.database_url.get_secret_value())

@@ -31,6 +31,7 @@ from imagepipe.v1 import (
     ingest_pb2_grpc,
     quality_pb2,
     quality_pb2_grpc,
+    renderer_pb2,
     tenant_admin_pb2,
     tenant_admin_pb2_grpc,
 )
@@ -244,6 +245,42 @@ def _too_many_signing_keys(w: World) -> object:
     for _ in range(10):
         w.catalog.CreateSigningKey(catalog_pb2.CreateSigningKeyRequest(), metadata=md)
     return w.catalog.CreateSigningKey(catalog_pb2.CreateSigningKeyRequest(), metadata=md)
+
+
+def _own_tenant(w: World, prefix: str) -> tuple[tuple[str, str], ...]:
+    """The metadata of a tenant of its own, for cases that would change w.tenant's."""
+    created = w.admin.CreateTenant(
+        tenant_admin_pb2.CreateTenantRequest(name=f"{prefix}-{uuid.uuid4().hex[:8]}"),
+        metadata=w.services.admin_metadata,
+    )
+    ISSUED_TENANT_KEYS[f"key of tenant {created.tenant.name}"] = created.secret_key
+    return (("authorization", f"Bearer {created.secret_key}"),)
+
+
+def _create_preset(w: World, md: Any = None, **fields: Any) -> object:
+    defaults: dict[str, Any] = {"name": "p", "max_width": 10, "max_height": 10}
+    preset = renderer_pb2.Preset(**(defaults | fields))
+    return w.catalog.CreatePreset(
+        catalog_pb2.CreatePresetRequest(preset=preset), metadata=md or w.md
+    )
+
+
+def _too_many_presets(w: World) -> object:
+    md = _own_tenant(w, "presets")
+    for n in range(17):  # the 3 defaults and 17 more
+        _create_preset(w, md, name=f"p{n}")
+    return _create_preset(w, md, name="p99")
+
+
+def _last_preset(w: World) -> object:
+    md = _own_tenant(w, "presets")
+    for name in ("zoom", "card"):
+        w.catalog.DeletePreset(catalog_pb2.DeletePresetRequest(name=name), metadata=md)
+    return w.catalog.DeletePreset(catalog_pb2.DeletePresetRequest(name="thumb"), metadata=md)
+
+
+def _backfill(w: World, **fields: Any) -> object:
+    return w.catalog.StartBackfill(catalog_pb2.StartBackfillRequest(**fields), metadata=w.md)
 
 
 def _settings(w: World, *paths: str) -> object:
@@ -480,6 +517,61 @@ CASES: dict[str, tuple[grpc.StatusCode, Callable[[World], object]]] = {
         ),
     ),
     "UPDATE_MASK_REQUIRED": (S.INVALID_ARGUMENT, _settings),
+    # Presets, focal points and backfills
+    "INVALID_PRESET_SIZE": (S.INVALID_ARGUMENT, lambda w: _create_preset(w, max_width=8193)),
+    "INVALID_PRESET_FORMAT": (
+        S.INVALID_ARGUMENT,
+        lambda w: _create_preset(w, formats=[common_pb2.IMAGE_FORMAT_PNG]),
+    ),
+    "INVALID_PRESET_QUALITY": (S.INVALID_ARGUMENT, lambda w: _create_preset(w, min_ssim=1.5)),
+    "INVALID_PRESET_CHROMA": (
+        S.INVALID_ARGUMENT,
+        lambda w: _create_preset(w, chroma_subsampling=7),
+    ),
+    "INVALID_PRESET_FIT": (S.INVALID_ARGUMENT, lambda w: _create_preset(w, fit=7)),
+    "INVALID_PRESET_GRAVITY": (S.INVALID_ARGUMENT, lambda w: _create_preset(w, gravity=9)),
+    "PRESET_EXISTS": (S.ALREADY_EXISTS, lambda w: _create_preset(w, name="thumb")),
+    "TOO_MANY_PRESETS": (S.FAILED_PRECONDITION, _too_many_presets),
+    "LAST_PRESET": (S.FAILED_PRECONDITION, _last_preset),
+    "PRESET_NOT_FOUND": (
+        S.NOT_FOUND,
+        lambda w: w.catalog.DeletePreset(
+            catalog_pb2.DeletePresetRequest(name="poster"), metadata=w.md
+        ),
+    ),
+    "UNKNOWN_PRESET_FIELD": (
+        S.INVALID_ARGUMENT,
+        lambda w: w.catalog.UpdatePreset(
+            catalog_pb2.UpdatePresetRequest(
+                preset=renderer_pb2.Preset(name="thumb"), update_mask=FieldMask(paths=["name"])
+            ),
+            metadata=w.md,
+        ),
+    ),
+    "INVALID_FOCAL_POINT": (
+        S.INVALID_ARGUMENT,
+        lambda w: w.catalog.SetFocalPoint(
+            catalog_pb2.SetFocalPointRequest(
+                asset_id=w.ready.asset_id, focal_point=common_pb2.FocalPoint(x=-1)
+            ),
+            metadata=w.md,
+        ),
+    ),
+    "INVALID_BACKFILL_SCOPE": (S.INVALID_ARGUMENT, _backfill),
+    "TOO_MANY_ASSET_IDS": (
+        S.INVALID_ARGUMENT,
+        lambda w: _backfill(
+            w,
+            scope=catalog_pb2.BACKFILL_SCOPE_ASSET_IDS,
+            asset_ids=[str(uuid.uuid4()) for _ in range(1001)],
+        ),
+    ),
+    "BACKFILL_NOT_FOUND": (
+        S.NOT_FOUND,
+        lambda w: w.catalog.GetBackfill(
+            catalog_pb2.GetBackfillRequest(backfill_id=str(uuid.uuid4())), metadata=w.md
+        ),
+    ),
     "UNKNOWN_SETTING": (S.INVALID_ARGUMENT, lambda w: _settings(w, "unsigned_delivery", "gps")),
     # Poison jobs and purge
     "POISON_JOB_NOT_FOUND": (

@@ -60,7 +60,8 @@ ALL_SERVICES = [
     for s in module.DESCRIPTOR.services_by_name.values()
 ]
 
-# Tested with working behaviour below (the delivery RPCs in test_delivery_rpcs.py);
+# Tested with working behaviour below (the delivery RPCs in test_delivery_rpcs.py, the
+# preset ones in test_preset_rpcs.py);
 # written out by hand (not read from the descriptors it is checked against), so an RPC
 # added to a proto without a case here, or a case whose RPC is gone, fails the
 # completeness check.
@@ -108,6 +109,14 @@ IMPLEMENTED = {
     "imagepipe.v1.CatalogService.UpdateTenantSettings",
     "imagepipe.v1.CatalogInternalService.GetDeliveryAccess",
     "imagepipe.v1.CatalogInternalService.ResolveDelivery",
+    # Presets, focal points, backfills (tests/contract/test_preset_rpcs.py).
+    "imagepipe.v1.CatalogService.ListTenantPresets",
+    "imagepipe.v1.CatalogService.CreatePreset",
+    "imagepipe.v1.CatalogService.UpdatePreset",
+    "imagepipe.v1.CatalogService.DeletePreset",
+    "imagepipe.v1.CatalogService.SetFocalPoint",
+    "imagepipe.v1.CatalogService.StartBackfill",
+    "imagepipe.v1.CatalogService.GetBackfill",
 }
 # The servicer class registered for each service, and the generated base it extends.
 SERVICERS: dict[str, tuple[type, type]] = {

@@ -505,6 +505,38 @@ def _formats(rng: random.Random) -> list[int]:
     return rng.choice([[], [0], [99], [-1], [1, 1, 1], [8, 7, 99], [2**31 - 1], [3] * 1000])
 
 
+DOUBLES = (0.0, -0.0, 0.5, 1.0, 1.0000001, -1.0, float("nan"), float("inf"), float("-inf"), 1e308)
+
+
+def _preset(rng: random.Random, ctx: Context) -> bytes:
+    """A Preset message's bytes: real names and sane sizes beside hostile ones."""
+    return build(
+        renderer_pb2.Preset,
+        {
+            "name": rng.choice([*ctx.presets, "hero", hostile_text(rng, ctx.presets)]),
+            "max_width": rng.choice([400, *UINT32]),
+            "max_height": rng.choice([300, *UINT32]),
+            "formats": _formats(rng),
+            "quality": rng.choice([85, *UINT32]),
+            "min_ssim": rng.choice(DOUBLES),
+            "fit": rng.choice(ENUMS),
+            "gravity": rng.choice(ENUMS),
+            "chroma_subsampling": rng.choice(ENUMS),
+            "version": hostile_text(rng),
+        },
+    )
+
+
+def _preset_mask(rng: random.Random) -> bytes:
+    """An UpdatePreset mask: real fields, name (immutable), unknown ones, none."""
+    paths: list[Text] = rng.choice(
+        [[], ["max_width"], ["fit", "gravity"], ["name"], ["version"], [hostile_text(rng)]]
+    )
+    return b"".join(
+        wire.length_delimited(1, p if isinstance(p, bytes) else p.encode()) for p in paths
+    )
+
+
 FIELD_BUILDERS: dict[str, FieldBuilder] = {
     "GetAsset": lambda r, c: {"asset_id": hostile_id(r, c.own_assets, c.other_assets)},
     "WatchAsset": lambda r, c: {"asset_id": hostile_id(r, c.own_assets, c.other_assets)},
@@ -684,6 +716,30 @@ FIELD_BUILDERS: dict[str, FieldBuilder] = {
         "preset": r.choice([*c.presets, hostile_text(r, c.presets)]),
         "accept_formats": _formats(r),
     },
+    # Presets, focal points and backfills.
+    "CreatePreset": lambda r, c: {"preset": _preset(r, c)},
+    "UpdatePreset": lambda r, c: {"preset": _preset(r, c), "update_mask": _preset_mask(r)},
+    "DeletePreset": lambda r, c: {"name": r.choice(["hero", hostile_text(r, c.presets)])},
+    "SetFocalPoint": lambda r, c: {
+        "asset_id": hostile_id(r, c.own_assets, c.other_assets),
+        **(
+            {"focal_point": common_pb2.FocalPoint(x=r.choice(DOUBLES), y=r.choice(DOUBLES))}
+            if r.random() < 0.8
+            else {}
+        ),
+    },
+    "StartBackfill": lambda r, c: {
+        "scope": r.choice(ENUMS),
+        "preset": r.choice(["", *c.presets, hostile_text(r, c.presets)]),
+        "asset_ids": r.choice(
+            [
+                [],
+                [hostile_id(r, c.own_assets, c.other_assets)],
+                [str(uuid.UUID(int=r.getrandbits(128)))] * 1001,
+            ]
+        ),
+    },
+    "GetBackfill": lambda r, c: {"backfill_id": hostile_id(r, [])},
 }
 NEEDS = {"admin": {"TenantAdminService", "GetRendererStatus"}, "internal": {"CatalogInternal"}}
 

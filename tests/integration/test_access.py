@@ -54,6 +54,7 @@ class Owned:
     job_id: str
     poison_job_id: str
     signing_key_id: str
+    backfill_id: str
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,22 @@ def owned(services: Services, make_tenant: Callable[[str], Tenant]) -> Owned:
         .CreateSigningKey(catalog_pb2.CreateSigningKeyRequest(), metadata=alice.metadata)
         .signing_key
     )
+    # Selects nothing (every preset has its renditions): A's asset stays as it is.
+    backfill = (
+        catalog_pb2_grpc.CatalogServiceStub(services.catalog)
+        .StartBackfill(
+            catalog_pb2.StartBackfillRequest(scope=catalog_pb2.BACKFILL_SCOPE_MISSING),
+            metadata=alice.metadata,
+        )
+        .backfill
+    )
     return Owned(
-        alice, asset.asset_id, asset.job_id, poison.poison_job.poison_job_id, signing_key.key_id
+        alice,
+        asset.asset_id,
+        asset.job_id,
+        poison.poison_job.poison_job_id,
+        signing_key.key_id,
+        backfill.backfill_id,
     )
 
 
@@ -134,10 +149,30 @@ TARGETED: dict[str, Call] = {
             catalog_pb2.RevokeSigningKeyRequest(key_id=o.signing_key_id), metadata=md
         )
     ),
+    "imagepipe.v1.CatalogService.SetFocalPoint": lambda s, o, md: (
+        catalog_pb2_grpc.CatalogServiceStub(s.catalog).SetFocalPoint(
+            catalog_pb2.SetFocalPointRequest(
+                asset_id=o.asset_id, focal_point=common_pb2.FocalPoint(x=0.5, y=0.5)
+            ),
+            metadata=md,
+        )
+    ),
+    "imagepipe.v1.CatalogService.StartBackfill": lambda s, o, md: (
+        catalog_pb2_grpc.CatalogServiceStub(s.catalog).StartBackfill(
+            catalog_pb2.StartBackfillRequest(
+                scope=catalog_pb2.BACKFILL_SCOPE_ASSET_IDS, asset_ids=[o.asset_id]
+            ),
+            metadata=md,
+        )
+    ),
+    "imagepipe.v1.CatalogService.GetBackfill": lambda s, o, md: catalog_pb2_grpc.CatalogServiceStub(
+        s.catalog
+    ).GetBackfill(catalog_pb2.GetBackfillRequest(backfill_id=o.backfill_id), metadata=md),
 }
 
 # Re-run as the owner (without side effects) to show the thing exists for A.
 OWNER_SAFE = {
+    "imagepipe.v1.CatalogService.GetBackfill",
     "imagepipe.v1.CatalogService.GetAsset",
     "imagepipe.v1.CatalogService.GetJob",
     "imagepipe.v1.CatalogService.FindSimilar",
@@ -186,6 +221,11 @@ UNTARGETED = {
     "imagepipe.v1.CatalogService.CreateSigningKey",
     "imagepipe.v1.CatalogService.GetTenantSettings",
     "imagepipe.v1.CatalogService.UpdateTenantSettings",
+    # A tenant's presets are its own, by name: another tenant's names reach its own.
+    "imagepipe.v1.CatalogService.ListTenantPresets",
+    "imagepipe.v1.CatalogService.CreatePreset",
+    "imagepipe.v1.CatalogService.UpdatePreset",
+    "imagepipe.v1.CatalogService.DeletePreset",
 }
 
 

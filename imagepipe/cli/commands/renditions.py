@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from imagepipe.cli.output import View, draw_compare, draw_link, draw_presets, draw_written
+from imagepipe.cli.output import View, draw_compare, draw_link, draw_written
 from imagepipe.cli.running import JsonOption, parse_accept, run_view
-from imagepipe.cli.shapes import compare_json, link_json, preset_json, written_json
+from imagepipe.cli.shapes import compare_json, link_json, written_json
 from imagepipe.client import AsyncClient
 
-__all__ = ["compare", "presets", "rendition"]
+__all__ = ["compare", "rendition"]
 
 
 def rendition(
@@ -53,15 +53,5 @@ def compare(
     async def view(client: AsyncClient) -> View:
         rows = compare_json(await client.compare(asset_id))
         return View(rows, lambda: draw_compare(asset_id, rows))
-
-    run_view(view, as_json=as_json)
-
-
-def presets(as_json: JsonOption = False) -> None:
-    """List the rendition presets."""
-
-    async def view(client: AsyncClient) -> View:
-        rows = [preset_json(p) for p in await client.list_presets()]
-        return View(rows, lambda: draw_presets(rows))
 
     run_view(view, as_json=as_json)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from imagepipe.v1 import catalog_internal_pb2, catalog_pb2, common_pb2, events_pb2
+from imagepipe.v1 import catalog_internal_pb2, catalog_pb2, common_pb2, events_pb2, renderer_pb2
 from services.catalog.model import (
     TENANT_SETTING_NAMES,
     ApiKey,
@@ -18,6 +18,9 @@ from services.catalog.model import (
     AssetStatus,
     AssetWithRenditions,
     Attempt,
+    Backfill,
+    BackfillScope,
+    FocalPoint,
     GpsPosition,
     Job,
     JobState,
@@ -37,11 +40,13 @@ from services.catalog.model import (
     TenantSettings,
 )
 from services.catalog.usecases.delivery import version_of
-from services.shared.imaging.formats import ACCEPTED, format_from_name
+from services.shared.imaging.formats import ACCEPTED, format_from_name, format_name
 from services.shared.imaging.hashing import format_hash
+from services.shared.preset_wire import preset_messages
 
 __all__ = [
     "ASSET_STATUS",
+    "BACKFILL_SCOPE",
     "JOB_STATE",
     "POISON_REASON",
     "PURGE_ITEM_KIND",
@@ -49,14 +54,17 @@ __all__ = [
     "asset_message",
     "asset_metadata",
     "attempt_message",
+    "backfill_message",
     "deliverable_rendition",
     "encode_request",
+    "focal_point_message",
     "job_message",
     "metadata_message",
     "metrics_message",
     "new_asset",
     "new_renditions",
     "poison_job_message",
+    "preset_fields",
     "purge_response",
     "render_request_message",
     "rendition_message",
@@ -177,6 +185,7 @@ def rendition_message(rendition: Rendition) -> common_pb2.Rendition:
         scores=_scores(rendition),
         content_hash=rendition.content_sha256 or "",
         version=version_of(rendition),
+        preset_version=rendition.preset_version,
     )
 
 
@@ -266,7 +275,12 @@ def asset_message(found: AssetWithRenditions) -> common_pb2.Asset:
         upload_count=asset.upload_count,
         placeholder=placeholder,
         metadata=metadata_message(asset.metadata),
+        focal_point=focal_point_message(asset.focal_point),
     )
+
+
+def focal_point_message(point: FocalPoint | None) -> common_pb2.FocalPoint | None:
+    return None if point is None else common_pb2.FocalPoint(x=point.x, y=point.y)
 
 
 def similar_messages(found: Iterable[SimilarAsset]) -> list[common_pb2.SimilarAsset]:
@@ -329,6 +343,7 @@ def new_renditions(
                 hash_distance=scores.hash_distance if scores else None,
                 min_ssim=rendition.min_ssim,
                 content_sha256=rendition.content_hash or None,
+                preset_version=rendition.preset_version,
             )
         )
     return made
@@ -380,6 +395,8 @@ def render_request_message(
         request_id=request.request_id,
         enqueue_time=timestamp(request.created_at),
         interrupted=request.interrupted,
+        presets=preset_messages(request.presets),
+        focal_point=focal_point_message(request.focal_point),
     )
 
 
@@ -461,4 +478,82 @@ def purge_response(report: PurgeReport) -> catalog_pb2.PurgeResponse:
         object_count=len(report.items),
         bytes_freed=report.bytes_freed,
         asset_rows_removed=report.asset_rows_removed,
+    )
+
+
+# Presets and backfills -------------------------------------------------------------
+
+BACKFILL_SCOPE: dict[BackfillScope, catalog_pb2.BackfillScope.ValueType] = {
+    BackfillScope.ALL: catalog_pb2.BACKFILL_SCOPE_ALL,
+    BackfillScope.MISSING: catalog_pb2.BACKFILL_SCOPE_MISSING,
+    BackfillScope.OUTDATED: catalog_pb2.BACKFILL_SCOPE_OUTDATED,
+    BackfillScope.ASSET_IDS: catalog_pb2.BACKFILL_SCOPE_ASSET_IDS,
+}
+# Wire enums to the model's names; zero values mean the defaults (as in preset_wire).
+_FIT_NAMES = {
+    common_pb2.FIT_UNSPECIFIED: "inside",
+    common_pb2.FIT_INSIDE: "inside",
+    common_pb2.FIT_COVER: "cover",
+}
+_GRAVITY_NAMES = {
+    common_pb2.GRAVITY_UNSPECIFIED: "centre",
+    common_pb2.GRAVITY_CENTRE: "centre",
+    common_pb2.GRAVITY_ENTROPY: "entropy",
+    common_pb2.GRAVITY_ATTENTION: "attention",
+    common_pb2.GRAVITY_FOCAL: "focal",
+}
+_CHROMA_NAMES = {
+    common_pb2.CHROMA_SUBSAMPLING_UNSPECIFIED: "4:2:0",
+    common_pb2.CHROMA_SUBSAMPLING_420: "4:2:0",
+    common_pb2.CHROMA_SUBSAMPLING_444: "4:4:4",
+}
+
+
+def _format_value(value: int) -> object:
+    """An image format's name; a value this build does not know stays a number (the
+    Preset model then refuses it, naming the field)."""
+    unset = value == common_pb2.IMAGE_FORMAT_UNSPECIFIED
+    known = value in common_pb2.ImageFormat.values() and not unset
+    return format_name(value) if known else value
+
+
+def preset_fields(message: renderer_pb2.Preset, *, creating: bool) -> dict[str, object]:
+    """A Preset message as the model's field values, for the use case to check. When
+    `creating`, an unset quality or an empty format list means the default."""
+    fields: dict[str, object] = {
+        "name": message.name,
+        "max_width": message.max_width,
+        "max_height": message.max_height,
+        "formats": [_format_value(f) for f in message.formats],
+        "quality": message.quality,
+        "min_ssim": message.min_ssim,
+        "fit": _FIT_NAMES.get(message.fit, message.fit),
+        "gravity": _GRAVITY_NAMES.get(message.gravity, message.gravity),
+        "chroma_subsampling": _CHROMA_NAMES.get(
+            message.chroma_subsampling, message.chroma_subsampling
+        ),
+    }
+    if creating:
+        if not message.quality:
+            del fields["quality"]
+        if not message.formats:
+            del fields["formats"]
+    return fields
+
+
+def backfill_message(backfill: Backfill) -> catalog_pb2.Backfill:
+    return catalog_pb2.Backfill(
+        backfill_id=str(backfill.id),
+        scope=BACKFILL_SCOPE[backfill.scope],
+        preset=backfill.preset,
+        state=(
+            catalog_pb2.BACKFILL_STATE_FINISHED
+            if backfill.finished
+            else catalog_pb2.BACKFILL_STATE_RUNNING
+        ),
+        total=backfill.total,
+        done=backfill.done,
+        failed=backfill.failed,
+        create_time=timestamp(backfill.created_at),
+        finish_time=timestamp(backfill.finished_at),
     )

@@ -15,9 +15,11 @@ from services.catalog.model import Rendition
 from services.catalog.ports import AssetWatch, Stores
 from services.catalog.usecases import (
     assets,
+    backfills,
     delivery,
     jobs,
     poison,
+    presets,
     purge,
     signing_keys,
     similar,
@@ -25,6 +27,7 @@ from services.catalog.usecases import (
 )
 from services.catalog.usecases.renditions import choose_rendition
 from services.shared.errors import Unavailable
+from services.shared.preset_wire import preset_message, preset_messages
 from services.shared.settings import Settings
 from services.shared.spool import MAX_CHUNK_BYTES
 from services.shared.storage import ObjectNotFound, ObjectStore
@@ -288,3 +291,82 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
             paths=list(request.update_mask.paths),
         )
         return pb.UpdateTenantSettingsResponse(settings=convert.tenant_settings_message(settings))
+
+    async def ListTenantPresets(
+        self, request: pb.ListTenantPresetsRequest, context: object
+    ) -> pb.ListTenantPresetsResponse:
+        found = await presets.list_presets(self._stores.presets, tenant_id=requests.tenant())
+        return pb.ListTenantPresetsResponse(
+            presets=preset_messages(found.presets), defaults=not found.own
+        )
+
+    async def CreatePreset(
+        self, request: pb.CreatePresetRequest, context: object
+    ) -> pb.CreatePresetResponse:
+        created = await presets.create_preset(
+            self._stores.presets,
+            tenant_id=requests.tenant(),
+            fields=convert.preset_fields(request.preset, creating=True),
+        )
+        return pb.CreatePresetResponse(preset=preset_message(created))
+
+    async def UpdatePreset(
+        self, request: pb.UpdatePresetRequest, context: object
+    ) -> pb.UpdatePresetResponse:
+        updated = await presets.update_preset(
+            self._stores.presets,
+            tenant_id=requests.tenant(),
+            name=requests.preset_name(request.preset.name),
+            fields=convert.preset_fields(request.preset, creating=False),
+            paths=list(request.update_mask.paths),
+        )
+        return pb.UpdatePresetResponse(preset=preset_message(updated))
+
+    async def DeletePreset(
+        self, request: pb.DeletePresetRequest, context: object
+    ) -> pb.DeletePresetResponse:
+        await presets.delete_preset(
+            self._stores.presets,
+            tenant_id=requests.tenant(),
+            name=requests.preset_name(request.name),
+        )
+        return pb.DeletePresetResponse()
+
+    async def SetFocalPoint(
+        self, request: pb.SetFocalPointRequest, context: object
+    ) -> pb.SetFocalPointResponse:
+        changed = await backfills.set_focal_point(
+            self._stores.backfills,
+            self._stores.presets,
+            self._stores.assets,
+            tenant_id=requests.tenant(),
+            asset_id=requests.parse_uuid(request.asset_id, "asset_id"),
+            point=requests.focal_point(request),
+        )
+        return pb.SetFocalPointResponse(
+            asset=asset_message(changed.asset), job_id=str(changed.job.id) if changed.job else ""
+        )
+
+    async def StartBackfill(
+        self, request: pb.StartBackfillRequest, context: object
+    ) -> pb.StartBackfillResponse:
+        started = await backfills.start_backfill(
+            self._stores.backfills,
+            self._stores.presets,
+            self._stores.purge,
+            tenant_id=requests.tenant(),
+            scope=requests.backfill_scope(request.scope),
+            preset=requests.preset_name(request.preset) if request.preset else "",
+            asset_ids=[requests.parse_uuid(a, "asset_ids") for a in request.asset_ids],
+        )
+        return pb.StartBackfillResponse(backfill=convert.backfill_message(started))
+
+    async def GetBackfill(
+        self, request: pb.GetBackfillRequest, context: object
+    ) -> pb.GetBackfillResponse:
+        found = await backfills.get_backfill(
+            self._stores.backfills,
+            tenant_id=requests.tenant(),
+            backfill_id=requests.parse_uuid(request.backfill_id, "backfill_id"),
+        )
+        return pb.GetBackfillResponse(backfill=convert.backfill_message(found))

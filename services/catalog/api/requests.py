@@ -20,8 +20,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagepipe.v1 import catalog_internal_pb2 as internal_pb
 from imagepipe.v1 import catalog_pb2, common_pb2
-from services.catalog.api.convert import ASSET_STATUS, JOB_STATE, POISON_REASON
-from services.catalog.model import AssetFilter, AssetStatus, JobState, PoisonReason
+from services.catalog.api.convert import ASSET_STATUS, BACKFILL_SCOPE, JOB_STATE, POISON_REASON
+from services.catalog.model import (
+    AssetFilter,
+    AssetStatus,
+    BackfillScope,
+    FocalPoint,
+    JobState,
+    PoisonReason,
+)
 from services.catalog.similarity import MAX_DISTANCE
 from services.shared.auth import current_tenant_id
 from services.shared.errors import InvalidArgument
@@ -31,11 +38,13 @@ from services.shared.storage import rendition_version
 
 __all__ = [
     "asset_filter",
+    "backfill_scope",
     "checked_completion",
     "checked_metadata",
     "checked_registration",
     "claim_limit",
     "delivery_format",
+    "focal_point",
     "known_format",
     "lease",
     "optional_seconds",
@@ -77,6 +86,7 @@ _OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
 _ASSET_STATUSES = {v: k for k, v in ASSET_STATUS.items()}
 _JOB_STATES = {v: k for k, v in JOB_STATE.items()}
 _POISON_REASONS = {v: k for k, v in POISON_REASON.items()}
+_BACKFILL_SCOPES = {v: k for k, v in BACKFILL_SCOPE.items()}
 
 
 def tenant() -> uuid.UUID:
@@ -157,6 +167,24 @@ def poison_reason(value: catalog_pb2.PoisonReason.ValueType) -> PoisonReason:
     if reason is None:
         raise InvalidArgument("reason must be set", reason="INVALID_POISON_REASON")
     return reason
+
+
+def backfill_scope(value: catalog_pb2.BackfillScope.ValueType) -> BackfillScope:
+    scope = _BACKFILL_SCOPES.get(value)
+    if scope is None:
+        raise InvalidArgument(
+            "scope must be BACKFILL_SCOPE_ALL, _MISSING, _OUTDATED or _ASSET_IDS",
+            reason="INVALID_BACKFILL_SCOPE",
+            metadata={"field": "scope"},
+        )
+    return scope
+
+
+def focal_point(request: catalog_pb2.SetFocalPointRequest) -> FocalPoint | None:
+    """The point asked for; None (clear it) when unset."""
+    if not request.HasField("focal_point"):
+        return None
+    return FocalPoint(request.focal_point.x, request.focal_point.y)
 
 
 def perceptual_hash(text: str) -> int:

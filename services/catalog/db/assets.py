@@ -10,6 +10,12 @@ import asyncpg
 
 from services.catalog.db import rows
 from services.catalog.db.pool import Connection, database_methods, sql_list, transaction
+from services.catalog.db.presets import (
+    DEFAULT_PRESETS,
+    PresetDefaults,
+    effective_presets_sql,
+    preset_names_sql,
+)
 from services.catalog.lifecycle import IN_FLIGHT
 from services.catalog.model import (
     Asset,
@@ -27,6 +33,7 @@ from services.catalog.model import (
 )
 from services.catalog.ports import KeysetPosition, MetadataRule
 from services.catalog.similarity import probes, signed_hash
+from services.shared.presets import Preset
 
 __all__ = ["PgAssetStore", "asset_row", "lock_content"]
 
@@ -38,9 +45,10 @@ _INSERT_ASSET = """
     ON CONFLICT (tenant_id, content_hash) WHERE deleted_at IS NULL DO NOTHING
     RETURNING id
 """
+# The job renders the tenant's presets as they are now (a new asset has no focal point).
 _INSERT_JOB = f"""
-    INSERT INTO jobs AS j (id, tenant_id, asset_id, state, request_id)
-    VALUES ($1, $2, $3, 'pending', $4)
+    INSERT INTO jobs AS j (id, tenant_id, asset_id, state, request_id, presets)
+    VALUES ($1, $2, $3, 'pending', $4, {effective_presets_sql("$2", "$5")})
     RETURNING {rows.JOB_COLUMNS}
 """
 _COUNT_UPLOAD = """
@@ -78,9 +86,12 @@ _ASSET_CONDITIONS = {
     "captured_from": "a.capture_time >= ${}",
     "captured_to": "a.capture_time < ${}",
 }
+# Only renditions of presets the tenant has: those of a deleted preset are unreferenced
+# (Purge reclaims them).
 _LIST_RENDITIONS = f"""
     SELECT {rows.RENDITION_COLUMNS}
     FROM renditions WHERE tenant_id = $1 AND asset_id = ANY($2::uuid[])
+      AND preset = ANY({preset_names_sql("$1", "$3")})
     ORDER BY asset_id, width * height DESC, preset, format
 """
 # The delivery service's lookup on a CDN miss: the asset by its primary key, its
@@ -91,6 +102,7 @@ _PRESET_RENDITIONS = f"""
     LEFT JOIN LATERAL (
         SELECT {rows.RENDITION_COLUMNS} FROM renditions
         WHERE asset_id = a.id AND tenant_id = a.tenant_id AND preset = $3
+          AND preset = ANY({preset_names_sql("$1", "$4")})
     ) r ON true
     WHERE a.tenant_id = $1 AND a.id = $2
     ORDER BY r.format
@@ -139,10 +151,43 @@ async def asset_row(connection: Connection, tenant_id: uuid.UUID, asset_id: uuid
     return rows.asset(row)
 
 
+async def _insert_asset(
+    connection: Connection, new: NewAsset, metadata: AssetMetadata
+) -> uuid.UUID | None:
+    """The new asset's id; None when a concurrent upload of the same bytes won."""
+    asset_id: uuid.UUID | None = await connection.fetchval(
+        _INSERT_ASSET,
+        uuid.uuid4(),
+        new.tenant_id,
+        new.content_hash,
+        signed_hash(new.perceptual_hash),
+        new.filename,
+        new.declared_content_type,
+        new.content_type,
+        new.format,
+        new.width,
+        new.height,
+        new.size_bytes,
+        new.frame_count,
+        new.labels,
+        new.original_key,
+        rows.metadata_document(metadata),
+        metadata.capture_time,
+    )
+    return asset_id
+
+
 @database_methods
 class PgAssetStore:
-    def __init__(self, pool: asyncpg.Pool, *, tenant_max_in_flight: int = 0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        tenant_max_in_flight: int = 0,
+        defaults: Sequence[Preset] = DEFAULT_PRESETS,
+    ) -> None:
         self._pool = pool
+        self._defaults = PresetDefaults(tuple(defaults))
         # Render jobs one tenant may have on the broker at once (0: no limit).
         self._tenant_max_in_flight = tenant_max_in_flight
 
@@ -194,32 +239,19 @@ class PgAssetStore:
                     deferred=await self._at_in_flight_limit(connection, tenant_id),
                 )
             metadata = await self._kept_metadata(connection, new, keep)
-            asset_id = await connection.fetchval(
-                _INSERT_ASSET,
-                uuid.uuid4(),
-                tenant_id,
-                new.content_hash,
-                signed_hash(new.perceptual_hash),
-                new.filename,
-                new.declared_content_type,
-                new.content_type,
-                new.format,
-                new.width,
-                new.height,
-                new.size_bytes,
-                new.frame_count,
-                new.labels,
-                new.original_key,
-                rows.metadata_document(metadata),
-                metadata.capture_time,
-            )
+            asset_id = await _insert_asset(connection, new, metadata)
             if asset_id is None:
                 # A concurrent upload of the same bytes won; count this one against it.
                 asset_id = await connection.fetchval(_COUNT_UPLOAD, tenant_id, new.content_hash)
                 asset = await asset_row(connection, tenant_id, asset_id)
                 return AssetRegistration(asset=asset, created=False, job=None)
             job = await connection.fetchrow(
-                _INSERT_JOB, uuid.uuid4(), tenant_id, asset_id, new.request_id
+                _INSERT_JOB,
+                uuid.uuid4(),
+                tenant_id,
+                asset_id,
+                new.request_id,
+                self._defaults.snapshot,
             )
             assert job is not None
             return AssetRegistration(
@@ -272,13 +304,17 @@ class PgAssetStore:
     async def list_renditions(
         self, tenant_id: uuid.UUID, asset_ids: Sequence[uuid.UUID]
     ) -> list[Rendition]:
-        found = await self._pool.fetch(_LIST_RENDITIONS, tenant_id, list(asset_ids))
+        found = await self._pool.fetch(
+            _LIST_RENDITIONS, tenant_id, list(asset_ids), self._defaults.names
+        )
         return [rows.rendition(r) for r in found]
 
     async def preset_renditions(
         self, tenant_id: uuid.UUID, asset_id: uuid.UUID, preset: str
     ) -> PresetRenditions | None:
-        found = await self._pool.fetch(_PRESET_RENDITIONS, tenant_id, asset_id, preset)
+        found = await self._pool.fetch(
+            _PRESET_RENDITIONS, tenant_id, asset_id, preset, self._defaults.names
+        )
         if not found:
             return None
         return PresetRenditions(

@@ -138,8 +138,8 @@ _START = f"""
 _UPSERT_RENDITION = """
     INSERT INTO renditions (asset_id, tenant_id, preset, format, object_key, width,
         height, size_bytes, quality, psnr_db, psnr_infinite, ssim, hash_distance,
-        job_id, min_ssim, content_sha256)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+        job_id, min_ssim, content_sha256, preset_version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
     ON CONFLICT (asset_id, preset, format) DO UPDATE SET
         object_key = EXCLUDED.object_key, width = EXCLUDED.width,
         height = EXCLUDED.height, size_bytes = EXCLUDED.size_bytes,
@@ -147,7 +147,15 @@ _UPSERT_RENDITION = """
         psnr_infinite = EXCLUDED.psnr_infinite, ssim = EXCLUDED.ssim,
         hash_distance = EXCLUDED.hash_distance, job_id = EXCLUDED.job_id,
         min_ssim = EXCLUDED.min_ssim, content_sha256 = EXCLUDED.content_sha256,
-        updated_at = clock_timestamp()
+        preset_version = EXCLUDED.preset_version, updated_at = clock_timestamp()
+"""
+# A preset this completion made, in formats it no longer has: its other formats' rows
+# go (their objects are orphans for Purge), so a re-render after a change of formats
+# serves only what the preset now makes. Presets it did not make are left alone.
+_SUPERSEDED = """
+    DELETE FROM renditions
+    WHERE asset_id = $1 AND tenant_id = $2 AND preset = ANY($3::text[])
+      AND NOT (preset || '/' || format = ANY($4::text[]))
 """
 _DONE = f"""
     UPDATE jobs j SET state = 'done', last_error = '', lease_owner = NULL,
@@ -175,7 +183,7 @@ _RETRY = f"""
         last_error = $2, lease_owner = NULL, lease_expires_at = NULL,
         deliveries = 0, updated_at = clock_timestamp()
     WHERE id = $1 AND state NOT IN ({_TERMINAL}) AND attempts = $4
-    RETURNING id, tenant_id, asset_id, state
+    RETURNING id, tenant_id, asset_id, state, rerender
 """
 _PERMANENT_FAILURES = """
     SELECT count(*) FROM job_attempts t JOIN jobs j ON j.id = t.job_id
@@ -411,8 +419,15 @@ class PgJobStore:
                     _UPSERT_RENDITION,
                     *(asset_id, tenant_id, r.preset, r.format, r.object_key, r.width, r.height),
                     *(r.size_bytes, r.quality, r.psnr_db, r.psnr_infinite, r.ssim),
-                    *(r.hash_distance, job_id, r.min_ssim, r.content_sha256),
+                    *(r.hash_distance, job_id, r.min_ssim, r.content_sha256, r.preset_version),
                 )
+            await connection.execute(
+                _SUPERSEDED,
+                asset_id,
+                tenant_id,
+                list({r.preset for r in renditions}),
+                [f"{r.preset}/{r.format}" for r in renditions],
+            )
             await connection.execute(
                 "UPDATE job_attempts SET finished_at = coalesce(finished_at, clock_timestamp()), "
                 "outcome = 'succeeded', error = '' WHERE job_id = $1 AND attempt = $2",

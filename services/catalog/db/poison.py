@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
 
 from services.catalog.db import rows
 from services.catalog.db.pool import Connection, database_methods, transaction
+from services.catalog.db.presets import DEFAULT_PRESETS, PresetDefaults, effective_presets_sql
 from services.catalog.lifecycle import may_poison
 from services.catalog.model import Job, JobState, PoisonJob, PoisonReason
 from services.catalog.ports import KeysetPosition
+from services.shared.presets import Preset
 
 __all__ = ["PgPoisonStore", "poison"]
 
@@ -21,13 +24,18 @@ _LIST_POISON_JOBS = f"""
     ORDER BY created_at DESC, id DESC
     LIMIT $5
 """
-# A fresh retry budget (budget_since) and deliveries counted afresh.
-_REPLAY_JOB = """
-    UPDATE jobs SET state = 'pending', not_before = NULL, last_error = '',
+# A fresh retry budget (budget_since) and deliveries counted afresh; the job renders
+# the tenant's presets and the asset's focal point as they are now (it is made anew).
+_REPLAY_JOB = f"""
+    UPDATE jobs j SET state = 'pending', not_before = NULL, last_error = '',
         lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL,
         deliveries = 0, spares = 0, budget_since = clock_timestamp(),
-        updated_at = clock_timestamp()
-    WHERE id = $1 AND tenant_id = $2 AND state = 'dead'
+        updated_at = clock_timestamp(),
+        presets = {effective_presets_sql("$2", "$3")},
+        focal_x = a.focal_x, focal_y = a.focal_y
+    FROM assets a
+    WHERE j.id = $1 AND j.tenant_id = $2 AND j.state = 'dead'
+      AND a.id = j.asset_id AND a.tenant_id = j.tenant_id
 """
 
 
@@ -38,8 +46,9 @@ async def poison(
     error: str,
     request: bytes,
 ) -> PoisonJob | None:
-    """Under the job's row lock (`job`: its id, tenant_id, asset_id and state): the
-    open poison job, recorded once."""
+    """Under the job's row lock (`job`: its id, tenant_id, asset_id, state and
+    rerender): the open poison job, recorded once. A re-render's failure leaves its
+    asset as it is (ready, with the renditions it had)."""
     job_id = job["id"]
     existing = await connection.fetchrow(
         f"SELECT {rows.POISON_COLUMNS} FROM poison_jobs WHERE job_id = $1 AND replayed_at IS NULL",
@@ -65,9 +74,10 @@ async def poison(
     )
     await connection.execute(
         "UPDATE assets SET status = 'failed', updated_at = clock_timestamp() "
-        "WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+        "WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL AND NOT $3",
         job["asset_id"],
         job["tenant_id"],
+        job["rerender"],
     )
     row = await connection.fetchrow(
         "INSERT INTO poison_jobs (id, tenant_id, job_id, asset_id, reason, error, request) "
@@ -86,8 +96,9 @@ async def poison(
 
 @database_methods
 class PgPoisonStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, defaults: Sequence[Preset] = DEFAULT_PRESETS) -> None:
         self._pool = pool
+        self._defaults = PresetDefaults(tuple(defaults))
 
     async def record_poison(
         self, job_id: uuid.UUID, reason: PoisonReason, error: str, request: bytes
@@ -95,7 +106,9 @@ class PgPoisonStore:
         """Job dead, asset failed, one open poison job. None when the job is unknown."""
         async with transaction(self._pool) as connection:
             job = await connection.fetchrow(
-                "SELECT id, tenant_id, asset_id, state FROM jobs WHERE id = $1 FOR UPDATE", job_id
+                "SELECT id, tenant_id, asset_id, state, rerender FROM jobs "
+                "WHERE id = $1 FOR UPDATE",
+                job_id,
             )
             if job is None:
                 return None
@@ -135,7 +148,9 @@ class PgPoisonStore:
                     poison_job_id,
                 )
                 assert row is not None
-                await connection.execute(_REPLAY_JOB, row["job_id"], tenant_id)
+                await connection.execute(
+                    _REPLAY_JOB, row["job_id"], tenant_id, self._defaults.snapshot
+                )
                 await connection.execute(
                     "UPDATE assets SET status = 'pending', updated_at = clock_timestamp() "
                     "WHERE id = $1 AND tenant_id = $2 AND status = 'failed'",

@@ -129,6 +129,11 @@ IDEMPOTENT = frozenset(
         "live_assets",
         "list_poison_jobs",
         "retry_poison",
+        "tenant_presets",
+        "replace_preset",
+        "get_backfill",
+        "stale_renditions",
+        "remove_stale_rendition",
     }
 )
 

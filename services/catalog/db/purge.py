@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -20,7 +20,9 @@ from services.catalog.db.pool import (
     transaction,
     translated,
 )
-from services.catalog.model import DeletedAsset
+from services.catalog.db.presets import DEFAULT_PRESETS, PresetDefaults, preset_names_sql
+from services.catalog.model import DeletedAsset, StaleRendition
+from services.shared.presets import Preset
 from services.shared.storage import asset_of_rendition_key
 
 __all__ = ["PgContentLock", "PgPurgeStore"]
@@ -44,6 +46,22 @@ _USED_RENDITIONS = (
     "SELECT object_key AS key FROM renditions "
     "WHERE tenant_id = $1 AND asset_id = ANY($2::uuid[]) AND object_key = ANY($3)"
 )
+# Renditions of live assets whose preset the tenant no longer has ($2: the defaults'
+# names, for a tenant without presets of its own).
+_STALE_RENDITIONS = f"""
+    SELECT r.asset_id, r.preset, r.format, r.object_key, r.size_bytes
+    FROM renditions r JOIN assets a ON a.id = r.asset_id AND a.tenant_id = r.tenant_id
+    WHERE r.tenant_id = $1 AND a.deleted_at IS NULL
+      AND NOT (r.preset = ANY({preset_names_sql("$1", "$2")}))
+    ORDER BY r.object_key
+"""
+# Still stale and still this object: a preset made again since, or a render that wrote
+# the row anew, keeps it.
+_REMOVE_STALE = f"""
+    DELETE FROM renditions r
+    WHERE r.tenant_id = $1 AND r.asset_id = $2 AND r.preset = $3 AND r.format = $4
+      AND r.object_key = $5 AND NOT (r.preset = ANY({preset_names_sql("$1", "$6")}))
+"""
 _USED_OTHERS = (
     "SELECT object_key AS key FROM renditions WHERE tenant_id = $1 AND object_key = ANY($2)"
 )
@@ -102,8 +120,36 @@ database_methods(PgContentLock, retry=False)
 
 @database_methods
 class PgPurgeStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, defaults: Sequence[Preset] = DEFAULT_PRESETS) -> None:
         self._pool = pool
+        self._defaults = PresetDefaults(tuple(defaults))
+
+    async def stale_renditions(self, tenant_id: uuid.UUID) -> list[StaleRendition]:
+        """Renditions of live assets whose preset the tenant no longer has."""
+        found = await self._pool.fetch(_STALE_RENDITIONS, tenant_id, self._defaults.names)
+        return [
+            StaleRendition(
+                asset_id=r["asset_id"],
+                preset=r["preset"],
+                format=r["format"],
+                object_key=r["object_key"],
+                size_bytes=r["size_bytes"],
+            )
+            for r in found
+        ]
+
+    async def remove_stale_rendition(self, tenant_id: uuid.UUID, stale: StaleRendition) -> bool:
+        """Its row gone, if it is still stale and still names this object."""
+        status = await self._pool.execute(
+            _REMOVE_STALE,
+            tenant_id,
+            stale.asset_id,
+            stale.preset,
+            stale.format,
+            stale.object_key,
+            self._defaults.names,
+        )
+        return bool(status.endswith(" 1"))
 
     async def deleted_assets(self, tenant_id: uuid.UUID, before: dt.datetime) -> list[DeletedAsset]:
         """Deleted assets whose deletion is older than `before`, with their renditions."""

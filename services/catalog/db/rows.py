@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from services.catalog.db.presets import presets_from_snapshot
 from services.catalog.model import (
     TENANT_SETTING_NAMES,
     ApiKey,
@@ -21,6 +22,7 @@ from services.catalog.model import (
     AssetStatus,
     Attempt,
     DeletedAsset,
+    FocalPoint,
     GpsPosition,
     Job,
     JobState,
@@ -54,6 +56,7 @@ __all__ = [
     "asset_metadata",
     "attempt",
     "deleted_asset",
+    "focal_point",
     "job",
     "metadata_document",
     "poison_job",
@@ -78,13 +81,14 @@ ASSET_COLUMNS = """
     a.id, a.tenant_id, a.status, a.content_hash, a.perceptual_hash, a.filename,
     a.declared_content_type, a.content_type, a.format, a.width, a.height, a.size_bytes,
     a.frame_count, a.labels, a.original_key, a.upload_count, a.thumbhash, a.dominant_color,
-    a.created_at, a.updated_at, a.deleted_at, a.metadata, a.capture_time,
+    a.created_at, a.updated_at, a.deleted_at, a.metadata, a.capture_time, a.focal_x, a.focal_y,
     (SELECT j.id FROM jobs j WHERE j.asset_id = a.id AND j.tenant_id = a.tenant_id
       ORDER BY j.created_at DESC LIMIT 1) AS job_id
 """
 RENDITION_COLUMNS = """
     asset_id, preset, format, object_key, width, height, size_bytes, quality,
-    psnr_db, psnr_infinite, ssim, hash_distance, min_ssim, updated_at, content_sha256
+    psnr_db, psnr_infinite, ssim, hash_distance, min_ssim, updated_at, content_sha256,
+    preset_version
 """
 JOB_COLUMNS = """
     j.id, j.tenant_id, j.asset_id, j.state, j.attempts, j.last_error, j.request_id,
@@ -99,7 +103,7 @@ ATTEMPT_COLUMNS = """
 # limit): the renderer runs it alone.
 RENDER_REQUEST_COLUMNS = """
     j.id AS job_id, j.tenant_id, j.asset_id, j.request_id, j.created_at,
-    a.original_key, a.content_hash, a.format,
+    a.original_key, a.content_hash, a.format, j.presets, j.focal_x, j.focal_y,
     (j.deliveries > 1 OR j.spares > 0 OR EXISTS (SELECT 1 FROM job_attempts t
         WHERE t.job_id = j.id AND t.finished_at IS NULL AND t.started_at >= j.budget_since))
         AS interrupted
@@ -146,6 +150,13 @@ def stored_api_key(row: Record) -> StoredApiKey:
     )
 
 
+def focal_point(row: Record) -> FocalPoint | None:
+    """The row's focal_x and focal_y (both set, or both NULL)."""
+    if row["focal_x"] is None or row["focal_y"] is None:
+        return None
+    return FocalPoint(row["focal_x"], row["focal_y"])
+
+
 def asset(row: Record) -> Asset:
     return Asset(
         id=row["id"],
@@ -171,6 +182,7 @@ def asset(row: Record) -> Asset:
         deleted_at=row["deleted_at"],
         job_id=row["job_id"],
         metadata=asset_metadata(row["metadata"], row["capture_time"]),
+        focal_point=focal_point(row),
     )
 
 
@@ -222,6 +234,7 @@ def rendition(row: Record) -> Rendition:
         min_ssim=row["min_ssim"],
         updated_at=row["updated_at"],
         content_sha256=row["content_sha256"],
+        preset_version=row["preset_version"],
     )
 
 
@@ -274,6 +287,8 @@ def render_request(row: Record) -> RenderRequest:
         content_hash=row["content_hash"],
         format=row["format"],
         interrupted=bool(row["interrupted"]),
+        presets=presets_from_snapshot(row["presets"]),
+        focal_point=focal_point(row),
     )
 
 

@@ -3,6 +3,11 @@
 Purgeable, once older than the cut-off:
 - the renditions of a deleted asset (their keys hold the asset id, so nothing else
   uses them) and its original, when no other asset row uses that original;
+- the renditions of a live asset whose preset the tenant deleted (unreferenced:
+  no longer listed or served), reported as DELETED_RENDITION, the closest kind the
+  contract has (a rendition whose reason to exist was deleted); their row goes first,
+  and only while the preset is still gone and the row still names that object, so a
+  preset made again meanwhile keeps its rendition;
 - objects under the tenant's prefixes that no row references (orphans, e.g. from an
   upload interrupted between storing its original and registering it, or the output
   of a stale or superseded render attempt). A live (or failed) asset's unreferenced
@@ -28,7 +33,13 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from services.catalog.model import DeletedAsset, PurgeItem, PurgeItemKind, PurgeReport
+from services.catalog.model import (
+    DeletedAsset,
+    PurgeItem,
+    PurgeItemKind,
+    PurgeReport,
+    StaleRendition,
+)
 from services.catalog.ports import PurgeStore
 from services.shared.errors import InvalidArgument
 from services.shared.logs import get_logger
@@ -96,6 +107,29 @@ class _Purge:
                 await content.remove_asset_rows(asset.id)
             self.assets_removed += 1
 
+    async def stale_rendition(self, stale: StaleRendition, cutoff: dt.datetime) -> None:
+        self.handled.add(stale.object_key)
+        listed = self.listed.get(stale.object_key)
+        if listed is not None and listed.modified >= cutoff:
+            return
+        item = (
+            None
+            if listed is None  # already gone from the store; the row goes below
+            else PurgeItem(
+                PurgeItemKind.DELETED_RENDITION,
+                stale.object_key,
+                stale.size_bytes,
+                stale.asset_id,
+                listed.modified,
+            )
+        )
+        if self.dry_run:
+            if item is not None:
+                self.items.append(item)
+            return
+        if await self.purge.remove_stale_rendition(self.tenant_id, stale) and item is not None:
+            await self.take(item)
+
     async def orphans(
         self, batch: Sequence[ObjectInfo], renditions_prefix: str, live_cutoff: dt.datetime
     ) -> None:
@@ -152,6 +186,8 @@ async def run_purge(
 
     for asset in await purge.deleted_assets(tenant_id, before=cutoff):
         await run.deleted_asset(asset)
+    for stale in await purge.stale_renditions(tenant_id):
+        await run.stale_rendition(stale, cutoff)
 
     candidates = [
         info

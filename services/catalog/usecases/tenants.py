@@ -18,6 +18,7 @@ from services.catalog.model import (
 )
 from services.catalog.ports import TenantStore, UsageStore
 from services.catalog.usecases import paging
+from services.catalog.usecases.masks import masked_fields
 from services.catalog.usecases.paging import Page, decode_name_token, encode_name_token, paginate
 from services.shared.auth import (
     Principal,
@@ -147,22 +148,10 @@ async def update_tenant_settings(
     """Set the settings `paths` (an update mask) names to their `values`; the others
     keep theirs. An empty mask is refused rather than read as "all": a client that
     sends only the fields it knows would reset the ones added after it."""
-    known = ", ".join(TENANT_SETTING_NAMES)
-    if not paths:
-        raise InvalidArgument(
-            f"update_mask must name the settings to change (known: {known})",
-            reason="UPDATE_MASK_REQUIRED",
-            metadata={"known": known},
-        )
-    unknown = sorted(set(paths) - set(TENANT_SETTING_NAMES))
-    if unknown:
-        raise InvalidArgument(
-            f"update_mask names {', '.join(repr(p[:64]) for p in unknown[:5])}, which are not "
-            f"settings; the settings are: {known}",
-            reason="UNKNOWN_SETTING",
-            metadata={"known": known},
-        )
-    changes = {name: getattr(values, name) for name in dict.fromkeys(paths)}
+    paths = masked_fields(
+        paths, TENANT_SETTING_NAMES, what="settings", unknown_reason="UNKNOWN_SETTING"
+    )
+    changes = {name: getattr(values, name) for name in paths}
     settings = await tenants.update_tenant_settings(tenant_id, changes)
     if settings is None:
         raise tenant_not_found(tenant_id)

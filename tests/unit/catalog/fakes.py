@@ -39,6 +39,7 @@ from collections.abc import (
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
 
+from services.catalog.db.presets import DEFAULT_PRESETS, sorted_presets
 from services.catalog.lifecycle import (
     ABANDONED_AFTER,
     CLAIMABLE,
@@ -58,37 +59,47 @@ from services.catalog.model import (
     AssetStatus,
     Attempt,
     AttemptStart,
+    Backfill,
+    BackfillScope,
     Claimed,
     DeletedAsset,
+    FocalChange,
+    FocalPoint,
     Job,
     JobState,
     NewAsset,
     NewRendition,
     PoisonJob,
     PoisonReason,
+    PresetChange,
     PresetRenditions,
     RenderRequest,
     Rendition,
     SigningKey,
     SimilarAsset,
+    StaleRendition,
     StoredApiKey,
     Tenant,
     TenantMetrics,
+    TenantPresets,
     TenantSettings,
     without_gps,
 )
 from services.catalog.ports import KeysetPosition, MetadataRule, Stores
+from services.shared.presets import Preset
 from services.shared.retry_policy import DEFAULT_POLICY, RetryPolicy
 
 __all__ = [
     "FakeAssetStore",
     "FakeAssetWatch",
+    "FakeBackfillStore",
     "FakeCatalog",
     "FakeClock",
     "FakeContentLock",
     "FakeDatabase",
     "FakeJobStore",
     "FakePoisonStore",
+    "FakePresetStore",
     "FakePurgeStore",
     "FakeTenantStore",
     "FakeUsageStore",
@@ -161,6 +172,11 @@ class _JobRow:
     lease_owner: str | None = None
     lease_expires_at: dt.datetime | None = None
     not_before: dt.datetime | None = None
+    # What the job renders, fixed when it is made (jobs.presets, focal_x/focal_y).
+    presets: tuple[Preset, ...] | None = None
+    focal_point: FocalPoint | None = None
+    rerender: bool = False
+    backfill_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -190,6 +206,12 @@ class FakeDatabase:
     jobs: dict[uuid.UUID, _JobRow] = field(default_factory=dict)
     attempts: dict[tuple[uuid.UUID, int], _AttemptRow] = field(default_factory=dict)
     poison_jobs: dict[uuid.UUID, PoisonJob] = field(default_factory=dict)
+    # The service defaults, and each tenant's own presets once it has changed them.
+    default_presets: tuple[Preset, ...] = DEFAULT_PRESETS
+    tenant_presets: dict[uuid.UUID, dict[str, Preset]] = field(default_factory=dict)
+    backfills: dict[uuid.UUID, tuple[uuid.UUID, BackfillScope, str, int, dt.datetime]] = field(
+        default_factory=dict
+    )  # id -> (tenant, scope, preset, total, created_at)
     queries: Counter[str] = field(default_factory=Counter)
     watch: FakeAssetWatch = field(default_factory=FakeAssetWatch)
     content_locks: defaultdict[tuple[uuid.UUID, str], asyncio.Lock] = field(
@@ -212,6 +234,15 @@ class FakeDatabase:
             await self.queried.wait_for(lambda: self.queries[name] >= times)
 
     # Reading rows as the model shows them ------------------------------------------
+
+    def presets_of(self, tenant_id: uuid.UUID) -> tuple[Preset, ...]:
+        """The tenant's presets: its own, else the defaults (effective_presets_sql)."""
+        own = self.tenant_presets.get(tenant_id)
+        return sorted_presets(list(own.values()) if own else self.default_presets)
+
+    def current_rendition(self, row: _RenditionRow) -> bool:
+        """Of a preset the tenant has (preset_names_sql): listed and served."""
+        return row.rendition.preset in {p.name for p in self.presets_of(row.tenant_id)}
 
     def asset(self, asset_id: uuid.UUID) -> Asset:
         """The row with its newest job's id, as _ASSET_COLUMNS selects it."""
@@ -260,6 +291,8 @@ class FakeDatabase:
             content_hash=asset.content_hash,
             format=asset.format,
             interrupted=row.deliveries > 1 or row.spares > 0 or self.interrupted(row) > 0,
+            presets=row.presets or (),
+            focal_point=row.focal_point,
         )
 
     # Changing rows -------------------------------------------------------------------
@@ -275,7 +308,15 @@ class FakeDatabase:
     def set_job(self, row: _JobRow, **changes: object) -> None:
         row.job = replace(row.job, **changes, updated_at=self.clock.now())  # type: ignore[arg-type]
 
-    def insert_job(self, asset: Asset, request_id: str) -> _JobRow:
+    def insert_job(
+        self,
+        asset: Asset,
+        request_id: str,
+        *,
+        rerender: bool = False,
+        backfill_id: uuid.UUID | None = None,
+    ) -> _JobRow:
+        """A pending job rendering the tenant's presets and the asset's point as now."""
         now = self.clock.now()
         job = Job(
             id=uuid.uuid4(),
@@ -290,7 +331,14 @@ class FakeDatabase:
             published_at=None,
             finished_at=None,
         )
-        row = _JobRow(job, budget_since=now)
+        row = _JobRow(
+            job,
+            budget_since=now,
+            presets=self.presets_of(asset.tenant_id),
+            focal_point=asset.focal_point,
+            rerender=rerender,
+            backfill_id=backfill_id,
+        )
         self.jobs[job.id] = row
         return row
 
@@ -313,7 +361,7 @@ class FakeDatabase:
                 attempt.attempt = replace(
                     attempt.attempt, finished_at=now, error=attempt.attempt.error or error
                 )
-        if self.assets[job.asset_id].deleted_at is None:
+        if self.assets[job.asset_id].deleted_at is None and not row.rerender:
             self.set_asset(job.asset_id, status=AssetStatus.FAILED)
         poison = PoisonJob(
             id=uuid.uuid4(),
@@ -607,7 +655,9 @@ class FakeAssetStore:
         found = [
             row.rendition
             for row in self.db.renditions.values()
-            if row.tenant_id == tenant_id and row.rendition.asset_id in wanted
+            if row.tenant_id == tenant_id
+            and row.rendition.asset_id in wanted
+            and self.db.current_rendition(row)
         ]
         return sorted(found, key=lambda r: (r.asset_id, -r.width * r.height, r.preset, r.format))
 
@@ -624,6 +674,7 @@ class FakeAssetStore:
             if row.tenant_id == tenant_id
             and row.rendition.asset_id == asset_id
             and row.rendition.preset == preset
+            and self.db.current_rendition(row)
         ]
         return PresetRenditions(asset.status, tuple(sorted(found, key=lambda r: r.format)))
 
@@ -894,6 +945,7 @@ class FakeJobStore:
                 min_ssim=new.min_ssim,
                 updated_at=self.db.clock.now(),
                 content_sha256=new.content_sha256,
+                preset_version=new.preset_version,
             ),
         )
 
@@ -911,6 +963,15 @@ class FakeJobStore:
             return None
         for new in renditions:
             self._upsert_rendition(row, new)
+        # The formats a preset made here no longer has (_SUPERSEDED).
+        made = {(r.preset, r.format) for r in renditions}
+        self.db.renditions = {
+            key: kept
+            for key, kept in self.db.renditions.items()
+            if key[0] != row.job.asset_id
+            or key[1] not in {p for p, _ in made}
+            or (key[1], key[2]) in made
+        }
         settled = self.db.attempts.get((job_id, attempt))
         if settled is not None:
             settled.outcome = _SUCCEEDED
@@ -1044,6 +1105,9 @@ class FakePoisonStore:
                 self.db.set_job(row, state=JobState.PENDING, last_error="", finished_at=None)
                 row.not_before, row.lease_owner, row.lease_expires_at = None, None, None
                 row.deliveries, row.spares, row.budget_since = 0, 0, now
+                # Made anew: the tenant's presets and the asset's point as they are now.
+                row.presets = self.db.presets_of(tenant_id)
+                row.focal_point = self.db.assets[poison.asset_id].focal_point
             if self.db.assets[poison.asset_id].status == AssetStatus.FAILED:
                 self.db.set_asset(poison.asset_id, status=AssetStatus.PENDING)
         return poison, row.job
@@ -1128,6 +1192,182 @@ class FakePurgeStore:
         async with self.db.content_locks[(tenant_id, original_key)]:
             yield FakeContentLock(self.db, tenant_id, original_key)
 
+    def _stale(self, tenant_id: uuid.UUID) -> list[tuple[tuple[uuid.UUID, str, str], Rendition]]:
+        return sorted(
+            (
+                (key, row.rendition)
+                for key, row in self.db.renditions.items()
+                if row.tenant_id == tenant_id
+                and self.db.assets[key[0]].deleted_at is None
+                and not self.db.current_rendition(row)
+            ),
+            key=lambda found: found[1].object_key,
+        )
+
+    async def stale_renditions(self, tenant_id: uuid.UUID) -> list[StaleRendition]:
+        await self.db.query("stale_renditions")
+        return [
+            StaleRendition(r.asset_id, r.preset, r.format, r.object_key, r.size_bytes)
+            for _, r in self._stale(tenant_id)
+        ]
+
+    async def remove_stale_rendition(self, tenant_id: uuid.UUID, stale: StaleRendition) -> bool:
+        await self.db.query("remove_stale_rendition")
+        for key, rendition in self._stale(tenant_id):
+            if key == (stale.asset_id, stale.preset, stale.format) and (
+                rendition.object_key == stale.object_key
+            ):
+                del self.db.renditions[key]
+                return True
+        return False
+
+
+class FakePresetStore:
+    """The tenant's rows in `tenant_presets`; asyncio runs one change at a time, as the
+    lock on the tenant does."""
+
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+
+    async def tenant_presets(self, tenant_id: uuid.UUID) -> TenantPresets:
+        await self.db.query("tenant_presets")
+        return TenantPresets(self.db.presets_of(tenant_id), own=tenant_id in self.db.tenant_presets)
+
+    def _current(self, tenant_id: uuid.UUID) -> dict[str, Preset] | None:
+        if tenant_id not in self.db.tenants:
+            return None
+        return dict(
+            self.db.tenant_presets.get(tenant_id) or {p.name: p for p in self.db.default_presets}
+        )
+
+    async def create_preset(
+        self, tenant_id: uuid.UUID, preset: Preset, max_presets: int
+    ) -> PresetChange:
+        await self.db.query("create_preset")
+        current = self._current(tenant_id)
+        if current is None:
+            return PresetChange.NOT_FOUND
+        if preset.name in current:
+            return PresetChange.EXISTS
+        if len(current) >= max_presets:
+            return PresetChange.TOO_MANY
+        self.db.tenant_presets[tenant_id] = current | {preset.name: preset}
+        return PresetChange.DONE
+
+    async def replace_preset(self, tenant_id: uuid.UUID, preset: Preset) -> PresetChange:
+        await self.db.query("replace_preset")
+        current = self._current(tenant_id)
+        if current is None or preset.name not in current:
+            return PresetChange.NOT_FOUND
+        self.db.tenant_presets[tenant_id] = current | {preset.name: preset}
+        return PresetChange.DONE
+
+    async def delete_preset(self, tenant_id: uuid.UUID, name: str) -> PresetChange:
+        await self.db.query("delete_preset")
+        current = self._current(tenant_id)
+        if current is None or name not in current:
+            return PresetChange.NOT_FOUND
+        if len(current) <= 1:
+            return PresetChange.LAST
+        del current[name]
+        self.db.tenant_presets[tenant_id] = current
+        return PresetChange.DONE
+
+
+class FakeBackfillStore:
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+
+    async def set_focal_point(
+        self,
+        tenant_id: uuid.UUID,
+        asset_id: uuid.UUID,
+        point: FocalPoint | None,
+        *,
+        rerender: bool,
+    ) -> FocalChange | None:
+        await self.db.query("set_focal_point")
+        asset = self.db.tenant_asset(tenant_id, asset_id, include_deleted=False)
+        if asset is None:
+            return None
+        self.db.set_asset(asset_id, focal_point=point)
+        job = None
+        if rerender and asset.status != AssetStatus.FAILED:
+            job = self.db.insert_job(self.db.asset(asset_id), "", rerender=True).job
+        return FocalChange(self.db.asset(asset_id), job)
+
+    def _selected(
+        self, asset: Asset, scope: BackfillScope, preset: str, asset_ids: Collection[uuid.UUID]
+    ) -> bool:
+        wanted = {p.name: p.version for p in self.db.presets_of(asset.tenant_id)}
+        if preset:
+            wanted = {preset: wanted[preset]} if preset in wanted else {}
+        mine = [
+            r.rendition for r in self.db.renditions.values() if r.rendition.asset_id == asset.id
+        ]
+        if scope == BackfillScope.ASSET_IDS:
+            return asset.id in asset_ids
+        if scope == BackfillScope.MISSING:
+            return any(name not in {r.preset for r in mine} for name in wanted)
+        if scope == BackfillScope.OUTDATED:
+            return any(r.preset in wanted and r.preset_version != wanted[r.preset] for r in mine)
+        return True
+
+    async def start_backfill(
+        self,
+        tenant_id: uuid.UUID,
+        scope: BackfillScope,
+        preset: str,
+        asset_ids: Sequence[uuid.UUID],
+    ) -> Backfill:
+        await self.db.query("start_backfill")
+        backfill_id = uuid.uuid4()
+        busy = {r.job.asset_id for r in self.db.jobs.values() if r.job.state not in TERMINAL}
+        chosen = [
+            a
+            for a in self.db.assets.values()
+            if a.tenant_id == tenant_id
+            and a.status == AssetStatus.READY
+            and a.deleted_at is None
+            and a.id not in busy
+            and self._selected(a, scope, preset, set(asset_ids))
+        ]
+        for asset in chosen:
+            self.db.insert_job(asset, "", rerender=True, backfill_id=backfill_id)
+        self.db.backfills[backfill_id] = (
+            tenant_id,
+            scope,
+            preset,
+            len(chosen),
+            self.db.clock.now(),
+        )
+        backfill = self._backfill(tenant_id, backfill_id)
+        assert backfill is not None
+        return backfill
+
+    def _backfill(self, tenant_id: uuid.UUID, backfill_id: uuid.UUID) -> Backfill | None:
+        found = self.db.backfills.get(backfill_id)
+        if found is None or found[0] != tenant_id:
+            return None
+        _, scope, preset, total, created_at = found
+        jobs = [r.job for r in self.db.jobs.values() if r.backfill_id == backfill_id]
+        return Backfill(
+            id=backfill_id,
+            tenant_id=tenant_id,
+            scope=scope,
+            preset=preset,
+            total=total,
+            done=sum(1 for j in jobs if j.state == JobState.DONE),
+            failed=sum(1 for j in jobs if j.state == JobState.DEAD),
+            unfinished=sum(1 for j in jobs if j.state not in TERMINAL),
+            created_at=created_at,
+            last_finished_at=max((j.finished_at for j in jobs if j.finished_at), default=None),
+        )
+
+    async def get_backfill(self, tenant_id: uuid.UUID, backfill_id: uuid.UUID) -> Backfill | None:
+        await self.db.query("get_backfill")
+        return self._backfill(tenant_id, backfill_id)
+
 
 class FakeUsageStore:
     def __init__(self, db: FakeDatabase) -> None:
@@ -1184,6 +1424,8 @@ class FakeCatalog:
         self._poison = FakePoisonStore(self.db)
         self._purge = FakePurgeStore(self.db)
         self._usage = FakeUsageStore(self.db)
+        self._presets = FakePresetStore(self.db)
+        self._backfills = FakeBackfillStore(self.db)
 
     @property
     def clock(self) -> FakeClock:
@@ -1216,6 +1458,14 @@ class FakeCatalog:
     @property
     def usage(self) -> FakeUsageStore:
         return self._usage
+
+    @property
+    def presets(self) -> FakePresetStore:
+        return self._presets
+
+    @property
+    def backfills(self) -> FakeBackfillStore:
+        return self._backfills
 
 
 # Builders of what the stores take ---------------------------------------------------

@@ -40,6 +40,9 @@ class FakeRepo:
         raise AssertionError("no original is in play here")
         yield  # pragma: no cover
 
+    async def stale_renditions(self, tenant_id: uuid.UUID) -> list[Any]:
+        return []  # every preset is current here
+
 
 def _key(asset: uuid.UUID, name: str) -> str:
     return f"renditions/{TENANT}/{asset}/{name}"

@@ -15,7 +15,7 @@ from services.shared.errors import FailedPrecondition, NotFound
 from tests.unit.catalog.fakes import FakeCatalog, new_asset, new_rendition, registered, rendered
 
 TENANT = uuid.uuid4()
-ALL_FORMATS = [("thumb", "jpeg"), ("thumb", "webp"), ("thumb", "avif"), ("large", "webp")]
+ALL_FORMATS = [("thumb", "jpeg"), ("thumb", "webp"), ("thumb", "avif"), ("zoom", "webp")]
 
 
 async def _choose(
@@ -57,7 +57,7 @@ async def test_without_an_accept_list_jpeg_comes_first() -> None:
 async def test_another_presets_format_is_not_offered() -> None:
     catalog = FakeCatalog()
     asset = await rendered(catalog, new_asset(TENANT), ALL_FORMATS)
-    assert await _choose(catalog, asset, ["avif", "webp"], preset="large") == ("large", "webp")
+    assert await _choose(catalog, asset, ["avif", "webp"], preset="zoom") == ("zoom", "webp")
 
 
 async def test_no_accepted_format_names_the_available_ones() -> None:

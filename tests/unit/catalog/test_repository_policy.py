@@ -19,6 +19,8 @@ def test_every_method_said_to_be_idempotent_exists() -> None:
             db.PgPoisonStore,
             db.PgPurgeStore,
             db.PgUsageStore,
+            db.PgPresetStore,
+            db.PgBackfillStore,
         )
         for name, member in vars(store).items()
         if not name.startswith("_") and inspect.iscoroutinefunction(member)

@@ -69,6 +69,20 @@ def _metadata(context: Context) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
 
+# The service defaults, as the renderer and the catalog give them.
+PRESETS = [
+    renderer_pb2.Preset(
+        name=name,
+        max_width=size,
+        max_height=size,
+        formats=[common_pb2.IMAGE_FORMAT_JPEG],
+        quality=85,
+        version=f"{size:016x}",
+    )
+    for name, size in (("zoom", 1200), ("card", 400), ("thumb", 100))
+]
+
+
 @dataclass
 class Recorder:
     """What every RPC saw, and the failures still to inject per method."""
@@ -215,6 +229,7 @@ class Catalog(catalog_pb2_grpc.CatalogServiceServicer):
         self.renditions: tuple[common_pb2.Rendition, ...] = RENDITIONS
         self.signing = FakeSigning()
         self.list_requests: list[catalog_pb2.ListAssetsRequest] = []
+        self.presets = FakePresets()
 
     def _find(self, asset_id: str) -> common_pb2.Asset | None:
         return next((a for a in self.store.values() if a.asset_id == asset_id), None)
@@ -410,6 +425,104 @@ class Catalog(catalog_pb2_grpc.CatalogServiceServicer):
         setattr(self.signing.settings, paths[0], getattr(request.settings, paths[0]))
         return catalog_pb2.UpdateTenantSettingsResponse(settings=self.signing.settings)
 
+    async def ListTenantPresets(
+        self, request: catalog_pb2.ListTenantPresetsRequest, context: Context
+    ) -> catalog_pb2.ListTenantPresetsResponse:
+        await self.recorder.enter("ListTenantPresets", context)
+        return catalog_pb2.ListTenantPresetsResponse(
+            presets=list(self.presets.presets.values()), defaults=not self.presets.own
+        )
+
+    async def CreatePreset(
+        self, request: catalog_pb2.CreatePresetRequest, context: Context
+    ) -> catalog_pb2.CreatePresetResponse:
+        await self.recorder.enter("CreatePreset", context)
+        if request.preset.name in self.presets.presets:
+            await abort(context, grpc.StatusCode.ALREADY_EXISTS, "taken", "PRESET_EXISTS")
+        return catalog_pb2.CreatePresetResponse(preset=self.presets.store(request.preset))
+
+    async def UpdatePreset(
+        self, request: catalog_pb2.UpdatePresetRequest, context: Context
+    ) -> catalog_pb2.UpdatePresetResponse:
+        await self.recorder.enter("UpdatePreset", context)
+        self.presets.masks.append(list(request.update_mask.paths))
+        current = self.presets.presets.get(request.preset.name)
+        if current is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such preset", "PRESET_NOT_FOUND")
+        assert current is not None
+        changed = renderer_pb2.Preset()
+        changed.CopyFrom(current)
+        request.update_mask.MergeMessage(request.preset, changed)
+        return catalog_pb2.UpdatePresetResponse(preset=self.presets.store(changed))
+
+    async def DeletePreset(
+        self, request: catalog_pb2.DeletePresetRequest, context: Context
+    ) -> catalog_pb2.DeletePresetResponse:
+        await self.recorder.enter("DeletePreset", context)
+        if self.presets.presets.pop(request.name, None) is None:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such preset", "PRESET_NOT_FOUND")
+        self.presets.own = True
+        return catalog_pb2.DeletePresetResponse()
+
+    async def SetFocalPoint(
+        self, request: catalog_pb2.SetFocalPointRequest, context: Context
+    ) -> catalog_pb2.SetFocalPointResponse:
+        await self.recorder.enter("SetFocalPoint", context)
+        asset = common_pb2.Asset(asset_id=request.asset_id, status=common_pb2.ASSET_STATUS_READY)
+        if request.HasField("focal_point"):
+            asset.focal_point.CopyFrom(request.focal_point)
+        return catalog_pb2.SetFocalPointResponse(
+            asset=asset, job_id="j-focus" if request.HasField("focal_point") else ""
+        )
+
+    async def StartBackfill(
+        self, request: catalog_pb2.StartBackfillRequest, context: Context
+    ) -> catalog_pb2.StartBackfillResponse:
+        await self.recorder.enter("StartBackfill", context)
+        self.presets.backfill = catalog_pb2.Backfill(
+            backfill_id="b-1",
+            scope=request.scope,
+            preset=request.preset,
+            state=catalog_pb2.BACKFILL_STATE_RUNNING,
+            total=len(request.asset_ids) or 3,
+        )
+        return catalog_pb2.StartBackfillResponse(backfill=self.presets.backfill)
+
+    async def GetBackfill(
+        self, request: catalog_pb2.GetBackfillRequest, context: Context
+    ) -> catalog_pb2.GetBackfillResponse:
+        """One more asset done at each call, until all are."""
+        await self.recorder.enter("GetBackfill", context)
+        backfill = self.presets.backfill
+        if backfill is None or request.backfill_id != backfill.backfill_id:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no backfill", "BACKFILL_NOT_FOUND")
+        assert backfill is not None
+        backfill.done = min(backfill.done + 1, backfill.total)
+        if backfill.done == backfill.total:
+            backfill.state = catalog_pb2.BACKFILL_STATE_FINISHED
+            backfill.finish_time.FromSeconds(1_800_000_000)
+        return catalog_pb2.GetBackfillResponse(backfill=backfill)
+
+
+@dataclass
+class FakePresets:
+    """The tenant's presets (the defaults until it changes one) and its backfill."""
+
+    presets: dict[str, renderer_pb2.Preset] = field(
+        default_factory=lambda: {p.name: p for p in PRESETS}
+    )
+    own: bool = False
+    masks: list[list[str]] = field(default_factory=list)
+    backfill: catalog_pb2.Backfill | None = None
+
+    def store(self, preset: renderer_pb2.Preset) -> renderer_pb2.Preset:
+        stored = renderer_pb2.Preset()
+        stored.CopyFrom(preset)
+        stored.version = f"{len(self.presets) + len(self.masks):016x}"
+        self.presets[stored.name] = stored
+        self.own = True
+        return stored
+
 
 @dataclass
 class FakeSigning:
@@ -443,18 +556,7 @@ class Renderer(renderer_pb2_grpc.RendererServiceServicer):
         self, request: renderer_pb2.ListPresetsRequest, context: Context
     ) -> renderer_pb2.ListPresetsResponse:
         await self.recorder.enter("ListPresets", context)
-        return renderer_pb2.ListPresetsResponse(
-            presets=[
-                renderer_pb2.Preset(
-                    name=name,
-                    max_width=size,
-                    max_height=size,
-                    formats=[common_pb2.IMAGE_FORMAT_JPEG],
-                    quality=85,
-                )
-                for name, size in (("zoom", 1200), ("card", 400), ("thumb", 100))
-            ]
-        )
+        return renderer_pb2.ListPresetsResponse(presets=PRESETS)
 
     async def GetRendererStatus(self, request: object, context: Context) -> Never:
         await _unimplemented(context)

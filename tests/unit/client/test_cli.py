@@ -303,9 +303,9 @@ async def test_upload_wait_and_the_other_commands(fake: FakeServer, tmp_path: Pa
 
 
 async def test_human_output_has_tables_and_red_errors(fake: FakeServer, tmp_path: Path) -> None:
-    status, _, text = await _cli(fake.env(), "presets")
+    status, _, text = await _cli(fake.env(), "presets", "list")
     assert status == 0
-    assert "zoom" in text and "1200×1200" in text
+    assert "zoom" in text and "1200×1200" in text and "defaults" in text
 
     status, _, text = await _cli(fake.env(), "compare", "a-1")
     assert status == 0 and "inf" in text and "38.25" in text
