@@ -17,9 +17,9 @@ from typing import Any
 
 import exifread
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageCms, TiffImagePlugin
+from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
 
 from services.shared.imaging.decode import inspect_image, register_decoders
 from services.shared.imaging.metadata import (
@@ -388,4 +388,10 @@ def test_any_damage_to_a_block_gives_a_result(
     original = sources[block]
     damaged = original[:position] + noise + original[position + len(noise) :]
     damaged = damaged[: max(cut, 6)] if block == "exif" else damaged[:cut]
-    assert isinstance(read_metadata(_open(_jpeg(**{block: damaged}))), ImageMetadata)
+    try:
+        image = _open(_jpeg(**{block: damaged}))
+    except UnidentifiedImageError:
+        # Pillow refuses the whole file (an APP segment cut inside its header): ingest
+        # answers "not an image" before any metadata is read.
+        assume(False)
+    assert isinstance(read_metadata(image), ImageMetadata)
