@@ -31,6 +31,7 @@ import os
 import secrets
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,7 +39,7 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import corpus_photos, print_summary, rss_mib
+from bench.common import corpus_photos, cpu_seconds, print_summary, rss_mib
 from bench.wrk import WrkResult, require_wrk, run_wrk
 from devstack import ServiceProcess, Stack, StackConfig, unique_jpeg
 from imagepipe.client import AsyncClient
@@ -108,17 +109,41 @@ def _on_port(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
 
 
-def _rss_of(service: ServiceProcess) -> float:
-    """Resident memory of a delivery service: its process and its workers, if any."""
-    assert service.process is not None
-    pid = service.process.pid
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants (a delivery supervisor's workers, a launcher's
+    server)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return rss_mib(pid) + sum(rss_mib(int(child)) for child in children)
+    return [pid, *(p for child in children for p in _tree(int(child)))]
 
 
-def _measure(urls: list[str], connections: int, seconds: float) -> WrkResult:
+def _rss_of(service: ServiceProcess) -> float:
+    assert service.process is not None
+    return sum(rss_mib(pid) for pid in _tree(service.process.pid))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One target's wrk result and the CPU its servers spent per request during it."""
+
+    wrk: WrkResult
+    delivery_us: float | None  # None: delivery was not in the path
+    s3_us: float
+
+
+def _measure(
+    urls: list[str], connections: int, seconds: float, s3_pid: int, delivery_pid: int | None
+) -> Cell:
     run_wrk(urls, connections=connections, seconds=WARM_UP_SECONDS)
-    return run_wrk(urls, connections=connections, seconds=seconds)
+    pids = {"s3": _tree(s3_pid), "delivery": [] if delivery_pid is None else _tree(delivery_pid)}
+    before = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
+    result = run_wrk(urls, connections=connections, seconds=seconds)
+    spent = {name: sum(map(cpu_seconds, group)) - before[name] for name, group in pids.items()}
+    served = max(result.rps * seconds, 1.0)
+    return Cell(
+        result,
+        None if delivery_pid is None else spent["delivery"] / served * 1e6,
+        spent["s3"] / served * 1e6,
+    )
 
 
 def _fetch_all(urls: list[str]) -> int:
@@ -130,12 +155,14 @@ def _fetch_all(urls: list[str]) -> int:
     return total
 
 
-def _report(console: Console, results: dict[str, WrkResult], rss: dict[str, float]) -> None:
-    base = results["s3"]
+def _report(console: Console, results: dict[str, Cell], rss: dict[str, float]) -> None:
+    base = results["s3"].wrk
     table = Table(title=f"{PRESET} JPEGs over wrk, same objects, one run")
-    for column in ("target", "req/s", "MB/s", "p50 ms", "p99 ms", "errors", "vs s3", "RSS MiB"):
+    columns = ("target", "req/s", "MB/s", "p50 ms", "p99 ms", "errors", "vs s3")
+    for column in (*columns, "delivery CPU µs/req", "S3 CPU µs/req", "RSS MiB"):
         table.add_column(column, justify="left" if column == "target" else "right")
-    for name, result in results.items():
+    for name, cell in results.items():
+        result = cell.wrk
         table.add_row(
             name,
             f"{result.rps:.0f}",
@@ -144,6 +171,8 @@ def _report(console: Console, results: dict[str, WrkResult], rss: dict[str, floa
             f"{result.p99_ms:.1f}",
             str(result.errors + result.non_2xx),
             f"{result.rps / base.rps:.2f}x",
+            "-" if cell.delivery_us is None else f"{cell.delivery_us:.0f}",
+            f"{cell.s3_us:.0f}",
             f"{rss[name]:.0f}" if name in rss else "-",
         )
     console.print(table)
@@ -163,7 +192,9 @@ def main(images: int, seconds: float, connections: int) -> None:
                 f"{images} objects, {body_bytes / images / 1024:.1f} KiB each on average; "
                 f"{connections} connections, {seconds:g} s per target; {cores} cores"
             )
-            results = {"s3": _measure(presigned, connections, seconds)}
+            assert stack.s3.pid is not None
+            s3_pid = stack.s3.pid
+            results = {"s3": _measure(presigned, connections, seconds, s3_pid, None)}
             rss = {}
             for processes in sorted({1, cores}):
                 for name, cache in (("warm", None), ("cold", "0")):
@@ -175,23 +206,30 @@ def main(images: int, seconds: float, connections: int) -> None:
                     try:
                         service.wait_serving()
                         urls = [_on_port(url, service.port) for url in delivery_urls]
-                        results[target] = _measure(urls, connections, seconds)
+                        assert service.process is not None
+                        results[target] = _measure(
+                            urls, connections, seconds, s3_pid, service.process.pid
+                        )
                         rss[target] = _rss_of(service)
                     finally:
                         service.stop()
     _report(console, results, rss)
+    s3 = results["s3"]
     warm = results[max((n for n in results if n.startswith("warm")), key=_processes)]
     cold = results[max((n for n in results if n.startswith("cold")), key=_processes)]
     print_summary(
         {
-            "s3_rps": results["s3"].rps,
-            "warm_rps": warm.rps,
-            "cold_rps": cold.rps,
-            "warm_ratio": warm.rps / results["s3"].rps,
-            "cold_ratio": cold.rps / results["s3"].rps,
-            "p99_ms_warm": warm.p99_ms,
-            "warm_1_process_rps": results["warm, 1 process"].rps,
-            "cold_1_process_rps": results["cold, 1 process"].rps,
+            "s3_rps": s3.wrk.rps,
+            "warm_rps": warm.wrk.rps,
+            "cold_rps": cold.wrk.rps,
+            "warm_ratio": warm.wrk.rps / s3.wrk.rps,
+            "cold_ratio": cold.wrk.rps / s3.wrk.rps,
+            "p99_ms_warm": warm.wrk.p99_ms,
+            "warm_1_process_rps": results["warm, 1 process"].wrk.rps,
+            "cold_1_process_rps": results["cold, 1 process"].wrk.rps,
+            "s3_cpu_us": s3.s3_us,
+            "warm_cpu_us": results["warm, 1 process"].delivery_us or 0.0,
+            "cold_cpu_us": results["cold, 1 process"].delivery_us or 0.0,
         }
     )
 

@@ -242,13 +242,22 @@ class RenditionService:
         return Reply(status, headers, await self._body(rendition, start, length))
 
     async def _body(self, rendition: Rendition, start: int, length: int) -> bytes | ObjectStream:
+        size = rendition.size_bytes
         try:
-            if self._objects.keeps(rendition.size_bytes):
+            if self._objects.keeps(size):
                 data = await self._objects.get(rendition.object_key)
                 return data[start : start + length]
+            if size <= self._policy.chunk_bytes:
+                # No bigger than one streamed piece: one read, sent in one write.
+                data = await self._store.get_bytes(rendition.object_key)
+                return data[start : start + length]
             # Streamed: one piece in memory at a time, however large the object.
+            whole = start == 0 and length == size
             chunks = self._store.iter_chunks(
-                rendition.object_key, self._policy.chunk_bytes, offset=start, length=length
+                rendition.object_key,
+                self._policy.chunk_bytes,
+                offset=start,
+                length=None if whole else length,  # no Range header for the whole object
             )
             first = await anext(chunks, b"")
             return ObjectStream(first, chunks, length)

@@ -181,15 +181,19 @@ async def test_large_objects_are_streamed_in_pieces_ranges_included(harness: Har
     assert sum(harness.store.pieces) == 10_000, "only the range is read"
 
 
-async def test_without_cache_memory_every_object_is_streamed() -> None:
+async def test_without_cache_memory_nothing_is_kept_and_larger_objects_stream() -> None:
     harness = Harness(cache_bytes=0)
     tenant, _, _ = harness.tenant(unsigned=True)
-    asset = harness.publish(tenant, {"card": {"jpeg": SMALL}})
+    asset = harness.publish(tenant, {"card": {"jpeg": SMALL}, "zoom": {"jpeg": LARGE}})
     for _ in range(2):
-        reply = await harness.request(asset.path("card", "jpeg"))
-        assert isinstance(reply.body, ObjectStream)
-        assert await body_of(reply) == SMALL
-    assert harness.store.reads == 0
+        # No bigger than one piece: read whole and sent in one write, and not kept.
+        small = await harness.request(asset.path("card", "jpeg"))
+        assert small.body == SMALL
+        large = await harness.request(asset.path("zoom", "jpeg"))
+        assert isinstance(large.body, ObjectStream)
+        assert await body_of(large) == LARGE
+    assert harness.store.reads == 2
+    assert max(harness.store.pieces) <= 4096
 
 
 async def test_an_object_missing_from_the_store_is_a_404(
