@@ -15,6 +15,7 @@ import enum
 import uuid
 from dataclasses import dataclass
 
+from services.shared.asset_metadata import AssetMetadata, GpsPosition
 from services.shared.presets import Preset
 
 __all__ = [
@@ -143,37 +144,6 @@ TENANT_SETTING_NAMES = tuple(f.name for f in dataclasses.fields(TenantSettings))
 
 
 # Assets and renditions -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GpsPosition:
-    latitude: float  # degrees north
-    longitude: float  # degrees east
-    altitude_meters: float = 0.0
-
-
-@dataclass(frozen=True)
-class AssetMetadata:
-    """What an original says about itself (the AssetMetadata message's fields); empty
-    strings and zeros where it says nothing."""
-
-    capture_time: dt.datetime | None = None
-    capture_time_offset: str = ""
-    camera_make: str = ""
-    camera_model: str = ""
-    lens: str = ""
-    exposure_time_seconds: float = 0.0
-    f_number: float = 0.0
-    iso: int = 0
-    focal_length_mm: float = 0.0
-    orientation: int = 0
-    color_profile: str = ""
-    title: str = ""
-    description: str = ""
-    creator: str = ""
-    copyright: str = ""
-    keywords: tuple[str, ...] = ()
-    gps: GpsPosition | None = None
 
 
 def without_gps(metadata: AssetMetadata, settings: TenantSettings) -> AssetMetadata:

@@ -23,8 +23,8 @@ from imagepipe.v1 import catalog_internal_pb2, common_pb2, events_pb2, ingest_pb
 from services.shared.errors import InvalidArgument, ResourceExhausted, Unavailable
 from services.shared.imaging.decode import ImageFacts, inspect_image
 from services.shared.imaging.hashing import format_hash
-from services.shared.imaging.metadata import ImageMetadata
 from services.shared.logs import get_logger
+from services.shared.metadata_wire import metadata_message
 from services.shared.sandbox import DecodePool
 from services.shared.spool import Spool, StreamLimits, spooled
 from services.shared.storage import ObjectNotFound, ObjectStore, original_key
@@ -38,7 +38,6 @@ __all__ = [
     "UploadSlots",
     "Uploads",
     "check_header",
-    "metadata_message",
 ]
 
 log = get_logger(__name__)
@@ -140,39 +139,6 @@ def _check_filename_characters(name: str) -> None:
                 reason="INVALID_FILENAME",
                 metadata={"position": position},
             )
-
-
-def metadata_message(metadata: ImageMetadata) -> common_pb2.AssetMetadata:
-    """What the original says, as RegisterAsset carries it. GPS goes along whenever
-    the file has it: the catalog keeps it only for tenants that keep GPS."""
-    message = common_pb2.AssetMetadata(
-        capture_time_offset=metadata.capture_time_offset,
-        camera_make=metadata.camera_make,
-        camera_model=metadata.camera_model,
-        lens=metadata.lens,
-        exposure_time_seconds=metadata.exposure_time_seconds,
-        f_number=metadata.f_number,
-        iso=metadata.iso,
-        focal_length_mm=metadata.focal_length_mm,
-        orientation=metadata.orientation,
-        color_profile=metadata.color_profile,
-        title=metadata.title,
-        description=metadata.description,
-        creator=metadata.creator,
-        copyright=metadata.copyright,
-        keywords=metadata.keywords,
-    )
-    if metadata.capture_time is not None:
-        message.capture_time.FromDatetime(metadata.capture_time)
-    if metadata.gps is not None:
-        message.gps.CopyFrom(
-            common_pb2.GpsPosition(
-                latitude=metadata.gps.latitude,
-                longitude=metadata.gps.longitude,
-                altitude_meters=metadata.gps.altitude_meters,
-            )
-        )
-    return message
 
 
 class UploadSlots:

@@ -14,14 +14,12 @@ from imagepipe.v1 import catalog_internal_pb2, catalog_pb2, common_pb2, events_p
 from services.catalog.model import (
     TENANT_SETTING_NAMES,
     ApiKey,
-    AssetMetadata,
     AssetStatus,
     AssetWithRenditions,
     Attempt,
     Backfill,
     BackfillScope,
     FocalPoint,
-    GpsPosition,
     Job,
     JobState,
     NewAsset,
@@ -42,6 +40,7 @@ from services.catalog.model import (
 from services.catalog.usecases.delivery import version_of
 from services.shared.imaging.formats import ACCEPTED, format_from_name, format_name
 from services.shared.imaging.hashing import format_hash
+from services.shared.metadata_wire import metadata_from_message, metadata_message
 from services.shared.preset_wire import preset_messages
 
 __all__ = [
@@ -52,14 +51,12 @@ __all__ = [
     "PURGE_ITEM_KIND",
     "api_key_message",
     "asset_message",
-    "asset_metadata",
     "attempt_message",
     "backfill_message",
     "deliverable_rendition",
     "encode_request",
     "focal_point_message",
     "job_message",
-    "metadata_message",
     "metrics_message",
     "new_asset",
     "new_renditions",
@@ -208,43 +205,6 @@ def deliverable_rendition(rendition: Rendition) -> catalog_internal_pb2.Delivera
     )
 
 
-# The metadata fields that are the same plain value in the model and the message.
-_PLAIN_METADATA = tuple(
-    f.name
-    for f in dataclasses.fields(AssetMetadata)
-    if f.name not in ("capture_time", "keywords", "gps")
-)
-
-
-def metadata_message(metadata: AssetMetadata) -> common_pb2.AssetMetadata:
-    gps = metadata.gps
-    return common_pb2.AssetMetadata(
-        capture_time=timestamp(metadata.capture_time),
-        keywords=metadata.keywords,
-        gps=None if gps is None else common_pb2.GpsPosition(**dataclasses.asdict(gps)),
-        **{name: getattr(metadata, name) for name in _PLAIN_METADATA},
-    )
-
-
-def asset_metadata(message: common_pb2.AssetMetadata) -> AssetMetadata:
-    """A registration's metadata (checked by requests.checked_metadata)."""
-    gps = message.gps
-    return AssetMetadata(
-        capture_time=(
-            message.capture_time.ToDatetime(tzinfo=dt.UTC)
-            if message.HasField("capture_time")
-            else None
-        ),
-        keywords=tuple(message.keywords),
-        gps=(
-            GpsPosition(gps.latitude, gps.longitude, gps.altitude_meters)
-            if message.HasField("gps")
-            else None
-        ),
-        **{name: getattr(message, name) for name in _PLAIN_METADATA},
-    )
-
-
 def asset_message(found: AssetWithRenditions) -> common_pb2.Asset:
     asset = found.asset
     placeholder = None
@@ -316,7 +276,7 @@ def new_asset(
         labels=dict(request.labels),
         original_key=request.original_key,
         request_id=request.request_id,
-        metadata=asset_metadata(request.metadata),
+        metadata=metadata_from_message(request.metadata),
     )
 
 

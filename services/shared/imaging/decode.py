@@ -31,7 +31,7 @@ from services.shared.imaging.formats import (
     describe_non_image,
 )
 from services.shared.imaging.hashing import perceptual_hash
-from services.shared.imaging.metadata import ImageMetadata, read_metadata
+from services.shared.imaging.metadata import AssetMetadata, read_metadata
 from services.shared.imaging.vips import vips
 
 __all__ = [
@@ -80,7 +80,7 @@ class ImageFacts:
     height: int
     frame_count: int
     perceptual_hash: int
-    metadata: ImageMetadata = field(default_factory=ImageMetadata)
+    metadata: AssetMetadata = field(default_factory=AssetMetadata)
 
     @property
     def content_type(self) -> str:

@@ -21,11 +21,13 @@ import struct
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 from xml.etree import ElementTree
 
 from PIL import Image, ImageCms, ImageFile, IptcImagePlugin
+
+from services.shared.asset_metadata import AssetMetadata, GpsPosition
 
 __all__ = [
     "MAX_DESCRIPTION",
@@ -33,8 +35,8 @@ __all__ = [
     "MAX_KEYWORDS",
     "MAX_SHORT",
     "MAX_XMP_BYTES",
+    "AssetMetadata",
     "GpsPosition",
-    "ImageMetadata",
     "read_metadata",
 ]
 
@@ -91,41 +93,11 @@ _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _Fields = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class GpsPosition:
-    latitude: float  # degrees north, -90..90
-    longitude: float  # degrees east, -180..180
-    altitude_meters: float = 0.0  # 0 when the file does not say
+_FIELD_NAMES = tuple(f.name for f in fields(AssetMetadata))
 
 
-@dataclass(frozen=True)
-class ImageMetadata:
-    """The fields of the AssetMetadata message, cleaned; empty or zero when absent."""
-
-    capture_time: dt.datetime | None = None  # aware, UTC
-    capture_time_offset: str = ""  # "+02:00" when the file gives the offset
-    camera_make: str = ""
-    camera_model: str = ""
-    lens: str = ""
-    exposure_time_seconds: float = 0.0
-    f_number: float = 0.0
-    iso: int = 0
-    focal_length_mm: float = 0.0
-    orientation: int = 0
-    color_profile: str = ""
-    title: str = ""
-    description: str = ""
-    creator: str = ""
-    copyright: str = ""
-    keywords: tuple[str, ...] = ()
-    gps: GpsPosition | None = None
-
-
-_FIELD_NAMES = tuple(f.name for f in fields(ImageMetadata))
-
-
-def read_metadata(image: Image.Image) -> ImageMetadata:
-    """Everything the image's metadata blocks say that ImageMetadata holds.
+def read_metadata(image: Image.Image) -> AssetMetadata:
+    """Everything the image's metadata blocks say that AssetMetadata holds.
 
     Where blocks disagree, the capture time and camera facts come from EXIF first, the
     descriptive fields from XMP first (it carries Unicode), then IPTC, then EXIF.
@@ -152,7 +124,7 @@ def read_metadata(image: Image.Image) -> ImageMetadata:
             if name in source:
                 merged[name] = source[name]
                 break
-    return ImageMetadata(**{k: v for k, v in merged.items() if k in _FIELD_NAMES})
+    return AssetMetadata(**{k: v for k, v in merged.items() if k in _FIELD_NAMES})
 
 
 def _guarded(read: Callable[[Image.Image], _Fields], image: Image.Image) -> _Fields:

@@ -10,12 +10,13 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from imagepipe.v1 import catalog_pb2, common_pb2
-from services.catalog.api.convert import asset_metadata, metadata_message
 from services.catalog.api.requests import asset_filter, checked_metadata
 from services.catalog.db.rows import asset_metadata as stored_metadata
 from services.catalog.db.rows import metadata_document
 from services.catalog.model import AssetMetadata, AssetStatus, GpsPosition
 from services.shared.errors import InvalidArgument
+from services.shared.metadata_wire import metadata_from_message as asset_metadata
+from services.shared.metadata_wire import metadata_message
 
 FULL = AssetMetadata(
     capture_time=dt.datetime(2015, 4, 10, 18, 12, 23, 500000, tzinfo=dt.UTC),

@@ -27,7 +27,7 @@ from services.shared.imaging.metadata import (
     MAX_KEYWORD,
     MAX_KEYWORDS,
     MAX_SHORT,
-    ImageMetadata,
+    AssetMetadata,
     clean_text,
     read_metadata,
 )
@@ -159,7 +159,7 @@ def test_the_other_corpus_blocks() -> None:
 def test_ingest_records_the_metadata_of_the_bytes_it_proved() -> None:
     facts = inspect_image(CORPUS / "photo_iphone6_gps.jpg", MAX_PIXELS)
     assert facts.metadata.camera_model == "iPhone 6" and facts.metadata.gps is not None
-    assert inspect_image(CORPUS / "png_rgba_dice.png", MAX_PIXELS).metadata == ImageMetadata()
+    assert inspect_image(CORPUS / "png_rgba_dice.png", MAX_PIXELS).metadata == AssetMetadata()
 
 
 # Blocks we write, to know what they say ---------------------------------------------
@@ -283,7 +283,7 @@ HOSTILE = {
 def test_a_malformed_block_gives_a_result_not_an_error(name: str, tmp_path: Path) -> None:
     data = _jpeg(**HOSTILE[name])
     found = read_metadata(_open(data))
-    assert isinstance(found, ImageMetadata)
+    assert isinstance(found, AssetMetadata)
     # What a damaged block still says legibly may be kept, always as clean text.
     for text in (found.title, found.camera_make, found.camera_model, found.description):
         assert not any(ord(c) < 32 and c != "\n" for c in text)
@@ -328,7 +328,7 @@ def test_nan_zero_denominator_and_absurd_numbers_are_dropped() -> None:
         {1: "N", 2: (R(0, 0), R(0, 0), R(0, 0)), 3: "E", 4: (R(10, 1), R(0, 1), R(0, 1))},
     )
     found = read_metadata(_open(_jpeg(exif=exif)))
-    assert found == ImageMetadata()
+    assert found == AssetMetadata()
 
 
 def test_a_position_outside_the_earth_is_dropped() -> None:
@@ -394,4 +394,4 @@ def test_any_damage_to_a_block_gives_a_result(
         # Pillow refuses the whole file (an APP segment cut inside its header): ingest
         # answers "not an image" before any metadata is read.
         assume(False)
-    assert isinstance(read_metadata(image), ImageMetadata)
+    assert isinstance(read_metadata(image), AssetMetadata)
