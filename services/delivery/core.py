@@ -26,11 +26,12 @@ __all__ = ["COMMON_HEADERS", "DeliveryCore", "route_of"]
 log = get_logger(__name__)
 
 # On every reply: images may be drawn and timed by pages of any origin, and never
-# sniffed into another type.
+# sniffed into another type; the server names itself, not its framework's version.
 COMMON_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Access-Control-Allow-Origin": "*",
     "Timing-Allow-Origin": "*",
+    "Server": "imagepipe",
 }
 ALLOWED_METHODS = ("GET", "HEAD")
 HEALTH_PATHS = ("/healthz", "/readyz")

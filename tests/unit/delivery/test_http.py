@@ -53,6 +53,7 @@ async def test_bodies_go_out_whole_with_their_length(harness: Harness, client: C
             assert response.status == 200
             assert response.headers["Content-Length"] == str(len(data))
             assert "Transfer-Encoding" not in response.headers
+            assert response.headers["Server"] == "imagepipe"  # not the framework's version
             assert await response.read() == data
     async with client.get(
         sign(asset.path("zoom", "jpeg"), key, secret), headers={"Range": "bytes=-100"}

@@ -35,6 +35,7 @@ async def test_a_rendition_goes_out_with_exact_headers(harness: Harness) -> None
         "X-Content-Type-Options": "nosniff",
         "Access-Control-Allow-Origin": "*",
         "Timing-Allow-Origin": "*",
+        "Server": "imagepipe",
     }
     assert reply.route == "format"
 
