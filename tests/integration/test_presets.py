@@ -391,3 +391,18 @@ def test_a_request_made_before_a_preset_change_renders_what_it_asked(
     )
     card = _rendition(shown.asset, "card")
     assert (card.width, card.height, card.preset_version) == (400, 300, asked.version)
+
+
+async def test_renderers_without_the_broker_claim_tenants_in_turn() -> None:
+    """A backfill's thousands of jobs ahead of another tenant's upload: a renderer
+    polling the catalog (broker down) still takes the upload within its first claim."""
+    async with catalog_database("claims") as repo:
+        busy, other = await new_tenant(repo), await new_tenant(repo)
+        backlog = [(await _registered(repo, busy))[1] for _ in range(30)]
+        _, upload_job = await _registered(repo, other)
+        claimed = await repo.jobs.claim_for_render(
+            limit=4, lease=dt.timedelta(seconds=60), owner="test", delivery_limit=5
+        )
+    ids = [job.job_id for job in claimed.jobs]
+    assert len(ids) == 4 and upload_job in ids, (ids, upload_job)
+    assert set(ids) - {upload_job} <= set(backlog[:3])  # the backlog in its own order

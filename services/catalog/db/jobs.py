@@ -104,17 +104,29 @@ _UNPUBLISHED = f"""
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 """
+# Tenants take turns, as in _FAIR_SHARE: each tenant's oldest runnable job first, then
+# each one's second, ... so a tenant's backfill never holds back another's uploads while
+# renderers work without the broker. Candidates are a few claims' worth, so renderers
+# claiming at once still find rows the others have not locked.
 _RENDERABLE = f"""
-    SELECT id, deliveries > $3 AS over_limit FROM jobs
-    WHERE state IN ({sql_list(CLAIMABLE)})
-      AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
-      AND coalesce(not_before, '-infinity') <= clock_timestamp()
-      -- a retrying job's next attempt waits in a delay queue the broker
-      -- cannot deliver now: it is due once the longest backoff has passed
-      AND (state <> 'retrying' OR updated_at < clock_timestamp() - $2::interval)
-    ORDER BY created_at
+    WITH runnable AS (
+        SELECT id, created_at,
+               row_number() OVER (PARTITION BY tenant_id ORDER BY created_at, id) AS turn
+        FROM jobs
+        WHERE state IN ({sql_list(CLAIMABLE)})
+          AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
+          AND coalesce(not_before, '-infinity') <= clock_timestamp()
+          -- a retrying job's next attempt waits in a delay queue the broker
+          -- cannot deliver now: it is due once the longest backoff has passed
+          AND (state <> 'retrying' OR updated_at < clock_timestamp() - $2::interval)
+    ), candidates AS (
+        SELECT id, turn, created_at FROM runnable ORDER BY turn, created_at LIMIT $1 * 4
+    )
+    SELECT j.id, j.deliveries > $3 AS over_limit
+    FROM jobs j JOIN candidates c ON c.id = j.id
+    ORDER BY c.turn, c.created_at
     LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF j SKIP LOCKED
 """
 _INTERRUPTED = f"""
     SELECT j.spares, (SELECT count(*) FROM job_attempts t WHERE t.job_id = j.id

@@ -857,7 +857,7 @@ class FakeJobStore:
     ) -> Claimed:
         await self.db.query("claim_for_render")
         now = self.db.clock.now()
-        runnable = sorted(
+        due = sorted(
             (
                 row
                 for row in self.db.jobs.values()
@@ -871,7 +871,14 @@ class FakeJobStore:
                 )
             ),
             key=lambda r: r.job.created_at,
-        )[:limit]
+        )
+        # Tenants take turns: each one's oldest first, then each one's second, ...
+        turns: dict[uuid.UUID, int] = {}
+        ranked = []
+        for row in due:
+            turns[row.job.tenant_id] = turns.get(row.job.tenant_id, 0) + 1
+            ranked.append((turns[row.job.tenant_id], row.job.created_at, row))
+        runnable = [row for _, _, row in sorted(ranked, key=lambda t: (t[0], t[1]))][:limit]
         over = [r for r in runnable if r.deliveries > delivery_limit]
         claimed = [r for r in runnable if r.deliveries <= delivery_limit]
         for row in claimed:
